@@ -1,0 +1,213 @@
+"""Input validation shared by every public function.
+
+Every error raised here uses one template::
+
+    `<name>` must be <requirement>, got <what was given>.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_gramian",
+    "check_key",
+    "check_matrix",
+    "check_number",
+    "check_state",
+    "check_vector",
+    "message",
+]
+
+
+def message(name: str, requirement: str, got: str) -> str:
+    """Build the one error message template of the library."""
+    return f"`{name}` must be {requirement}, got {got}."
+
+
+def _shape(t: Tensor) -> str:
+    return "(" + ", ".join(str(d) for d in t.shape) + ("," if t.dim() == 1 else "") + ")"
+
+
+def _roundoff_tol(dtype: torch.dtype) -> float:
+    # Gramians accumulated over layers or in another order than ``J @ J.T`` differ from
+    # their transpose by a few ulps of the largest entry; sqrt(eps) leaves ample room
+    # for that while refusing anything visibly asymmetric.
+    return math.sqrt(torch.finfo(dtype).eps)
+
+
+def _check_float_tensor(t: Any, name: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(message(name, "a torch.Tensor", type(t).__name__))
+    if not t.dtype.is_floating_point:
+        raise TypeError(message(name, "a real floating-point tensor", f"dtype {t.dtype}"))
+
+
+def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
+    """Validate a real, finite, square matrix (or a stack of them when ``batched``).
+
+    Unlike :func:`check_gramian`, no symmetry is required (cross matrices ``J1 @ J2.T``).
+    Returns ``M`` unchanged.
+    """
+    _check_float_tensor(M, name)
+    if batched:
+        if M.dim() < 2:
+            raise ValueError(message(name, "a matrix of shape (..., m, m)", f"shape {_shape(M)}"))
+    elif M.dim() != 2:
+        raise ValueError(message(name, "a matrix of shape (m, m)", f"shape {_shape(M)}"))
+    if M.shape[-1] != M.shape[-2]:
+        raise ValueError(message(name, "a square matrix", f"shape {_shape(M)}"))
+    if M.shape[-1] == 0:
+        raise ValueError(message(name, "at least 1 x 1", f"shape {_shape(M)}"))
+    if not bool(torch.isfinite(M).all()):
+        raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
+    return M
+
+
+def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
+    """Validate a Gramian and return it symmetrised, with its diagonal clamped at 0.
+
+    ``G`` must be a real floating-point tensor of shape (m, m) with m >= 1 (or (..., m, m)
+    when ``batched``), finite, symmetric up to round-off and with a non-negative diagonal up
+    to round-off. Round-off asymmetry and slightly negative diagonal entries are repaired,
+    never refused; the input is not modified.
+
+    Raises:
+        TypeError: ``G`` is not a tensor, or its dtype is integer, boolean or complex.
+        ValueError: wrong shape, NaN/Inf, clear asymmetry or clearly negative diagonal.
+    """
+    _check_float_tensor(G, name)
+    if batched:
+        if G.dim() < 2:
+            raise ValueError(message(name, "a matrix of shape (..., m, m)", f"shape {_shape(G)}"))
+    elif G.dim() != 2:
+        raise ValueError(message(name, "a matrix of shape (m, m)", f"shape {_shape(G)}"))
+    if G.shape[-1] != G.shape[-2]:
+        raise ValueError(message(name, "a square matrix", f"shape {_shape(G)}"))
+    if G.shape[-1] == 0:
+        raise ValueError(message(name, "at least 1 x 1", f"shape {_shape(G)}"))
+    if G.numel() == 0:
+        return G.clone()
+
+    # All the checks are reduced to one small tensor, so validation costs one host sync.
+    tol = _roundoff_tol(G.dtype)
+    Gt = G.mT
+    scale = G.abs().amax(dim=(-2, -1), keepdim=True)
+    diag = G.diagonal(dim1=-2, dim2=-1)
+    finite = torch.isfinite(G).all()
+    asym = ((G - Gt).abs() > tol * scale).any()
+    neg_diag = (diag < -tol * scale.squeeze(-1)).any()
+    finite_ok, asym_bad, neg_bad = torch.stack([finite, asym, neg_diag]).tolist()
+    if not finite_ok:
+        raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
+    if asym_bad:
+        worst = float(((G - Gt).abs() / scale.clamp_min(torch.finfo(G.dtype).tiny)).max())
+        raise ValueError(
+            message(name, "symmetric up to round-off", f"a relative asymmetry of {worst:.3g}")
+        )
+    if neg_bad:
+        raise ValueError(
+            message(name, "positive semi-definite (non-negative diagonal)",
+                    f"diagonal entry {float(diag.min()):.6g}")
+        )
+    S = (G + Gt) / 2
+    return S.diagonal_scatter(S.diagonal(dim1=-2, dim2=-1).clamp_min(0), dim1=-2, dim2=-1)
+
+
+def check_vector(
+    v: Any,
+    name: str,
+    *,
+    length: int | None = None,
+    positive: bool = False,
+    non_negative: bool = False,
+    like: Tensor | None = None,
+) -> Tensor:
+    """Validate a 1-D finite vector and return it as a tensor (dtype/device of ``like``)."""
+    if isinstance(v, Tensor):
+        t = v
+    elif isinstance(v, Sequence) and not isinstance(v, str):
+        try:
+            t = torch.tensor(list(v), dtype=torch.get_default_dtype())
+        except (TypeError, ValueError):
+            raise TypeError(message(name, "a sequence of numbers or a tensor", repr(v))) from None
+    else:
+        raise TypeError(message(name, "a sequence of numbers or a tensor", type(v).__name__))
+    if t.is_complex() or not (t.dtype.is_floating_point or t.dtype in _INT_DTYPES):
+        raise TypeError(message(name, "a real tensor", f"dtype {t.dtype}"))
+    if t.dim() != 1:
+        raise ValueError(message(name, "a 1-D vector", f"shape {_shape(t)}"))
+    if length is not None and t.shape[0] != length:
+        raise ValueError(message(name, f"of length {length}", f"length {t.shape[0]}"))
+    if like is not None:
+        t = t.to(dtype=like.dtype, device=like.device)
+    flags = torch.stack([torch.isfinite(t).all(), (t > 0).all(), (t >= 0).all()]).tolist()
+    if not flags[0]:
+        raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
+    if positive and not flags[1]:
+        raise ValueError(message(name, "positive", f"minimum {float(t.min()):.6g}"))
+    if non_negative and not flags[2]:
+        raise ValueError(message(name, "non-negative", f"minimum {float(t.min()):.6g}"))
+    return t
+
+
+_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def check_key(key: Any, name: str = "key") -> int:
+    """Validate a random key: a Python ``int`` (``bool`` refused), any sign."""
+    if key is None:
+        raise TypeError(message(name, "an int (the random key; pass key=step)", "None"))
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise TypeError(message(name, "an int", type(key).__name__))
+    return key
+
+
+def check_number(
+    x: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+) -> Any:
+    """Validate a Python scalar option against an interval and return it."""
+    if integer:
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise TypeError(message(name, "an int", type(x).__name__))
+    elif isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(message(name, "a real number", type(x).__name__))
+    if not math.isfinite(x):
+        raise ValueError(message(name, "finite", repr(x)))
+    lo_ok = low is None or (x > low if low_open else x >= low)
+    hi_ok = high is None or (x < high if high_open else x <= high)
+    if not (lo_ok and hi_ok):
+        if low is not None and high is not None:
+            req = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            req = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            req = f"{'<' if high_open else '<='} {high:g}"
+        raise ValueError(message(name, req, repr(x)))
+    return x
+
+
+def check_state(state: Any, cls: type, name: str = "state", **expected_shapes: tuple[int, ...]) -> Any:
+    """Validate a NamedTuple state: its type and the shapes of the named fields."""
+    if not isinstance(state, cls):
+        raise TypeError(message(name, f"a {cls.__name__} (from the matching _init)", type(state).__name__))
+    for field, shape in expected_shapes.items():
+        value = getattr(state, field)
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                message(f"{name}.{field}", f"of shape {tuple(shape)} (state built for another m or K?)",
+                        f"shape {_shape(value)}")
+            )
+    return state
