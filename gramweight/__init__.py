@@ -6,7 +6,7 @@ loss gradients; the update is ``w @ J``. See ``WEIGHTINGS`` for the full list.
 
 from collections.abc import Callable
 
-from . import testing
+from . import autogram, testing
 from .weightings import constant, mean, random, sum  # noqa: A004
 
 __version__ = "0.1.0"
@@ -21,6 +21,7 @@ WEIGHTINGS: dict[str, Callable] = {
 
 __all__ = [
     "WEIGHTINGS",
+    "autogram",
     "constant",
     "mean",
     "random",

@@ -1,0 +1,6 @@
+"""autogram: the Gramian of a model's losses, layer by layer, without the Jacobian."""
+
+from ._engine import Engine
+from .rules import RULES, Factor, Outer, PerLoss, Rows, register_rule
+
+__all__ = ["RULES", "Engine", "Factor", "Outer", "PerLoss", "Rows", "register_rule"]

@@ -1,0 +1,129 @@
+"""The two forms in which a rule hands back the per-loss gradients of one parameter.
+
+A rule never returns the gradients themselves when it can avoid it: it returns a *factor*
+that knows how to produce, for the ``m`` losses,
+
+- ``gramian()``: the (m, m) Gramian of the parameter's per-loss gradients,
+- ``grads()``: the per-loss gradients, materialised, shape (m, *param.shape),
+- ``weighted(w)``: ``sum_i w[i] * grads()[i]``, shape param.shape, without materialising.
+
+The engine asks for ``gramian()`` when a parameter has one use, for ``grads()`` when it has
+several (so that the cross terms between uses are exact), and for ``weighted(w)`` in
+``Engine.backward``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["Factor", "Outer", "PerLoss"]
+
+
+class Factor:
+    """Interface of a factor (see the module docstring)."""
+
+    def gramian(self) -> Tensor:
+        g = self.grads().flatten(1)
+        return g @ g.T
+
+    def grads(self) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def weighted(self, w: Tensor) -> Tensor:
+        return torch.tensordot(w.to(self.dtype), self.grads(), dims=1)
+
+
+class PerLoss(Factor):
+    """Materialised per-loss gradients ``grads`` of shape (m, *param.shape)."""
+
+    def __init__(self, grads: Tensor):
+        self._grads = grads
+        self.dtype = grads.dtype
+
+    def grads(self) -> Tensor:
+        return self._grads
+
+    def gramian(self) -> Tensor:
+        g = self._grads.flatten(1)
+        return g @ g.T
+
+
+class Outer(Factor):
+    r"""Gradients of a linear map: :math:`g_{(s,k)} = \sum_p dY_{k,s,p}^\top X_{s,p}` per group.
+
+    Args:
+        X: inputs, shape (n, P, g, I): n independent samples (1 when the losses share the
+            batch), P positions summed over, g groups, I input features.
+        dY: output gradients, shape (t, n, P, g, O): one slice per task; loss ``(s, k)`` (row
+            ``s * t + k`` of the Gramian) depends on sample ``s`` only.
+        shape: the parameter's shape, of ``g * O * I`` elements laid out as (g, O, I).
+
+    ``gramian()`` picks, from the shapes, the cheaper of the "ghost" form
+    :math:`\sum_{p,q} (X_{s,p} \cdot X_{s',q}) (dY_{k,s,p} \cdot dY_{k',s',q})` and the
+    Gramian of the materialised gradients.
+    """
+
+    def __init__(self, X: Tensor, dY: Tensor, shape: torch.Size):
+        self.X, self.dY, self.shape = X, dY, shape
+        self.dtype = dY.dtype
+
+    def _sizes(self):
+        n, P, g, I = self.X.shape
+        return n, P, g, I, self.dY.shape[0], self.dY.shape[-1]
+
+    def ghost_cheaper(self) -> bool:
+        n, P, g, I, t, O = self._sizes()
+        ghost = g * n * n * P * P * (I + t * t * O + t * t)
+        materialised = g * n * t * P * O * I + g * (n * t) ** 2 * O * I
+        return ghost < materialised
+
+    def gramian(self) -> Tensor:
+        if not self.ghost_cheaper():
+            return super().gramian()
+        n, P, g, I, t, O = self._sizes()
+        X, dY = self.X.to(self.dtype), self.dY
+        if P == 1 and g == 1:
+            XX = X[:, 0, 0] @ X[:, 0, 0].T  # (n, n)
+            D = dY[:, :, 0, 0].transpose(0, 1).reshape(n * t, O)  # rows (s, k)
+            return (D @ D.T) * XX.repeat_interleave(t, 0).repeat_interleave(t, 1)
+        XX = torch.einsum("npgi,qrgi->gnpqr", X, X)
+        DD = torch.einsum("tnpgo,uqrgo->gnpqrtu", dY, dY)
+        G = torch.einsum("gnpqr,gnpqrtu->ntqu", XX, DD)
+        return G.reshape(n * t, n * t)
+
+    def grads(self) -> Tensor:
+        n, P, g, I, t, O = self._sizes()
+        G = torch.einsum("tnpgo,npgi->ntgoi", self.dY, self.X.to(self.dtype))
+        return G.reshape(n * t, *self.shape)
+
+    def weighted(self, w: Tensor) -> Tensor:
+        n, P, g, I, t, O = self._sizes()
+        dYw = torch.einsum("nt,tnpgo->npgo", w.to(self.dtype).reshape(n, t), self.dY)
+        return torch.einsum("npgo,npgi->goi", dYw, self.X.to(self.dtype)).reshape(self.shape)
+
+
+class Rows(Factor):
+    """Gradients that are non-zero on a few rows of a (V, ...) table (embeddings).
+
+    Args:
+        compact: per-loss gradients restricted to the rows listed in ``rows``: (m, U, ...).
+        rows: the (U,) distinct row indices, sorted.
+        shape: the parameter's shape (V, ...).
+    """
+
+    def __init__(self, compact: Tensor, rows: Tensor, shape: torch.Size):
+        self.compact, self.rows, self.shape = compact, rows, shape
+        self.dtype = compact.dtype
+
+    def gramian(self) -> Tensor:
+        c = self.compact.flatten(1)
+        return c @ c.T
+
+    def grads(self) -> Tensor:
+        out = self.compact.new_zeros(self.compact.shape[0], *self.shape)
+        return out.index_copy_(1, self.rows, self.compact)
+
+    def weighted(self, w: Tensor) -> Tensor:
+        rows = torch.tensordot(w.to(self.dtype), self.compact, dims=1)
+        return rows.new_zeros(self.shape).index_copy_(0, self.rows, rows)

@@ -1,0 +1,54 @@
+"""Rules for the affine parameters of ``LayerNorm``, ``GroupNorm`` and ``RMSNorm``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._factors import Factor, PerLoss
+from ._registry import register_rule, split_samples
+
+
+def _affine(xhat: Tensor, grad_output: Tensor, batched: bool, features: int, has_bias: bool
+            ) -> dict[str, Factor]:
+    # y = xhat * weight + bias (broadcast over the leading dimensions)
+    xh, dY, n, t = split_samples(xhat, grad_output, batched, features)
+    xh, dY = xh.flatten(2), dY.flatten(3)
+    shape = xhat.shape[xhat.dim() - features:]
+    out: dict[str, Factor] = {
+        "weight": PerLoss(torch.einsum("tnpf,npf->ntf", dY, xh).reshape(n * t, *shape))
+    }
+    if has_bias:
+        out["bias"] = PerLoss(dY.sum(2).transpose(0, 1).reshape(n * t, *shape))
+    return out
+
+
+@register_rule(nn.LayerNorm)
+def layer_norm(module: nn.LayerNorm, inputs: tuple, grad_output: Tensor, *, batched: bool
+               ) -> dict[str, Factor]:
+    """``y = normalise(x) * weight + bias`` over the last ``len(normalized_shape)`` dims."""
+    ns = module.normalized_shape
+    xhat = F.layer_norm(inputs[0], ns, eps=module.eps)
+    return _affine(xhat, grad_output, batched, len(ns), module.bias is not None)
+
+
+@register_rule(nn.RMSNorm)
+def rms_norm(module: nn.RMSNorm, inputs: tuple, grad_output: Tensor, *, batched: bool
+             ) -> dict[str, Factor]:
+    """``y = x / rms(x) * weight`` over the last ``len(normalized_shape)`` dims."""
+    ns = module.normalized_shape
+    xhat = F.rms_norm(inputs[0], ns, eps=module.eps)
+    return _affine(xhat, grad_output, batched, len(ns), False)
+
+
+@register_rule(nn.GroupNorm)
+def group_norm(module: nn.GroupNorm, inputs: tuple, grad_output: Tensor, *, batched: bool
+               ) -> dict[str, Factor]:
+    """``y = normalise_per_group(x) * weight[c] + bias[c]`` on (N, C, ...) inputs."""
+    x = inputs[0]
+    xhat = F.group_norm(x, module.num_groups, eps=module.eps)
+    # channels last, so that the per-channel parameters are the trailing feature dimension
+    xhat = xhat.movedim(1, -1)
+    dY = grad_output.movedim(2, -1)
+    return _affine(xhat, dY, batched, 1, True)

@@ -1,0 +1,72 @@
+"""Registry of the per-layer Gramian rules, looked up by exact module type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from ._factors import Factor
+
+__all__ = ["RULES", "Rule", "register_rule", "split_samples"]
+
+RuleFn = Callable[..., dict[str, Factor]]
+
+
+class Rule(NamedTuple):
+    """A rule and the condition under which it applies to a module instance."""
+
+    fn: RuleFn
+    when: Callable[[nn.Module], bool] | None = None
+
+    def applies(self, module: nn.Module) -> bool:
+        return self.when is None or bool(self.when(module))
+
+
+RULES: dict[type, Rule] = {}
+"""Every built-in rule, by exact module type (subclasses are *not* matched)."""
+
+
+def register_rule(*types: type, when: Callable[[nn.Module], bool] | None = None):
+    """Register ``fn(module, inputs, grad_output, *, batched) -> {param_name: Factor}``.
+
+    The rule receives the positional inputs of one call of the module, the gradient reaching
+    its (single tensor) output with a leading task axis of size ``t`` (shape
+    ``(t, *output.shape)``), and ``batched``: whether dimension 0 of the inputs and of the
+    output indexes independent samples (``batch_dim=0``) or the losses share the whole batch
+    (``batch_dim=None``). Loss ``(s, k)`` (row ``s * t + k``) depends on sample ``s`` and task
+    ``k``; when not batched there is one "sample" (the whole batch).
+
+    ``when`` optionally restricts the rule to some instances (e.g. ``Embedding`` without
+    ``max_norm``); other instances go to the generic fallback.
+    """
+
+    def decorator(fn: RuleFn) -> RuleFn:
+        for cls in types:
+            RULES[cls] = Rule(fn, when)
+        return fn
+
+    return decorator
+
+
+def split_samples(x: Tensor, grad_output: Tensor, batched: bool, features: int):
+    """Reshape an input (B, ..., *F) to (n, P, *F) and its output gradient likewise.
+
+    ``features`` is the number of trailing feature dimensions of ``x`` and of the output.
+    Returns ``(x, dY, n, t)`` with ``dY`` of shape (t, n, P, *F_out).
+    """
+    t = grad_output.shape[0]
+    fx = x.shape[x.dim() - features:]
+    fy = grad_output.shape[grad_output.dim() - features:]
+    if batched:
+        n = x.shape[0]
+        if grad_output.shape[1] != n:
+            raise ValueError(
+                f"`batch_dim` must index the samples in the inputs and outputs of every hooked "
+                f"module, got an input of batch size {n} and an output of batch size "
+                f"{grad_output.shape[1]}."
+            )
+    else:
+        n = 1
+    return x.reshape(n, -1, *fx), grad_output.reshape(t, n, -1, *fy), n, t
