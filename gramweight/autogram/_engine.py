@@ -358,6 +358,11 @@ class Engine:
                                      "losses with no path to any of them"))
         grads = [None if g is None else (g if batched else g.unsqueeze(0)) for g in grads]
 
+        with torch.no_grad():
+            return self._assemble(calls, rule_calls, generic, grads, losses, per, n, t)
+
+    def _assemble(self, calls, rule_calls, generic, grads, losses, per, n, t) -> Tensor:
+        m = n * t
         factors: dict[int, tuple[nn.Parameter, list[Factor]]] = {}
 
         def add(p: nn.Parameter, f: Factor) -> None:
@@ -426,8 +431,9 @@ class Engine:
         if not outs:
             return
         pairs = list(c.aliases.values())
-        gs = torch.autograd.grad(outs, [a for _, a in pairs], cots, retain_graph=True,
-                                 allow_unused=True, is_grads_batched=True)
+        with torch.enable_grad():
+            gs = torch.autograd.grad(outs, [a for _, a in pairs], cots, retain_graph=True,
+                                     allow_unused=True, is_grads_batched=True)
         for (p, _), g in zip(pairs, gs):
             if g is not None:
                 add(p, PerLoss(g))
@@ -453,6 +459,10 @@ class Engine:
         if not bool(torch.isfinite(weights).all()):
             raise ValueError(message("weights", "finite (no NaN or Inf)", "a non-finite entry"))
         kept, self._kept = self._kept, None
+        with torch.no_grad():
+            self._accumulate(kept, weights)
+
+    def _accumulate(self, kept, weights: Tensor) -> None:
         for p, fs in kept.values():
             w = weights if weights.dim() == 1 else weights[self._param_block[id(p)]]
             g = sum(f.weighted(w) for f in fs).to(p.dtype)

@@ -12,16 +12,6 @@ from .._checks import message
 __all__ = ["reference_gramian"]
 
 
-class _Closure(nn.Module):
-    def __init__(self, model: nn.Module, fn: Callable[[], Tensor]):
-        super().__init__()
-        self.model = model
-        self.fn = fn
-
-    def forward(self) -> Tensor:
-        return self.fn()
-
-
 def reference_gramian(model_or_params: nn.Module | Sequence[Tensor],
                       losses_fn: Callable[..., Tensor]) -> Tensor:
     """The Gramian ``J @ J.T`` of ``losses_fn()``'s gradients, from ``torch.func.jacrev``.
@@ -48,12 +38,20 @@ def reference_gramian(model_or_params: nn.Module | Sequence[Tensor],
                 [ 6., 20.]])
     """
     if isinstance(model_or_params, nn.Module):
-        names, params = zip(*[(f"model.{n}", p) for n, p in model_or_params.named_parameters()
-                              if p.requires_grad]) or ((), ())
-        closure = _Closure(model_or_params, losses_fn)
+        params = tuple(p for p in model_or_params.parameters() if p.requires_grad)
+        index = {id(p): k for k, p in enumerate(params)}
+        # every place a parameter is registered (a tied parameter has several)
+        slots = [(mod, name, index[id(p)]) for mod in model_or_params.modules()
+                 for name, p in mod._parameters.items() if p is not None and id(p) in index]
 
         def f(*ps: Tensor) -> Tensor:
-            return torch.func.functional_call(closure, dict(zip(names, ps)), ()).flatten()
+            for mod, name, k in slots:
+                mod._parameters[name] = ps[k]
+            try:
+                return losses_fn().flatten()
+            finally:
+                for mod, name, k in slots:
+                    mod._parameters[name] = params[k]
     else:
         params = tuple(model_or_params)
         if not all(isinstance(p, Tensor) for p in params):
@@ -66,4 +64,4 @@ def reference_gramian(model_or_params: nn.Module | Sequence[Tensor],
         raise ValueError(message("model_or_params", "with parameters that require grad", "none"))
     jac = torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params)
     J = torch.cat([j.flatten(1) for j in jac], dim=1)
-    return J @ J.T
+    return (J @ J.T).detach()

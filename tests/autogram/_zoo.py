@@ -1,0 +1,390 @@
+"""A zoo of small architectures for the autogram correctness tests.
+
+Every entry builds ``(model, inputs, forward)``: ``forward(model, inputs)`` returns a
+(B, d) tensor whose row ``b`` depends on sample ``b`` only (unless the entry is marked as
+mixing samples), from which the tests derive the three shapes of losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+B = 4
+
+
+class Arch(NamedTuple):
+    build: Callable[[], tuple[nn.Module, object, Callable]]
+    instance_wise: bool = True  # False: samples are mixed, only batch_dim=None applies
+
+
+ZOO: dict[str, Arch] = {}
+
+
+def arch(instance_wise: bool = True):
+    def deco(fn):
+        ZOO[fn.__name__] = Arch(fn, instance_wise)
+        return fn
+    return deco
+
+
+def _call(model, x):
+    return model(x)
+
+
+def _flat(model, x):
+    return model(x).flatten(1)
+
+
+@arch()
+def mlp():
+    m = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 3))
+    return m, torch.randn(B, 5), _call
+
+
+@arch()
+def mlp_no_bias():
+    m = nn.Sequential(nn.Linear(5, 6, bias=False), nn.Sigmoid(), nn.Linear(6, 2, bias=False))
+    return m, torch.randn(B, 5), _call
+
+
+@arch()
+def linear_sequence():
+    # Linear on (B, S, I): the positions are summed over inside each sample
+    m = nn.Sequential(nn.Linear(3, 4), nn.GELU(), nn.Linear(4, 2))
+    return m, torch.randn(B, 7, 3), _flat
+
+
+@arch()
+def linear_long_sequence():
+    # wide layer, short sequence: materialised per-sample gradients are the cheaper form
+    m = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 2))
+    return m, torch.randn(B, 40, 2), _flat
+
+
+@arch()
+def cnn():
+    m = nn.Sequential(
+        nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 3 * 3, 3),
+    )
+    return m, torch.randn(B, 2, 8, 8), _call
+
+
+@arch()
+def conv1d_dilated_grouped():
+    m = nn.Sequential(nn.Conv1d(4, 6, 3, dilation=2, groups=2), nn.Tanh(),
+                      nn.Conv1d(6, 2, 2, stride=2, bias=False), nn.Flatten())
+    return m, torch.randn(B, 4, 11), _call
+
+
+@arch()
+def conv2d_same_reflect():
+    m = nn.Sequential(nn.Conv2d(2, 4, (3, 2), padding="same", padding_mode="reflect", groups=2),
+                      nn.ReLU(), nn.Conv2d(4, 2, 2, padding=1, padding_mode="circular"),
+                      nn.Flatten())
+    return m, torch.randn(B, 2, 5, 6), _call
+
+
+@arch()
+def embedding_bag():
+    m = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 3))
+    return m, torch.randint(0, 10, (B, 3)), _call
+
+
+@arch()
+def embedding_padding_idx():
+    m = nn.Sequential(nn.Embedding(6, 3, padding_idx=0), nn.Tanh(), nn.Flatten())
+    x = torch.tensor([[0, 1, 2, 1], [3, 0, 0, 5], [1, 1, 1, 1], [2, 4, 0, 3]])
+    return m, x, _call
+
+
+class TiedLM(nn.Module):
+    def __init__(self, V=7, D=4):
+        super().__init__()
+        self.emb = nn.Embedding(V, D)
+        self.mix = nn.Linear(D, D)
+        self.head = nn.Linear(D, V)
+        self.head.weight = self.emb.weight  # tied input / output embeddings
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.mix(self.emb(x))))
+
+
+@arch()
+def tied_embedding():
+    return TiedLM(), torch.randint(0, 7, (B, 5)), _flat
+
+
+class Reuse(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(torch.tanh(self.lin(x)))
+
+
+@arch()
+def module_reused():
+    return Reuse(), torch.randn(B, 4), _call
+
+
+@arch()
+def conv_reused():
+    conv = nn.Conv2d(2, 2, 3, padding=1)
+    return nn.Sequential(conv, nn.Tanh(), conv, nn.Flatten()), torch.randn(B, 2, 4, 4), _call
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+        self.b = nn.Linear(3, 2)
+        self.c = nn.Linear(3, 3, bias=False)
+        self.c.weight = self.a.weight  # one parameter, two modules
+
+    def forward(self, x):
+        return self.b(torch.relu(self.c(torch.sin(self.a(x)))))
+
+
+@arch()
+def shared_parameter():
+    return Shared(), torch.randn(B, 3), _call
+
+
+class ParentUsesChild(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.lin(x))
+        h = h @ self.lin.weight  # the parent uses its child's parameter directly
+        return self.out(h) + self.out.bias
+
+
+@arch()
+def parent_uses_child_parameter():
+    return ParentUsesChild(), torch.randn(B, 3), _call
+
+
+@arch()
+def frozen_parameters():
+    m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    m[0].weight.requires_grad_(False)
+    m[2].requires_grad_(False)
+    m[3].bias.requires_grad_(False)
+    return m, torch.randn(B, 3), _call
+
+
+class Unused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(3, 2)
+        self.never_called = nn.Linear(3, 2)
+        self.unused_output = nn.Linear(3, 5)
+        self.free_unused = nn.Parameter(torch.randn(3))
+
+    def forward(self, x):
+        self.unused_output(x)  # output dropped: contributes nothing
+        return self.used(x)
+
+
+@arch()
+def unused_parameters_and_outputs():
+    return Unused(), torch.randn(B, 3), _call
+
+
+class PyTree(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.ModuleDict({"a": nn.Linear(2, 3), "b": nn.Linear(4, 3)})
+        self.scale = nn.Parameter(torch.randn(3))
+
+    def forward(self, inputs: dict, *, mode: str = "sum", power: int = 2):
+        ha = self.enc["a"](inputs["a"])
+        hb = self.enc["b"](inputs["pair"][1])
+        h = ha + hb if mode == "sum" else ha * hb
+        return {"main": (h * self.scale) ** power, "aux": [hb.sum(-1), None, "tag"]}
+
+
+@arch()
+def pytree_in_out():
+    x = {"a": torch.randn(B, 2), "pair": ("unused", torch.randn(B, 4))}
+
+    def fwd(model, inputs):
+        out = model(inputs, mode="prod", power=1)
+        return torch.cat([out["main"], out["aux"][0].unsqueeze(1)], 1)
+    return PyTree(), x, fwd
+
+
+class FreeParams(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.randn(3))
+        self.shift = nn.Parameter(torch.randn(3))
+        self.mat = nn.Parameter(torch.randn(3, 2))
+
+    def forward(self, x):
+        return torch.tanh(x * self.scale + self.shift) @ self.mat
+
+
+@arch()
+def free_parameters():
+    return FreeParams(), torch.randn(B, 3), _call
+
+
+class GenericAroundRule(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gate = nn.Parameter(torch.randn(4))
+        self.inner = nn.Linear(3, 4)
+
+    def forward(self, x, temperature: float = 1.0, use_gate: bool = True):
+        h = self.inner(x)
+        return h * torch.sigmoid(self.gate / temperature) if use_gate else h
+
+
+class CallsWithOptions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = GenericAroundRule()
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.block(x, 2.0, use_gate=True)
+        return self.out(self.block.inner(x) + h)
+
+
+@arch()
+def free_parameter_around_child_and_non_tensor_args():
+    return CallsWithOptions(), torch.randn(B, 3), _call
+
+
+@arch()
+def layer_norm():
+    m = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.ReLU(), nn.Linear(4, 3),
+                      nn.LayerNorm(3, bias=False))
+    return m, torch.randn(B, 3), _call
+
+
+@arch()
+def layer_norm_sequence_2d():
+    m = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm((5, 4)), nn.Flatten())
+    return m, torch.randn(B, 5, 3), _call
+
+
+@arch()
+def group_norm_cnn():
+    m = nn.Sequential(nn.Conv2d(2, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),
+                      nn.Linear(4 * 4 * 4, 2))
+    return m, torch.randn(B, 2, 6, 6), _call
+
+
+@arch()
+def rms_norm():
+    m = nn.Sequential(nn.Linear(3, 4), nn.RMSNorm(4), nn.Linear(4, 2), nn.RMSNorm(2, eps=1e-3))
+    return m, torch.randn(B, 6, 3), _flat
+
+
+@arch()
+def dropout_train():
+    m = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 3))
+    return m, torch.randn(B, 4), _call
+
+
+@arch()
+def dropout_eval():
+    m = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.ReLU(), nn.Linear(8, 3)).eval()
+    return m, torch.randn(B, 4), _call
+
+
+class Attention(nn.Module):
+    def __init__(self, **kw):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True, **kw)
+
+    def forward(self, q, kv):
+        out, _ = self.attn(q, kv[0], kv[1])
+        return out
+
+
+@arch()
+def mha_kdim_vdim():
+    m = Attention(kdim=3, vdim=5)
+    x = (torch.randn(B, 2, 4), (torch.randn(B, 3, 3), torch.randn(B, 3, 5)))
+    return m, x, lambda model, x: model(x[0], x[1]).flatten(1)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True, dropout=0.3)
+
+    def forward(self, x):
+        out, weights = self.attn(x, x, x, need_weights=True)
+        return torch.cat([out.flatten(1), weights.flatten(1)], 1)
+
+
+@arch()
+def mha_self_with_dropout():
+    return SelfAttention(), torch.randn(B, 3, 4), _call
+
+
+@arch()
+def transformer_encoder():
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.0, batch_first=True)
+    m = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    return m, torch.randn(B, 3, 8), _flat
+
+
+@arch()
+def batchnorm_eval():
+    m = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten())
+    m[1].running_mean.uniform_(-1, 1)
+    m[1].running_var.uniform_(0.5, 2)
+    return m.eval(), torch.randn(B, 2, 5, 5), _call
+
+
+@arch(instance_wise=False)
+def batchnorm_train():
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.Tanh(), nn.Linear(4, 2))
+    return m, torch.randn(B, 3), _call
+
+
+@arch(instance_wise=False)
+def lstm():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(3, 4, batch_first=True)
+            self.out = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h, _ = self.rnn(x)
+            return self.out(h[:, -1])
+    return Net(), torch.randn(B, 5, 3), _call
+
+
+# ------------------------------------------------------------------ the three loss shapes
+def losses_of(out: Tensor, shape: str) -> Tensor:
+    target = torch.linspace(-1, 1, out.shape[1], dtype=out.dtype)
+    if shape == "instance":  # (B,)
+        return ((out - target) ** 2).sum(1)
+    if shape == "mixed":  # (B, 2)
+        return torch.stack([((out - target) ** 2).sum(1), torch.sin(out.sum(1))], 1)
+    # "multitask": (3,) losses of the whole batch
+    return torch.stack([((out - target) ** 2).mean(), torch.cos(out.mean()),
+                        (out[:, 0] * out[:, -1]).mean()])
+
+
+SHAPES = ("instance", "mixed", "multitask")
+
+
+def batch_dim_of(shape: str):
+    return None if shape == "multitask" else 0
