@@ -14,6 +14,8 @@ from torch.utils import _pytree as pytree
 
 from .._checks import message
 from .rules import RULES, Factor, PerLoss, Rule
+from .rules._attention import DECOMPOSITIONS
+from .rules._linear import linear as _linear_rule
 
 __all__ = ["Engine"]
 
@@ -41,6 +43,26 @@ class _Call:
     aliases: dict[int, tuple[nn.Parameter, Tensor]] = field(default_factory=dict)
     outputs: list[Tensor] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
+
+
+class _LinearUse:
+    """Stands for a module in a ``linear`` use recorded by a decomposition."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, bias_rows: slice | None):
+        self.weight, self.bias, self.bias_rows = weight, bias, bias_rows
+
+
+def _sliced_linear_rule(module: _LinearUse, inputs, grad_output, *, batched):
+    out = _linear_rule(module, inputs, grad_output, batched=batched)
+    if module.bias_rows is not None and "bias" in out:
+        g = out["bias"].grads()
+        full = g.new_zeros(g.shape[0], *module.bias.shape)
+        full[:, module.bias_rows] = g
+        out["bias"] = PerLoss(full)
+    return out
+
+
+_LINEAR_USE_RULE = Rule(_sliced_linear_rule)
 
 
 class _Recorder(TorchFunctionMode):
@@ -74,6 +96,11 @@ class _Recorder(TorchFunctionMode):
         call = engine._stack[-1]
         if call is None:
             return func(*args, **kwargs)
+        decomposition = DECOMPOSITIONS.get(func)
+        if decomposition is not None:
+            out = decomposition(*args, **kwargs, linear=engine._linear_use)
+            if out is not NotImplemented:
+                return out
         for i in hit:
             p = leaves[i]
             name = engine._own_names.get((id(call.module), id(p)))
@@ -258,6 +285,25 @@ class Engine:
             x._version for x in call.args if isinstance(x, Tensor)]
         self._calls.append(call)
         return None
+
+    def _linear_use(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
+                    bias_rows: slice | None = None) -> Tensor:
+        """``F.linear`` whose parameter uses the Linear rule covers (for decompositions)."""
+        b = bias if bias is None or bias_rows is None else bias[bias_rows]
+        y = F.linear(x, weight, b)
+        params = {name: p for name, p in (("weight", weight), ("bias", bias))
+                  if p is not None and id(p) in self._param_ids and p.requires_grad}
+        unknown = [t for t in (weight, bias) if t is not None and t.requires_grad
+                   and id(t) not in self._param_ids]
+        if unknown:
+            raise RuntimeError(message("the parameters of a decomposed module",
+                                       "parameters of the hooked modules", "another tensor"))
+        if params and y.requires_grad:
+            call = _Call(_LinearUse(weight, bias, bias_rows), _LINEAR_USE_RULE, (x,),
+                         rule_params=params, outputs=[y])
+            call.versions = [y._version, x._version]
+            self._calls.append(call)
+        return y
 
     # ------------------------------------------------------------------ public API
     def __enter__(self) -> Engine:
