@@ -144,7 +144,7 @@ def tjd_autojac_step(model, losses_fn):
     return step, lambda: None
 
 
-STEPS: dict[str, Callable] = {"plain": plain, "gw_mean": _gw(gw.mean), "plain_again": plain}
+STEPS: dict[str, Callable] = {"plain": plain, "gw_mean": _gw(gw.mean)}
 if hasattr(gw, "upgrad"):
     STEPS["gw_upgrad"] = _gw(gw.upgrad)
 if torchjd is not None:
@@ -153,19 +153,26 @@ if torchjd is not None:
 
 
 def time_steps(model_name: str, repeat: int, warmup: int = 2) -> dict[str, float]:
-    out = {}
+    """Median seconds per step. The steps run in turns (one of each per round), so that a
+    change of load on the machine affects every step alike."""
+    runs = {}
     for name, make in STEPS.items():
         torch.manual_seed(0)
         model, losses_fn = MODELS[model_name]()
         step, close = make(model, losses_fn)
-        n = repeat if name != "tjd_autojac" else max(3, repeat // 4)
         for _ in range(warmup):
             step()
-        times = []
-        for _ in range(n):
+        runs[name] = (step, close, [])
+    slow = {"tjd_autojac"}  # seconds per step: fewer rounds
+    for r in range(repeat):
+        for name, (step, _, times) in runs.items():
+            if name in slow and r >= max(3, repeat // 4):
+                continue
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
+    out = {}
+    for name, (_, close, times) in runs.items():
         close()
         out[name] = statistics.median(times)
     return out
