@@ -396,6 +396,7 @@ class Engine:
         if not inputs:
             raise ValueError(message("losses", "computed by the hooked modules (run their "
                                      "forward with grad enabled first)", "no recorded call"))
+        self._check_uses(losses, rule_calls, generic)
         need_graph = retain_graph or (self.batch_dim is not None and bool(generic))
         grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,
                                     allow_unused=True, is_grads_batched=batched)
@@ -456,6 +457,49 @@ class Engine:
                 G += Gp
         self._kept, self._m = factors, m
         return Gs if per else G
+
+    def _check_uses(self, losses: Tensor, rule_calls: list[_Call], generic: list[_Call]) -> None:
+        """Refuse any path from the losses to a hooked parameter that no recorded use covers.
+
+        Such a path (a parameter used outside the forward of the hooked modules, e.g. a
+        weight penalty added to the losses) would otherwise be missing from the Gramian.
+        """
+        allowed: dict[Any, set[int]] = {}  # node -> parameters it may reach directly
+        for c in generic:
+            for p, a in c.aliases.values():
+                allowed.setdefault(a.grad_fn, set()).add(id(p))
+        for c in rule_calls:
+            stops = {x.grad_fn for x in c.args if isinstance(x, Tensor) and x.grad_fn is not None}
+            covered = {id(p) for p in c.rule_params.values()}
+            todo = [c.outputs[0].grad_fn]
+            seen = set()
+            while todo:
+                node = todo.pop()
+                if node is None or node in seen or node in stops:
+                    continue
+                seen.add(node)
+                allowed.setdefault(node, set()).update(covered)
+                todo.extend(nxt for nxt, _ in node.next_functions)
+        todo, seen = [losses.grad_fn], set()
+        while todo:
+            node = todo.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            for nxt, _ in node.next_functions:
+                if nxt is None:
+                    continue
+                var = getattr(nxt, "variable", None)
+                if var is not None and id(var) in self._param_ids:
+                    if id(var) not in allowed.get(node, ()):
+                        raise ValueError(message(
+                            "losses", "dependent on the hooked parameters only through the "
+                            "forward of the hooked modules (compute a weight penalty inside "
+                            "the forward, or add its gradient after engine.backward)",
+                            f"a use of a {type(var).__name__} of shape "
+                            f"{_shape(var.shape)} outside it"))
+                else:
+                    todo.append(nxt)
 
     def _batch_message(self, c: _Call, got: int, B: int) -> str:
         return message(
