@@ -272,8 +272,8 @@ class Engine:
         if not self._stack and self._mode is not None:
             mode, self._mode = self._mode, None
             mode.__exit__(None, None, None)
-        if call is None or not (call.rule_params or call.aliases):
-            return None
+        if call is None or output is None or not (call.rule_params or call.aliases):
+            return None  # nothing used, no gradient enabled, or the forward raised
         leaves = [x for x in pytree.tree_leaves(output)
                   if isinstance(x, Tensor) and x.requires_grad]
         if call.rule_params and (len(leaves) != 1 or not isinstance(output, Tensor)):

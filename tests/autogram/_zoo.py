@@ -388,3 +388,66 @@ SHAPES = ("instance", "mixed", "multitask")
 
 def batch_dim_of(shape: str):
     return None if shape == "multitask" else 0
+
+
+class AttentionBiasKV(nn.Module):
+    # add_bias_kv / add_zero_attn: no decomposition, the generic fallback handles it
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True, add_bias_kv=True,
+                                          add_zero_attn=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+@arch()
+def mha_generic_fallback():
+    return AttentionBiasKV(), torch.randn(B, 3, 4), _flat
+
+
+class CrossAttention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x):
+        q, kv = x[:, :2], x[:, 2:]
+        mask = torch.tensor([[False, True, False], [False, False, True]])
+        pad = torch.zeros(x.shape[0], 3, dtype=torch.bool)
+        pad[0, 2] = True
+        return self.attn(q, kv, kv, attn_mask=mask, key_padding_mask=pad,
+                         average_attn_weights=False)[0]
+
+
+@arch()
+def mha_cross_packed_with_masks():
+    return CrossAttention(), torch.randn(B, 5, 4), _flat
+
+
+class FunctionalTied(nn.Module):
+    # the output layer is a functional call on the embedding table, inside the parent
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(6, 3)
+        self.proj = nn.Linear(3, 3)
+
+    def forward(self, idx):
+        h = torch.tanh(self.proj(self.emb(idx)))
+        return nn.functional.linear(h, self.emb.weight)
+
+
+@arch()
+def functional_tied_output():
+    return FunctionalTied(), torch.randint(0, 6, (B, 4)), _flat
+
+
+@arch()
+def causal_transformer_decoder_only():
+    layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0, batch_first=True,
+                                       norm_first=True, activation="gelu")
+    mask = nn.Transformer.generate_square_subsequent_mask(3, dtype=torch.float64)
+
+    def fwd(model, x):
+        return model(x, src_mask=mask, is_causal=True).flatten(1)
+    return layer, torch.randn(B, 3, 4), fwd
