@@ -29,6 +29,15 @@ def _shape(shape: Iterable[int]) -> str:
     return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _total(tensors: Iterable[Tensor]) -> Tensor:
+    """Sum of tensors without the copy that ``sum()`` makes when adding its start, 0."""
+    it = iter(tensors)
+    total = next(it)
+    for x in it:
+        total = total + x
+    return total
+
+
 @dataclass(eq=False)
 class _Call:
     """One call of a hooked module during the forward pass."""
@@ -448,7 +457,7 @@ class Engine:
             if len(fs) == 1:
                 Gp = fs[0].gramian()
             else:
-                s = sum(f.grads() for f in fs).flatten(1)
+                s = _total(f.grads() for f in fs).flatten(1)
                 Gp = s @ s.T
             Gp = Gp.to(dtype)
             if per:
@@ -555,7 +564,7 @@ class Engine:
     def _accumulate(self, kept, weights: Tensor) -> None:
         for p, fs in kept.values():
             w = weights if weights.dim() == 1 else weights[self._param_block[id(p)]]
-            g = sum(f.weighted(w) for f in fs).to(p.dtype)
+            g = _total(f.weighted(w) for f in fs).to(p.dtype)
             if p.grad is None:
                 p.grad = g.detach()
             else:

@@ -224,9 +224,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is the stable choice on a shared 2-core machine)")
     parser.add_argument("--peak", nargs=2, metavar=("MODEL", "STEP"))
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.peak:
         print(json.dumps(peak_extra_mib(*args.peak)))
         return

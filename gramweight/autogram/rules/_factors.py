@@ -99,8 +99,15 @@ class Outer(Factor):
 
     def weighted(self, w: Tensor) -> Tensor:
         n, P, g, I, t, O = self._sizes()
-        dYw = torch.einsum("nt,tnpgo->npgo", w.to(self.dtype).reshape(n, t), self.dY)
-        return torch.einsum("npgo,npgi->goi", dYw, self.X.to(self.dtype)).reshape(self.shape)
+        w = w.to(self.dtype).reshape(n, t)
+        if t == 1:
+            dYw = self.dY[0] * w.reshape(n, 1, 1, 1)
+        else:
+            dYw = torch.einsum("nt,tnpgo->npgo", w, self.dY)
+        X = self.X.to(self.dtype)
+        if g == 1:  # one matrix product, as in autograd's own weight gradient
+            return (dYw.reshape(-1, O).T @ X.reshape(-1, I)).reshape(self.shape)
+        return torch.einsum("npgo,npgi->goi", dYw, X).reshape(self.shape)
 
 
 class Rows(Factor):
