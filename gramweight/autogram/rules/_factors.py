@@ -67,6 +67,7 @@ class Outer(Factor):
     def __init__(self, X: Tensor, dY: Tensor, shape: torch.Size):
         self.X, self.dY, self.shape = X, dY, shape
         self.dtype = dY.dtype
+        self._grads: Tensor | None = None  # kept when the Gramian materialised them
 
     def _sizes(self):
         n, P, g, I = self.X.shape
@@ -80,7 +81,10 @@ class Outer(Factor):
 
     def gramian(self) -> Tensor:
         if not self.ghost_cheaper():
-            return super().gramian()
+            # keep the per-loss gradients: ``weighted`` is then a cheap (m,) contraction
+            self._grads = self.grads()
+            g = self._grads.flatten(1)
+            return g @ g.T
         n, P, g, I, t, O = self._sizes()
         X, dY = self.X.to(self.dtype), self.dY
         if P == 1 and g == 1:
@@ -93,11 +97,15 @@ class Outer(Factor):
         return G.reshape(n * t, n * t)
 
     def grads(self) -> Tensor:
+        if self._grads is not None:
+            return self._grads
         n, P, g, I, t, O = self._sizes()
         G = torch.einsum("tnpgo,npgi->ntgoi", self.dY, self.X.to(self.dtype))
         return G.reshape(n * t, *self.shape)
 
     def weighted(self, w: Tensor) -> Tensor:
+        if self._grads is not None:
+            return torch.tensordot(w.to(self.dtype), self._grads, dims=1)
         n, P, g, I, t, O = self._sizes()
         w = w.to(self.dtype).reshape(n, t)
         if t == 1:
