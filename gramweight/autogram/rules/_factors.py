@@ -83,7 +83,9 @@ class Outer(Factor):
         if not self.ghost_cheaper():
             # keep the per-loss gradients: ``weighted`` is then a cheap (m,) contraction
             self._grads = self.grads()
-            g = self._grads.flatten(1)
+            # any order of a gradient's entries gives the same Gramian: skip the copy
+            g = self._grads.transpose(1, 2) if self._grads.dim() == 3 else self._grads
+            g = g.reshape(g.shape[0], -1)
             return g @ g.T
         n, P, g, I, t, O = self._sizes()
         X, dY = self.X.to(self.dtype), self.dY
@@ -100,12 +102,19 @@ class Outer(Factor):
         if self._grads is not None:
             return self._grads
         n, P, g, I, t, O = self._sizes()
-        G = torch.einsum("tnpgo,npgi->ntgoi", self.dY, self.X.to(self.dtype))
+        X = self.X.to(self.dtype)
+        if g == 1 and t == 1:  # (I x P) @ (P x O) per sample is the fastest layout
+            G = torch.bmm(X[:, :, 0].transpose(1, 2), self.dY[0, :, :, 0]).transpose(1, 2)
+        else:
+            G = torch.einsum("tnpgo,npgi->ntgoi", self.dY, X)
         return G.reshape(n * t, *self.shape)
 
     def weighted(self, w: Tensor) -> Tensor:
         if self._grads is not None:
-            return torch.tensordot(w.to(self.dtype), self._grads, dims=1)
+            G, w = self._grads, w.to(self.dtype)
+            if G.dim() == 3 and not G.is_contiguous() and G.transpose(1, 2).is_contiguous():
+                return torch.tensordot(w, G.transpose(1, 2), dims=1).T.contiguous()
+            return torch.tensordot(w, G, dims=1)
         n, P, g, I, t, O = self._sizes()
         w = w.to(self.dtype).reshape(n, t)
         if t == 1:
