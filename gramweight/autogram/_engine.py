@@ -413,57 +413,81 @@ class Engine:
             raise ValueError(message("losses", "dependent on the hooked modules' parameters",
                                      "losses with no path to any of them"))
         grads = [None if g is None else (g if batched else g.unsqueeze(0)) for g in grads]
-
+        del inputs, calls
         with torch.no_grad():
-            return self._assemble(calls, rule_calls, generic, grads, losses, per, n, t)
+            return self._assemble(rule_calls, generic, grads, losses, per, n, t)
 
-    def _assemble(self, calls, rule_calls, generic, grads, losses, per, n, t) -> Tensor:
+    def _assemble(self, rule_calls, generic, grads, losses, per, n, t) -> Tensor:
+        """Turn the output gradients into Gramians, freeing each layer's tensors as it goes."""
         m = n * t
+        K = len(self.blocks)
+        Gs = losses.new_zeros(K, m, m) if per else None
+        G = losses.new_zeros(m, m)
         factors: dict[int, tuple[nn.Parameter, list[Factor]]] = {}
+        expected: dict[int, int] = {}
+        for c in rule_calls:
+            for p in c.rule_params.values():
+                expected[id(p)] = expected.get(id(p), 0) + 1
+        for c in generic:
+            for p, _ in c.aliases.values():
+                expected[id(p)] = expected.get(id(p), 0) + 1
+        done: dict[int, int] = {}
 
         def add(p: nn.Parameter, f: Factor) -> None:
             factors.setdefault(id(p), (p, []))[1].append(f)
 
-        it = iter(grads)
-        for c in rule_calls:
-            dY = next(it)
-            if dY is None:
-                continue
-            if self.batch_dim is not None and dY.shape[1] != n:
-                raise ValueError(self._batch_message(c, dY.shape[1], n))
-            out = c.rule.fn(c.module, c.args, dY, batched=self.batch_dim is not None)
-            for name, p in c.rule_params.items():
-                if name in out:
-                    add(p, out[name])
-                else:
-                    raise RuntimeError(message(f"rule for {type(c.module).__name__}",
-                                               f"a factor for '{name}'", "none"))
-        if self.batch_dim is None:
-            for c in generic:
-                for p, _ in c.aliases.values():
-                    g = next(it)
-                    if g is not None:
-                        add(p, PerLoss(g.reshape(m, *p.shape)))
-        else:
-            for c in generic:
-                dYs = [next(it) for _ in c.outputs]
-                self._add_generic(c, dYs, n, t, add)
-
-        K = len(self.blocks)
-        dtype = losses.dtype
-        Gs = losses.new_zeros(K, m, m) if per else None
-        G = losses.new_zeros(m, m)
-        for p, fs in factors.values():
+        def settle(p: nn.Parameter) -> None:
+            # once every use of p is in, its Gramian is added and only what backward needs stays
+            done[id(p)] = done.get(id(p), 0) + 1
+            if done[id(p)] != expected[id(p)] or id(p) not in factors:
+                return
+            fs = factors[id(p)][1]
             if len(fs) == 1:
                 Gp = fs[0].gramian()
             else:
-                s = _total(f.grads() for f in fs).flatten(1)
-                Gp = s @ s.T
-            Gp = Gp.to(dtype)
+                total = _total(f.grads() for f in fs)
+                factors[id(p)] = (p, [PerLoss(total)])
+                g = total.flatten(1)
+                Gp = g @ g.T
             if per:
-                Gs[self._param_block[id(p)]] += Gp
+                Gs[self._param_block[id(p)]] += Gp.to(losses.dtype)
             else:
-                G += Gp
+                G.add_(Gp.to(losses.dtype))
+
+        i = 0
+        for c in rule_calls:
+            dY, grads[i] = grads[i], None
+            i += 1
+            if dY is not None:
+                if self.batch_dim is not None and dY.shape[1] != n:
+                    raise ValueError(self._batch_message(c, dY.shape[1], n))
+                out = c.rule.fn(c.module, c.args, dY, batched=self.batch_dim is not None)
+                del dY
+                for name, p in c.rule_params.items():
+                    if name not in out:
+                        raise RuntimeError(message(f"rule for {type(c.module).__name__}",
+                                                   f"a factor for '{name}'", "none"))
+                    add(p, out[name])
+                del out
+            c.args = c.outputs = None
+            for p in c.rule_params.values():
+                settle(p)
+        for c in generic:
+            if self.batch_dim is None:
+                for p, _ in c.aliases.values():
+                    g, grads[i] = grads[i], None
+                    i += 1
+                    if g is not None:
+                        add(p, PerLoss(g.reshape(m, *p.shape)))
+            else:
+                k = len(c.outputs)
+                dYs, grads[i:i + k] = grads[i:i + k], [None] * k
+                i += k
+                self._add_generic(c, dYs, n, t, add)
+                del dYs
+            c.args = c.outputs = None
+            for p, _ in c.aliases.values():
+                settle(p)
         self._kept, self._m = factors, m
         return Gs if per else G
 

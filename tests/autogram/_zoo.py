@@ -451,3 +451,11 @@ def causal_transformer_decoder_only():
     def fwd(model, x):
         return model(x, src_mask=mask, is_causal=True).flatten(1)
     return layer, torch.randn(B, 3, 4), fwd
+
+
+@arch()
+def conv_few_positions_many_channels():
+    # few output positions: the ghost form on the unfolded input is the cheaper one
+    m = nn.Sequential(nn.Conv2d(12, 16, 2), nn.Tanh(), nn.Flatten(1, 2),
+                      nn.Conv1d(16, 16, 2, groups=2), nn.Flatten())
+    return m, torch.randn(B, 12, 2, 3), _call

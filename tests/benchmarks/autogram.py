@@ -23,13 +23,15 @@ Steps (each ends with an SGD update of the parameters):
 
 Timings are medians over ``--repeat`` steps after warm-up, all in this process. Peak memory is
 measured in a fresh process per (model, step): the growth of the resident set size (VmHWM,
-reset after the model and the batch exist) over three steps. The machine is shared and has
+reset after the model, the batch and one warm-up step exist, freed heap returned to the
+system) over three steps. The machine is shared and has
 2 cores: expect noise of 10-20 % between runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import statistics
 import subprocess
@@ -191,8 +193,8 @@ def peak_extra_mib(model_name: str, step_name: str) -> float:
     torch.manual_seed(0)
     model, losses_fn = MODELS[model_name]()
     step, close = STEPS[step_name](model, losses_fn)
-    for p in model.parameters():  # .grad buffers exist in every method: count them in
-        p.grad = torch.zeros_like(p)
+    step()  # warm-up: lazy imports and initialisations are not the step's memory
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back: RSS = live memory
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     base = _rss_kib("VmRSS")
     for _ in range(3):

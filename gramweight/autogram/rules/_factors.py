@@ -73,16 +73,22 @@ class Outer(Factor):
         n, P, g, I = self.X.shape
         return n, P, g, I, self.dY.shape[0], self.dY.shape[-1]
 
-    def ghost_cheaper(self) -> bool:
-        n, P, g, I, t, O = self._sizes()
+    @staticmethod
+    def cost_says_ghost(n: int, P: int, g: int, I: int, t: int, O: int) -> bool:
+        """Whether the ghost form costs fewer multiply-adds than materialising the gradients."""
         ghost = g * n * n * P * P * (I + t * t * O + t * t)
         materialised = g * n * t * P * O * I + g * (n * t) ** 2 * O * I
         return ghost < materialised
+
+    def ghost_cheaper(self) -> bool:
+        n, P, g, I, t, O = self._sizes()
+        return self.cost_says_ghost(n, P, g, I, t, O)
 
     def gramian(self) -> Tensor:
         if not self.ghost_cheaper():
             # keep the per-loss gradients: ``weighted`` is then a cheap (m,) contraction
             self._grads = self.grads()
+            self.X = self.dY = None  # the gradients replace them: free the activations
             # any order of a gradient's entries gives the same Gramian: skip the copy
             g = self._grads.transpose(1, 2) if self._grads.dim() == 3 else self._grads
             g = g.reshape(g.shape[0], -1)
