@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.graph import get_gradient_edge
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
@@ -50,6 +51,10 @@ class _Call:
     rule_params: dict[str, nn.Parameter] = field(default_factory=dict)
     # every other use: parameter -> the alias the call used in its place
     aliases: dict[int, tuple[nn.Parameter, Tensor]] = field(default_factory=dict)
+    # what autograd differentiates to: the output's gradient edge for a rule (so that the
+    # output itself can be freed, and in-place changes of it after the call do not matter),
+    # the output tensors for the generic fallback
+    edge: Any = None
     outputs: list[Tensor] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
 
@@ -160,6 +165,11 @@ class Engine:
         rules: extra rules ``{module_type: fn}`` for this engine (see
             :func:`gramweight.autogram.register_rule` for the signature); they take precedence
             over the built-in ones.
+        low_memory: False (default) keeps a layer's per-sample gradients whenever its Gramian
+            materialised them, so that :meth:`backward` is a cheap contraction; True keeps
+            them only when they are no larger than the layer's inputs and output gradients,
+            and recomputes the others in :meth:`backward` (one matrix product per layer, as
+            autograd's own weight gradient): less peak memory, a slower step.
 
     Examples:
         >>> import torch, gramweight as gw
@@ -182,6 +192,7 @@ class Engine:
         *,
         batch_dim: int | None = 0,
         rules: Mapping[type, Any] | None = None,
+        low_memory: bool = False,
     ):
         roots = [modules] if isinstance(modules, nn.Module) else list(modules)
         if not roots or not all(isinstance(r, nn.Module) for r in roots):
@@ -190,6 +201,7 @@ class Engine:
         if batch_dim is not None and (isinstance(batch_dim, bool) or batch_dim != 0):
             raise ValueError(message("batch_dim", "0 or None", repr(batch_dim)))
         self.batch_dim = batch_dim
+        self.low_memory = bool(low_memory)
         self._rules: dict[type, Rule] = dict(RULES)
         for cls, fn in (rules or {}).items():
             self._rules[cls] = fn if isinstance(fn, Rule) else Rule(fn)
@@ -289,8 +301,10 @@ class Engine:
             raise RuntimeError(message(
                 "rule modules", "called so that they return one tensor",
                 f"{type(module).__name__} returning {type(output).__name__}"))
-        call.outputs = leaves
-        call.versions = [x._version for x in leaves] + [
+        if call.rule_params:
+            call.edge = get_gradient_edge(leaves[0])
+        call.outputs = leaves if call.aliases else []
+        call.versions = [x._version for x in call.outputs] + [
             x._version for x in call.args if isinstance(x, Tensor)]
         self._calls.append(call)
         return None
@@ -309,8 +323,8 @@ class Engine:
                                        "parameters of the hooked modules", "another tensor"))
         if params and y.requires_grad:
             call = _Call(_LinearUse(weight, bias, bias_rows), _LINEAR_USE_RULE, (x,),
-                         rule_params=params, outputs=[y])
-            call.versions = [y._version, x._version]
+                         rule_params=params, edge=get_gradient_edge(y))
+            call.versions = [x._version]
             self._calls.append(call)
         return y
 
@@ -394,10 +408,10 @@ class Engine:
             tensors = c.outputs + [x for x in c.args if isinstance(x, Tensor)]
             if [x._version for x in tensors] != c.versions:
                 raise RuntimeError(message(
-                    "the inputs and outputs of hooked modules", "left unmodified until gramian "
-                    "(no in-place op such as ReLU(inplace=True) on them)",
+                    "the inputs of hooked modules", "left unmodified until gramian (no in-place "
+                    "op on them after the call)",
                     f"a tensor of {type(c.module).__name__} modified in place"))
-        inputs: list[Tensor] = [c.outputs[0] for c in rule_calls]
+        inputs: list[Any] = [c.edge for c in rule_calls]
         if self.batch_dim is None:
             inputs += [a for c in generic for (_, a) in c.aliases.values()]
         else:
@@ -442,6 +456,9 @@ class Engine:
             if done[id(p)] != expected[id(p)] or id(p) not in factors:
                 return
             fs = factors[id(p)][1]
+            if self.low_memory:
+                for f in fs:
+                    f.keep_grads = False
             if len(fs) == 1:
                 Gp = fs[0].gramian()
             else:
@@ -504,7 +521,7 @@ class Engine:
         for c in rule_calls:
             stops = {x.grad_fn for x in c.args if isinstance(x, Tensor) and x.grad_fn is not None}
             covered = {id(p) for p in c.rule_params.values()}
-            todo = [c.outputs[0].grad_fn]
+            todo = [c.edge.node]
             seen = set()
             while todo:
                 node = todo.pop()

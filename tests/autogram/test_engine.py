@@ -212,11 +212,33 @@ def test_backward_before_gramian_and_weights_of_the_wrong_shape():
             engine.backward(torch.ones(5, dtype=DT))  # once per Gramian
 
 
-def test_in_place_change_of_a_hooked_output_is_refused():
+def test_in_place_change_of_an_output_after_the_call_is_exact():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 2)).to(DT)
+    x = x_batch()
+    losses_fn = lambda: (model(x) ** 2).sum(1)  # noqa: E731
     with Engine(model) as engine:
-        with pytest.raises(RuntimeError, match=r"in place"):
+        G = engine.gramian(losses_fn())
+    torch.testing.assert_close(G, reference_gramian(model, losses_fn), rtol=1e-9, atol=1e-12)
+
+
+class ChangesItsInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        h = x * 1.0
+        out = self.lin(h)
+        h.add_(1.0)  # the Linear's recorded input changes after the call
+        return out
+
+
+def test_in_place_change_of_a_recorded_input_is_refused():
+    model = ChangesItsInput().to(DT)
+    with Engine(model) as engine:
+        with pytest.raises(RuntimeError, match=r"^`the inputs of hooked modules` must be left "
+                                               r"unmodified"):
             engine.gramian(model(x_batch()).sum(1))
 
 

@@ -68,6 +68,9 @@ class Outer(Factor):
         self.X, self.dY, self.shape = X, dY, shape
         self.dtype = dY.dtype
         self._grads: Tensor | None = None  # kept when the Gramian materialised them
+        # the engine's ``low_memory`` turns this off: then materialised gradients are kept only
+        # when they are no larger than X and dY, else ``weighted`` recomputes from X and dY
+        self.keep_grads = True
 
     def _sizes(self):
         n, P, g, I = self.X.shape
@@ -86,12 +89,14 @@ class Outer(Factor):
 
     def gramian(self) -> Tensor:
         if not self.ghost_cheaper():
-            # keep the per-loss gradients: ``weighted`` is then a cheap (m,) contraction
-            self._grads = self.grads()
-            self.X = self.dY = None  # the gradients replace them: free the activations
+            grads = self.grads()
             # any order of a gradient's entries gives the same Gramian: skip the copy
-            g = self._grads.transpose(1, 2) if self._grads.dim() == 3 else self._grads
+            g = grads.transpose(1, 2) if grads.dim() == 3 else grads
             g = g.reshape(g.shape[0], -1)
+            if self.keep_grads or grads.numel() <= self.X.numel() + self.dY.numel():
+                # keep the per-loss gradients: ``weighted`` is then a cheap (m,) contraction,
+                # and they replace the activations
+                self._grads, self.X, self.dY = grads, None, None
             return g @ g.T
         n, P, g, I, t, O = self._sizes()
         X, dY = self.X.to(self.dtype), self.dY
