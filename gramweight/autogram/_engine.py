@@ -603,10 +603,12 @@ class Engine:
             self._accumulate(kept, weights)
 
     def _accumulate(self, kept, weights: Tensor) -> None:
-        for p, fs in kept.values():
+        while kept:  # each layer's kept tensors are released as soon as its gradient exists
+            _, (p, fs) = kept.popitem()
             w = weights if weights.dim() == 1 else weights[self._param_block[id(p)]]
             g = _total(f.weighted(w) for f in fs).to(p.dtype)
             if p.grad is None:
                 p.grad = g.detach()
             else:
                 p.grad += g.detach()
+            del fs, g
