@@ -17,7 +17,12 @@ def project_simplex(v: Tensor) -> Tensor:
     :math:`\max(v - \theta, 0)` with :math:`\theta = (\sum_{l \le \rho} u_l - 1) / \rho`.
     Exact, O(m log m), no iteration and no host synchronisation; batched over leading
     dimensions.
+
+    The projection commutes with adding a constant to every entry, so the entries are first
+    shifted by their maximum: the largest becomes 0, and a 1 is never lost next to entries of
+    magnitude 1e16 (the update of MoDo and SDMGrad on a Gramian scaled by 1e15).
     """
+    v = v - v.amax(dim=-1, keepdim=True)
     u = torch.sort(v, dim=-1, descending=True).values
     excess = u.cumsum(dim=-1) - 1.0
     k = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)

@@ -8,8 +8,10 @@ from typing import Any
 from torch import Tensor
 
 from ...weightings._cr_mogm import CRMOGMState
+from ._framework import register_reference
 
 
+@register_reference("cr_mogm")
 def cr_mogm(
     J: Tensor, state: CRMOGMState, *, inner: Callable[..., Any], alpha: float = 0.9
 ) -> tuple[Tensor, CRMOGMState]:

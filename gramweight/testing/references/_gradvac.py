@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ...weightings._gradvac import GradVacState
 from ...weightings._orders import visiting_orders
+from ._framework import register_reference
 
 
 def _vaccinate(J: Tensor, targets: Tensor, orders: list[list[int]], beta: float, eps: float):
@@ -34,6 +35,7 @@ def _vaccinate(J: Tensor, targets: Tensor, orders: list[list[int]], beta: float,
     return update, targets
 
 
+@register_reference("gradvac")
 def gradvac(
     J: Tensor, state: GradVacState, *, beta: float = 0.5, eps: float = 1e-8, key: int
 ) -> tuple[Tensor, GradVacState]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from torch import Tensor
 
 from ...weightings._modo import MoDoState
+from ._framework import register_reference
 from ._simplex import project_simplex
 
 
+@register_reference("modo")
 def modo(
     J: Tensor,
     state: MoDoState,

@@ -6,8 +6,10 @@ import torch
 from torch import Tensor
 
 from ...weightings._orders import visiting_orders
+from ._framework import register_reference
 
 
+@register_reference("pcgrad")
 def pcgrad(J: Tensor, *, key: int) -> Tensor:
     """``sum_i g_i^PC``, each ``g_i`` projected off the gradients it conflicts with, one by one.
 

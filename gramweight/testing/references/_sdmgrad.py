@@ -6,9 +6,11 @@ import torch
 from torch import Tensor
 
 from ...weightings._sdmgrad import SDMGradState
+from ._framework import register_reference
 from ._simplex import project_simplex
 
 
+@register_reference("sdmgrad")
 def sdmgrad(
     J: Tensor,
     state: SDMGradState,

@@ -10,10 +10,13 @@ def project_simplex(v: Tensor) -> Tensor:
     """argmin over the simplex of ``||x - v||``, by Michelot's algorithm (1986).
 
     Repeatedly shift the active entries to sum to 1 and drop those that become negative,
-    independently of the sort-based projection used by the library.
+    independently of the sort-based projection used by the library. The entries are first
+    shifted by their maximum (the projection commutes with adding a constant to all of them),
+    so that the 1 of the constraint is not lost next to huge entries.
     """
     active = list(range(v.shape[0]))
-    values = [float(x) for x in v]
+    top = max(float(x) for x in v)
+    values = [float(x) - top for x in v]
     while True:
         shift = (sum(values[i] for i in active) - 1.0) / len(active)
         kept = [i for i in active if values[i] - shift > 0]
