@@ -19,9 +19,9 @@ def visiting_orders(m: int, *, key: int, device: torch.device | str | None = Non
     The draw is exactly::
 
         generator = torch.Generator().manual_seed(key)
-        u = torch.rand((m, m), generator=generator, dtype=torch.float64)  # on the CPU
-        u.fill_diagonal_(2.0)                                             # task i sorts last
-        orders = torch.argsort(u, dim=1, stable=True)[:, : m - 1]
+        for i in range(m):                                   # on the CPU, task by task
+            p = torch.randperm(m - 1, generator=generator)   # a permutation of 0 .. m-2
+            orders[i] = p + (p >= i)                         # skip task i itself
 
     so each row is an independent uniformly random permutation of the other tasks, the same
     ``key`` gives the same orders on every device, and no global random state is read or
@@ -40,14 +40,13 @@ def visiting_orders(m: int, *, key: int, device: torch.device | str | None = Non
     Examples:
         >>> import gramweight as gw
         >>> gw.visiting_orders(3, key=0)
-        tensor([[2, 1],
+        tensor([[1, 2],
                 [2, 0],
-                [0, 1]])
+                [1, 0]])
     """
     check_number(m, "m", low=1, integer=True)
     key = check_key(key)
     generator = torch.Generator().manual_seed(key)
-    u = torch.rand((m, m), generator=generator, dtype=torch.float64)
-    u.fill_diagonal_(2.0)
-    orders = torch.argsort(u, dim=1, stable=True)[:, : m - 1]
+    perms = torch.stack([torch.randperm(m - 1, generator=generator) for _ in range(m)])
+    orders = perms + (perms >= torch.arange(m).unsqueeze(1))
     return orders.to(device) if device is not None else orders

@@ -58,13 +58,14 @@ def pcgrad_weights(G: Tensor, orders: Tensor) -> Tensor:
     CG_flat = CG.view(*G.shape[:-2], m * m)
     rows_of_j = torch.empty_like(G)
     w = torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device)
-    for s in range(m - 1):
-        dot = CG_flat.index_select(-1, flat[s])
+    steps = zip(flat.unbind(0), visits.unbind(0), neg_inv_sq.movedim(-2, 0).unbind(0))
+    for s, (flat_s, j, neg_inv) in enumerate(steps):
+        dot = CG_flat.index_select(-1, flat_s)
         # Only conflicts (negative dot products) are projected away.
-        a = dot.clamp(max=0.0) * neg_inv_sq[..., s, :]
-        w.index_add_(-1, visits[s], a)
+        a = dot.clamp_(max=0.0).mul_(neg_inv)
+        w.index_add_(-1, j, a)
         if s < m - 2:
-            torch.index_select(G, -2, visits[s], out=rows_of_j)
+            torch.index_select(G, -2, j, out=rows_of_j)
             CG.addcmul_(rows_of_j, a.unsqueeze(-1))
     return w
 
@@ -78,11 +79,15 @@ def gradvac_weights(
     visits = orders.T.contiguous()
     flat = _flat_visits(orders)
     diag = G.diagonal(dim1=-2, dim2=-1)
-    sq_j = diag[..., visits]  # (..., m - 1, m)
+    # Everything that depends on the visit only is computed up front, step-major: (m - 1, ..., m).
+    sq_j = diag[..., visits].movedim(-2, 0).contiguous()
     norm_j = sq_j.sqrt()
-    targets_flat = targets.reshape(*batch, m * m)
-    hat = targets_flat[..., flat]  # target cosine of each visit, (..., m - 1, m)
+    hat = targets.reshape(*batch, m * m)[..., flat].movedim(-2, 0).contiguous()
     sqrt_1_hat2 = (1.0 - hat * hat).clamp(min=0.0).sqrt()
+    den_a = norm_j * sqrt_1_hat2 + eps
+    # A correction towards a zero g_j cannot change the update, and one with a vanishing
+    # denominator (a target of +-1 with eps = 0) has no finite value: both are skipped.
+    inv_den_a = torch.where((norm_j > 0) & (den_a > 0), 1.0 / torch.where(den_a > 0, den_a, 1.0), 0.0)
     phis = torch.empty_like(hat)
 
     CG = G.clone()
@@ -90,26 +95,32 @@ def gradvac_weights(
     rows_of_j = torch.empty_like(G)
     sq_i = diag.clone()
     w = torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device)
-    for s in range(m - 1):
-        dot = CG_flat.index_select(-1, flat[s])
-        nj = norm_j[..., s, :]
-        ni = sq_i.clamp(min=0.0).sqrt()
-        den = ni * nj + eps
-        phi = torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0)
-        phis[..., s, :] = phi
-        h = hat[..., s, :]
-        sh = sqrt_1_hat2[..., s, :]
-        den_a = nj * sh + eps
-        a = ni * (h * (1.0 - phi * phi).clamp(min=0.0).sqrt() - phi * sh)
-        a = a / torch.where(den_a > 0, den_a, 1.0)
-        # Correct only below the target; a zero g_j (or, with eps = 0, a target of +-1) leaves
-        # the update unchanged, so the step is skipped rather than given an infinite weight.
-        a = torch.where((phi < h) & (nj > 0) & (den_a > 0), a, 0.0)
-        w.index_add_(-1, visits[s], a)
+    ones = torch.ones_like(w)
+    eps_t = torch.full_like(w, eps)
+    # Per-step views, taken once (indexing inside the loop costs as much as a small kernel).
+    steps = zip(
+        flat.unbind(0), visits.unbind(0), norm_j.unbind(0), (sq_j / 2).unbind(0),
+        hat.unbind(0), sqrt_1_hat2.unbind(0), inv_den_a.unbind(0), phis.unbind(0),
+    )
+    for s, (flat_s, j, nj, half_sq_j, h, sh, inv_den, phi) in enumerate(steps):
+        dot = CG_flat.index_select(-1, flat_s)
+        ni = sq_i.clamp(min=0.0).sqrt_()
+        if eps > 0:
+            torch.div(dot, torch.addcmul(eps_t, ni, nj), out=phi)
+        else:
+            den = ni * nj
+            phi.copy_(torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0))
+        sqrt_1_phi2 = torch.addcmul(ones, phi, phi, value=-1.0).clamp_(min=0.0).sqrt_()
+        # With phi = cos(x), target = cos(y): target sqrt(1 - phi^2) - phi sqrt(1 - target^2)
+        # = sin(x - y), positive exactly when phi < target: the relu is the paper's test.
+        a = torch.addcmul(h * sqrt_1_phi2, phi, sh, value=-1.0).clamp_(min=0.0)
+        a = a.mul_(ni).mul_(inv_den)
+        w.index_add_(-1, j, a)
         if s < m - 2:
-            sq_i = sq_i + a * (2.0 * dot + a * sq_j[..., s, :])
-            torch.index_select(G, -2, visits[s], out=rows_of_j)
+            # ||g + a g_j||^2 = ||g||^2 + 2 a (g . g_j + a ||g_j||^2 / 2)
+            sq_i = torch.addcmul(sq_i, a, torch.addcmul(dot, a, half_sq_j), value=2.0)
+            torch.index_select(G, -2, j, out=rows_of_j)
             CG.addcmul_(rows_of_j, a.unsqueeze(-1))
-    new_flat = targets_flat.clone()
-    new_flat[..., flat] = (1.0 - beta) * hat + beta * phis
+    new_flat = targets.reshape(*batch, m * m).clone()
+    new_flat[..., flat] = ((1.0 - beta) * hat + beta * phis).movedim(0, -2)
     return w, new_flat.view(targets.shape)
