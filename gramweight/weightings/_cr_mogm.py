@@ -27,6 +27,10 @@ class CRMOGMState(NamedTuple):
     inner: Any = None
 
 
+# Checkpoints load with torch.load's default weights_only=True.
+torch.serialization.add_safe_globals([CRMOGMState])
+
+
 def cr_mogm_init(
     m: int,
     inner_state: Any = None,
