@@ -99,6 +99,12 @@ def gradvac(
 
     The visiting orders are :func:`gramweight.visiting_orders` ``(m, key=key)``.
 
+    Precision: a Gramian resolves the gradients only to about sqrt(machine eps) of their norms.
+    After a correction towards an exactly opposite or collinear gradient (opposite rows,
+    rank-1 blocks) the residual is below that limit: the update still matches the vector-space
+    algorithm, but the cosines measured afterwards, hence the stored targets, are not
+    determined by ``G`` (see the documentation page "Gradient surgery and stateful methods").
+
     Properties: not scale-invariant (``eps`` is absolute); neither non-conflicting nor
     permutation-equivariant in general.
 
