@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state
 from ._simplex import project_simplex
+from ._surgery import working_dtype
 
 __all__ = ["MoDoState", "modo", "modo_init"]
 
@@ -89,8 +90,11 @@ def modo(
     check_state(state, MoDoState, weights=(m,))
     check_number(gamma, "gamma", low=0.0, low_open=True)
     check_number(rho, "rho", low=0.0)
-    M64 = M.to(torch.float64)
+    # The matrix-vector product runs in M's precision (float32 or float64): converting the
+    # whole matrix would cost more than the step; the m-vectors are handled in float64.
+    Mw = M.to(working_dtype(M.dtype))
     lam = state.weights.to(dtype=torch.float64, device=M.device)
-    lam = project_simplex(lam - gamma * (M64 @ lam + rho * lam))
+    M_lam = (Mw @ lam.to(Mw.dtype)).to(torch.float64)
+    lam = project_simplex(lam - gamma * (M_lam + rho * lam))
     w = lam.to(M.dtype)
     return w, MoDoState(w.clone())

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state, check_vector
 from ._simplex import project_simplex
+from ._surgery import working_dtype
 
 __all__ = ["SDMGradState", "sdmgrad", "sdmgrad_init"]
 
@@ -103,19 +104,21 @@ def sdmgrad(
     check_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
     check_number(n_iters, "n_iters", low=1, integer=True)
     check_number(lambda_, "lambda_", low=0.0)
-    M64 = M.to(torch.float64)
     if pref is None:
         w_tilde = torch.full((m,), 1.0 / m, dtype=torch.float64, device=M.device)
     else:
         w_tilde = check_vector(pref, "pref", length=m, non_negative=True).to(
             dtype=torch.float64, device=M.device
         )
-    scale = M64.diagonal().clamp(min=0.0).sqrt().mean()
-    A = M64 / (scale * scale + 1e-8)
+    # Matrix-vector products run in M's precision (float32 or float64); m-vectors in float64.
+    Mw = M.to(working_dtype(M.dtype))
+    scale = Mw.diagonal().to(torch.float64).clamp(min=0.0).sqrt().mean()
+    inv_scale2 = 1.0 / (scale * scale + 1e-8)
     w = state.weights.to(dtype=torch.float64, device=M.device)
     velocity = torch.zeros_like(w)
     for _ in range(n_iters):
-        velocity = momentum * velocity + A @ (w + lambda_ * w_tilde)
+        direction = (w + lambda_ * w_tilde).to(Mw.dtype)
+        velocity = momentum * velocity + (Mw @ direction).to(torch.float64) * inv_scale2
         w = project_simplex(w - lr * velocity)
     out = ((w + lambda_ * w_tilde) / (1.0 + lambda_)).to(M.dtype)
     return out, SDMGradState(w.to(M.dtype))
