@@ -61,8 +61,10 @@ def cr_mogm_init(
 def cr_mogm(
     G: Tensor, state: CRMOGMState, /, *, inner: Callable[..., Any], alpha: float = 0.9
 ) -> tuple[Tensor, CRMOGMState]:
-    r"""CR-MOGM weight smoothing (Zhou et al., NeurIPS 2022,
-    https://proceedings.neurips.cc/paper_files/paper/2022/file/f91bd64a3620aad8e70a27ad9cb3ca57-Paper-Conference.pdf).
+    r"""CR-MOGM weight smoothing (Zhou et al., NeurIPS 2022).
+
+    Paper:
+    https://proceedings.neurips.cc/paper_files/paper/2022/file/f91bd64a3620aad8e70a27ad9cb3ca57-Paper-Conference.pdf
 
     "On the convergence of stochastic multi-objective gradient manipulation and beyond": the
     weights :math:`\hat\lambda_k` of any inner weighting (MGDA, PCGrad, UPGrad, ...) are

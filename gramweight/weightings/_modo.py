@@ -54,7 +54,7 @@ def modo(
 
     .. math::
 
-        \lambda_{t+1} = \Pi_\Delta\!\left(\lambda_t - \gamma\,(M \lambda_t + \rho\,\lambda_t)\right),
+        \lambda_{t+1} = \Pi_\Delta\!\left(\lambda_t - \gamma\,(M + \rho I)\,\lambda_t\right),
         \qquad M = J_1 J_2^\top ,
 
     where :math:`J_1, J_2` are the Jacobians of the ``m`` losses on two independent batches and

@@ -34,7 +34,9 @@ def as_blocks(G: Tensor) -> Tensor:
     if G.dim() > 3:
         shape = "(" + ", ".join(str(d) for d in G.shape) + ")"
         raise ValueError(
-            message("G", "a Gramian (m, m) or a stack of block Gramians (K, m, m)", f"shape {shape}")
+            message(
+                "G", "a Gramian (m, m) or a stack of block Gramians (K, m, m)", f"shape {shape}"
+            )
         )
     return G
 
@@ -87,7 +89,8 @@ def gradvac_weights(
     den_a = norm_j * sqrt_1_hat2 + eps
     # A correction towards a zero g_j cannot change the update, and one with a vanishing
     # denominator (a target of +-1 with eps = 0) has no finite value: both are skipped.
-    inv_den_a = torch.where((norm_j > 0) & (den_a > 0), 1.0 / torch.where(den_a > 0, den_a, 1.0), 0.0)
+    valid = (norm_j > 0) & (den_a > 0)
+    inv_den_a = torch.where(valid, 1.0 / torch.where(den_a > 0, den_a, 1.0), 0.0)
     phis = torch.empty_like(hat)
 
     CG = G.clone()

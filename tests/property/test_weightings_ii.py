@@ -28,7 +28,7 @@ def rtol() -> float:
 
 
 def assert_same_update(update, ref, Js):
-    """``‖u - r‖ <= rtol * max(‖r‖, max_i ‖J_i‖)``, as :func:`check_against_reference`."""
+    """``‖u - r‖ <= rtol * max(‖r‖, max_i ‖J_i‖)``, the bound of check_against_reference."""
     update, ref = update.double(), ref.double()
     scale = max(float(ref.norm()), max(float(J.double().norm(dim=-1).max()) for J in Js))
     err = float((update - ref).norm())
@@ -39,7 +39,8 @@ def jacobian_sequence(data, structures=STRUCTURES, n=st.integers(1, 12), count=C
     """``count`` Jacobians with the same number of rows (tasks) and columns."""
     m = data.draw(st.integers(1, 7), label="m")
     n = data.draw(n, label="n")
-    return [data.draw(jacobians(m=m, n=n, structures=structures), label=f"J{k}") for k in range(count)]
+    draw = jacobians(m=m, n=n, structures=structures)
+    return [data.draw(draw, label=f"J{k}") for k in range(count)]
 
 
 @given(data=st.data(), key=st.integers(0, 2**31))
@@ -160,15 +161,15 @@ def test_states_are_pure_and_checkpointable(data, key):
     J = data.draw(jacobians(m=st.integers(1, 5)), label="J")
     m = J.shape[0]
     G = J @ J.T
+    inner = functools.partial(gw.gradvac, key=key)
     calls = [
-        (gw.gradvac, gw.gradvac_init(m), {"key": key}),
-        (gw.gradvac, gw.gradvac_init(m, blocks=2), {"key": key}),
-        (gw.cr_mogm, gw.cr_mogm_init(m, gw.gradvac_init(m)), {"inner": functools.partial(gw.gradvac, key=key)}),
-        (gw.modo, gw.modo_init(m), {}),
-        (gw.sdmgrad, gw.sdmgrad_init(m), {"pref": torch.full((m,), 1.0)}),
+        (gw.gradvac, G, gw.gradvac_init(m), {"key": key}),
+        (gw.gradvac, torch.stack([G, G]), gw.gradvac_init(m, blocks=2), {"key": key}),
+        (gw.cr_mogm, G, gw.cr_mogm_init(m, gw.gradvac_init(m)), {"inner": inner}),
+        (gw.modo, G, gw.modo_init(m), {}),
+        (gw.sdmgrad, G, gw.sdmgrad_init(m), {"pref": torch.full((m,), 1.0)}),
     ]
-    for fn, state, kwargs in calls:
-        G_in = torch.stack([G, G]) if state is not None and getattr(state, "targets", G).dim() == 3 else G
+    for fn, G_in, state, kwargs in calls:
         _, state = fn(G_in, state, **kwargs)
         _, new_state = assert_pure(fn, G_in, state, **kwargs)
         buffer = io.BytesIO()

@@ -18,7 +18,7 @@ def modo(
     rho: float = 0.1,
     J2: Tensor | None = None,
 ) -> tuple[Tensor, MoDoState]:
-    """``lambda_{t+1} @ J``, ``lambda_{t+1} = Proj(lambda_t - gamma (J1 J2^T lambda_t + rho lambda_t))``.
+    """``lambda_{t+1} @ J`` with ``lambda_{t+1} = Proj(lambda_t - gamma (J1 J2^T + rho) lambda_t)``.
 
     ``J`` is the Jacobian of the first batch (and the one the update is taken along), ``J2``
     that of the second batch (default: ``J`` again).

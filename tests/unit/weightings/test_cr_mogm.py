@@ -21,7 +21,8 @@ def test_first_call_is_the_inner_weights_then_an_ema():
     w, state = gw.cr_mogm(G2, state, inner=fixed([1.0, 3.0]))
     assert torch.equal(w, torch.tensor([1.0, 3.0], dtype=torch.float64))
     w, state = gw.cr_mogm(G2, state, inner=fixed([3.0, 1.0]))
-    assert torch.allclose(w, torch.tensor([1.2, 2.8], dtype=torch.float64), rtol=1e-15)  # 0.9 a + 0.1 b
+    # 0.9 [1, 3] + 0.1 [3, 1]
+    assert torch.allclose(w, torch.tensor([1.2, 2.8], dtype=torch.float64), rtol=1e-15)
     w, state = gw.cr_mogm(G2, state, inner=fixed([3.0, 1.0]), alpha=0.5)
     assert torch.allclose(w, torch.tensor([2.1, 1.9], dtype=torch.float64), rtol=1e-15)
     assert int(state.count) == 3
@@ -76,7 +77,8 @@ def test_errors():
         gw.cr_mogm(G2, state, inner=gw.mean, alpha=1.5)
     with pytest.raises(
         ValueError,
-        match=r"`state.weights` must be of shape \(2,\) \(state built for another m or K\?\), got shape \(3,\)\.",
+        match=r"`state.weights` must be of shape \(2,\) \(state built for another m or K\?\), "
+        r"got shape \(3,\)\.",
     ):
         gw.cr_mogm(G2, gw.cr_mogm_init(3), inner=gw.mean)
     with pytest.raises(TypeError, match=r"`state` must be a CRMOGMState"):

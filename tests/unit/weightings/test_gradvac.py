@@ -153,18 +153,21 @@ def test_errors():
     state = gw.gradvac_init(2)
     with pytest.raises(TypeError, match="key"):
         gw.gradvac(G2, state)
-    with pytest.raises(TypeError, match=r"`key` must be an int \(the random key; pass key=step\), got None\."):
+    no_key = r"`key` must be an int \(the random key; pass key=step\), got None\."
+    with pytest.raises(TypeError, match=no_key):
         gw.gradvac(G2, state, key=None)
     with pytest.raises(
         ValueError,
-        match=r"`state.targets` must be of shape \(2, 2\) \(state built for another m or K\?\), got shape \(3, 3\)\.",
+        match=r"`state.targets` must be of shape \(2, 2\) \(state built for another m or K\?\), "
+        r"got shape \(3, 3\)\.",
     ):
         gw.gradvac(G2, gw.gradvac_init(3), key=0)
     with pytest.raises(ValueError, match=r"`state.targets` must be of shape \(3, 2, 2\)"):
         gw.gradvac(torch.stack([G2] * 3), gw.gradvac_init(2, blocks=2), key=0)
     with pytest.raises(ValueError, match=r"`state.targets` must be of shape \(2, 2\)"):
         gw.gradvac(G2, gw.gradvac_init(2, blocks=1), key=0)
-    with pytest.raises(TypeError, match=r"`state` must be a GradVacState \(from the matching _init\), got Tensor\."):
+    not_a_state = r"`state` must be a GradVacState \(from the matching _init\), got Tensor\."
+    with pytest.raises(TypeError, match=not_a_state):
         gw.gradvac(G2, torch.zeros(2, 2), key=0)
     with pytest.raises(ValueError, match=r"`beta` must be in \[0, 1\], got 1.5\."):
         gw.gradvac(G2, state, beta=1.5, key=0)

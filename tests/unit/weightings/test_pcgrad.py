@@ -14,7 +14,8 @@ def test_two_tasks_any_key(key):
     # Row 0: 1 + 22/38 g_1; row 1: 22/18 g_0 + g_1 (the order of one other task is irrelevant).
     w = gw.pcgrad(G2, key=key)
     assert torch.allclose(w, torch.tensor([2.2222, 1.5789], dtype=torch.float64), atol=1e-4)
-    assert torch.allclose(w, torch.tensor([1 + 22 / 18, 1 + 22 / 38], dtype=torch.float64), rtol=1e-15)
+    exact = torch.tensor([1 + 22 / 18, 1 + 22 / 38], dtype=torch.float64)
+    assert torch.allclose(w, exact, rtol=1e-15)
 
 
 def test_three_tasks_by_hand():
@@ -83,7 +84,8 @@ def test_scale_invariant(scale):
 def test_dtype_is_kept(dtype):
     w = gw.pcgrad(G2.to(dtype), key=0)
     assert w.dtype == dtype
-    assert torch.allclose(w.double(), torch.tensor([2.2222, 1.5789], dtype=torch.float64), atol=2e-2)
+    expected = torch.tensor([2.2222, 1.5789], dtype=torch.float64)
+    assert torch.allclose(w.double(), expected, atol=2e-2)
 
 
 def test_blocks_share_the_visiting_orders():
@@ -103,7 +105,8 @@ def test_pure():
 def test_errors():
     with pytest.raises(TypeError, match="key"):
         gw.pcgrad(G2)
-    with pytest.raises(TypeError, match=r"`key` must be an int \(the random key; pass key=step\), got None\."):
+    no_key = r"`key` must be an int \(the random key; pass key=step\), got None\."
+    with pytest.raises(TypeError, match=no_key):
         gw.pcgrad(G2, key=None)
     with pytest.raises(TypeError, match="`key` must be an int, got float."):
         gw.pcgrad(G2, key=1.5)
@@ -111,7 +114,11 @@ def test_errors():
         gw.pcgrad(G2, key=True)
     with pytest.raises(ValueError, match=r"`G` must be a square matrix, got shape \(2, 3\)\."):
         gw.pcgrad(torch.zeros(2, 3), key=0)
-    with pytest.raises(ValueError, match=r"`G` must be a Gramian \(m, m\) or a stack of block Gramians \(K, m, m\), got shape \(1, 1, 2, 2\)\."):
+    four_d = (
+        r"`G` must be a Gramian \(m, m\) or a stack of block Gramians \(K, m, m\), "
+        r"got shape \(1, 1, 2, 2\)\."
+    )
+    with pytest.raises(ValueError, match=four_d):
         gw.pcgrad(torch.zeros(1, 1, 2, 2), key=0)
     with pytest.raises(ValueError, match="finite"):
         gw.pcgrad(torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]]), key=0)

@@ -38,9 +38,11 @@ def by_hand(M, w, lr, momentum, n_iters, lam, pref):
 def test_inner_steps_by_hand(lr, momentum, n_iters, lam):
     M = [[18.0, -22.0], [-22.0, 38.0]]
     expected, w_state = by_hand(M, (0.5, 0.5), lr, momentum, n_iters, lam, (0.5, 0.5))
-    w, state = gw.sdmgrad(G2, gw.sdmgrad_init(2), lr=lr, momentum=momentum, n_iters=n_iters, lambda_=lam)
+    options = {"lr": lr, "momentum": momentum, "n_iters": n_iters, "lambda_": lam}
+    w, state = gw.sdmgrad(G2, gw.sdmgrad_init(2), **options)
     assert torch.allclose(w, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-15)
-    assert torch.allclose(state.weights, torch.tensor(w_state, dtype=torch.float64), rtol=1e-12, atol=1e-15)
+    w_state = torch.tensor(w_state, dtype=torch.float64)
+    assert torch.allclose(state.weights, w_state, rtol=1e-12, atol=1e-15)
 
 
 def test_warm_start_and_cross_matrix():
