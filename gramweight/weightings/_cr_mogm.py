@@ -127,4 +127,5 @@ def cr_mogm(
     previous = state.weights.to(dtype=lam_hat.dtype, device=lam_hat.device)
     count = state.count.to(device=lam_hat.device)
     smoothed = torch.where(count > 0, alpha * previous + (1.0 - alpha) * lam_hat, lam_hat)
-    return smoothed, CRMOGMState(smoothed, count + 1, new_inner)
+    # The state must not keep an autograd graph alive from one step to the next.
+    return smoothed, CRMOGMState(smoothed.detach(), count + 1, new_inner)

@@ -123,7 +123,7 @@ def gradvac(
 
     Returns:
         ``(w, new_state)``: weights (m,) (or (K, m)) and the new state, both with ``G``'s dtype
-        and device.
+        and device, not differentiable (``G`` is detached).
 
     Examples:
         >>> import torch, gramweight as gw
@@ -139,7 +139,7 @@ def gradvac(
         tensor([[ 0.0000, -0.6309],
                 [-0.6309,  0.0000]])
     """
-    G = as_blocks(G)
+    G = as_blocks(G).detach()  # a sequence of hard decisions: not differentiated through
     check_state(state, GradVacState, targets=tuple(G.shape))
     check_number(beta, "beta", low=0.0, high=1.0)
     check_number(eps, "eps", low=0.0)

@@ -76,7 +76,7 @@ def modo(
 
     Returns:
         ``(w, new_state)``: :math:`\lambda_{t+1}` (with ``M``'s dtype and device) and the new
-        state holding it.
+        state holding it, not differentiable (``M`` is detached).
 
     Examples:
         >>> import torch, gramweight as gw
@@ -85,7 +85,7 @@ def modo(
         >>> w
         tensor([0.5500, 0.4500])
     """
-    M = check_matrix(M, "M")
+    M = check_matrix(M, "M").detach()  # the state must not keep an autograd graph alive
     m = M.shape[-1]
     check_state(state, MoDoState, weights=(m,))
     check_number(gamma, "gamma", low=0.0, low_open=True)

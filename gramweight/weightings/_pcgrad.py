@@ -43,7 +43,8 @@ def pcgrad(G: Tensor, /, *, key: int) -> Tensor:
         key: Seed of the visiting orders (required, an ``int``).
 
     Returns:
-        Weights (m,) (or (K, m)) with ``G``'s dtype and device.
+        Weights (m,) (or (K, m)) with ``G``'s dtype and device, not differentiable (``G`` is
+        detached).
 
     Examples:
         >>> import torch, gramweight as gw
@@ -51,7 +52,7 @@ def pcgrad(G: Tensor, /, *, key: int) -> Tensor:
         >>> gw.pcgrad(G, key=0)
         tensor([2.2222, 1.5789])
     """
-    G = as_blocks(G)
+    G = as_blocks(G).detach()  # a sequence of hard decisions: not differentiated through
     key = check_key(key)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
     w = pcgrad_weights(G.to(working_dtype(G.dtype)), orders)

@@ -88,7 +88,8 @@ def sdmgrad(
         pref: Preference weights :math:`\tilde w` (m non-negative numbers); default 1/m each.
 
     Returns:
-        ``(w, new_state)``: the weights (with ``M``'s dtype and device) and the new state.
+        ``(w, new_state)``: the weights (with ``M``'s dtype and device) and the new state, not
+        differentiable (``M`` is detached).
 
     Examples:
         >>> import torch, gramweight as gw
@@ -97,7 +98,7 @@ def sdmgrad(
         >>> w
         tensor([0.1154, 0.8846])
     """
-    M = check_matrix(M, "M")
+    M = check_matrix(M, "M").detach()  # the state must not keep an autograd graph alive
     m = M.shape[-1]
     check_state(state, SDMGradState, weights=(m,))
     check_number(lr, "lr", low=0.0, low_open=True)

@@ -83,3 +83,10 @@ def test_errors():
         gw.cr_mogm(G2, gw.cr_mogm_init(3), inner=gw.mean)
     with pytest.raises(TypeError, match=r"`state` must be a CRMOGMState"):
         gw.cr_mogm(G2, gw.gradvac_init(2), inner=gw.mean)
+
+
+def test_the_state_keeps_no_graph():
+    J = torch.randn(2, 5, generator=torch.Generator().manual_seed(7), requires_grad=True)
+    G = J @ J.T
+    w, state = gw.cr_mogm(G, gw.cr_mogm_init(2), inner=lambda G: G.diagonal() / G.trace())
+    assert w.requires_grad and not state.weights.requires_grad

@@ -179,3 +179,9 @@ def test_errors():
         gw.gradvac(torch.zeros(2, 3), state, key=0)
     with pytest.raises(ValueError, match=r"got shape \(1, 1, 2, 2\)"):
         gw.gradvac(torch.zeros(1, 1, 2, 2), state, key=0)
+
+
+def test_a_gramian_with_a_graph_is_detached():
+    J = torch.randn(3, 5, generator=torch.Generator().manual_seed(7), requires_grad=True)
+    w, state = gw.gradvac(J @ J.T, gw.gradvac_init(3), key=0)
+    assert not w.requires_grad and not state.targets.requires_grad

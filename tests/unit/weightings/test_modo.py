@@ -87,3 +87,9 @@ def test_errors():
         gw.modo(G2, state, gamma=0.0)
     with pytest.raises(ValueError, match="`rho` must be >= 0, got -0.1."):
         gw.modo(G2, state, rho=-0.1)
+
+
+def test_a_matrix_with_a_graph_is_detached():
+    J = torch.randn(3, 5, generator=torch.Generator().manual_seed(7), requires_grad=True)
+    w, state = gw.modo(J @ J.T, gw.modo_init(3))
+    assert not w.requires_grad and not state.weights.requires_grad

@@ -122,3 +122,8 @@ def test_errors():
         gw.pcgrad(torch.zeros(1, 1, 2, 2), key=0)
     with pytest.raises(ValueError, match="finite"):
         gw.pcgrad(torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]]), key=0)
+
+
+def test_a_gramian_with_a_graph_is_detached():
+    J = torch.randn(3, 5, generator=torch.Generator().manual_seed(7), requires_grad=True)
+    assert not gw.pcgrad(J @ J.T, key=0).requires_grad

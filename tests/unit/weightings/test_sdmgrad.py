@@ -117,3 +117,9 @@ def test_errors():
         gw.sdmgrad(G2, state, pref=[1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="`pref` must be non-negative"):
         gw.sdmgrad(G2, state, pref=[1.5, -0.5])
+
+
+def test_a_matrix_with_a_graph_is_detached():
+    J = torch.randn(3, 5, generator=torch.Generator().manual_seed(7), requires_grad=True)
+    w, state = gw.sdmgrad(J @ J.T, gw.sdmgrad_init(3))
+    assert not w.requires_grad and not state.weights.requires_grad
