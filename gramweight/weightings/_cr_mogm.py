@@ -17,7 +17,8 @@ class CRMOGMState(NamedTuple):
     """State of :func:`gramweight.cr_mogm`.
 
     Attributes:
-        weights: The previous smoothed weights :math:`\\lambda_{k-1}`, shape (m,).
+        weights: The previous smoothed weights :math:`\\lambda_{k-1}`, shape (m,) (or (K, m)
+            for an inner weighting of K block Gramians).
         count: Number of calls so far (0-dim ``int64``); at 0, ``weights`` is unused.
         inner: State of a stateful inner weighting, or ``None`` for a stateless one.
     """
@@ -35,6 +36,7 @@ def cr_mogm_init(
     m: int,
     inner_state: Any = None,
     *,
+    blocks: int | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> CRMOGMState:
@@ -44,6 +46,8 @@ def cr_mogm_init(
         m: Number of tasks.
         inner_state: ``None`` for a stateless inner weighting; for a stateful one, its fresh
             state (for instance ``gw.gradvac_init(m)``), which then lives inside this state.
+        blocks: ``K`` when ``inner`` returns weights (K, m) for a stack of K block Gramians
+            (for instance :func:`gramweight.gradvac` on blocks); ``None`` for weights (m,).
         dtype: dtype of the stored weights (default: ``torch.get_default_dtype()``).
         device: device of the stored weights (default: CPU).
 
@@ -53,7 +57,11 @@ def cr_mogm_init(
         CRMOGMState(weights=tensor([0., 0.]), count=tensor(0), inner=None)
     """
     check_number(m, "m", low=1, integer=True)
-    weights = torch.zeros(m, dtype=dtype, device=device)
+    shape: tuple[int, ...] = (m,)
+    if blocks is not None:
+        check_number(blocks, "blocks", low=1, integer=True)
+        shape = (blocks, m)
+    weights = torch.zeros(shape, dtype=dtype, device=device)
     count = torch.zeros((), dtype=torch.int64, device=device)
     return CRMOGMState(weights, count, inner_state)
 

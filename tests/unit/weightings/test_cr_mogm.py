@@ -90,3 +90,17 @@ def test_the_state_keeps_no_graph():
     G = J @ J.T
     w, state = gw.cr_mogm(G, gw.cr_mogm_init(2), inner=lambda G: G.diagonal() / G.trace())
     assert w.requires_grad and not state.weights.requires_grad
+
+
+def test_blocks():
+    Gs = torch.stack([G2, 2 * G2, torch.eye(2, dtype=torch.float64)])
+    state = gw.cr_mogm_init(2, gw.gradvac_init(2, blocks=3), blocks=3)
+    assert state.weights.shape == (3, 2)
+    W, state = gw.cr_mogm(Gs, state, inner=functools.partial(gw.gradvac, key=0))
+    W_inner, _ = gw.gradvac(Gs, gw.gradvac_init(2, blocks=3), key=0)
+    assert torch.equal(W, W_inner)
+    with pytest.raises(ValueError, match=r"`state.weights` must be of shape \(3, 2\)"):
+        inner = functools.partial(gw.gradvac, key=0)
+        gw.cr_mogm(Gs, gw.cr_mogm_init(2, gw.gradvac_init(2, blocks=3)), inner=inner)
+    with pytest.raises(ValueError, match="`blocks` must be >= 1, got 0."):
+        gw.cr_mogm_init(2, blocks=0)
