@@ -41,25 +41,31 @@ def as_blocks(G: Tensor) -> Tensor:
     return G
 
 
-def _flat_visits(orders: Tensor) -> Tensor:
-    """Flat index ``i * m + orders[i, s]`` of each visited entry, laid out as (m - 1, m)."""
-    m = orders.shape[0]
-    rows = torch.arange(m, device=orders.device).unsqueeze(1)
-    return (rows * m + orders).T.contiguous()
+def _flat_visits(visits: Tensor) -> Tensor:
+    """Flat index ``i * m + visits[s, i]`` of each visited entry, laid out as (m - 1, m)."""
+    m = visits.shape[1]
+    return visits + torch.arange(0, m * m, m, device=visits.device)
+
+
+def _reciprocal_or_zero(x: Tensor) -> Tensor:
+    """``1 / x``, and 0 where ``x`` is 0 (``x >= 0``)."""
+    return x.reciprocal().nan_to_num_(posinf=0.0)
 
 
 def pcgrad_weights(G: Tensor, orders: Tensor) -> Tensor:
     """Column sums of PCGrad's coefficient matrix for the Gramian(s) ``G`` (..., m, m)."""
     m = G.shape[-1]
+    w = torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device)
+    if m == 1:
+        return w
     visits = orders.T.contiguous()  # visits[s, i]: task visited by row i at step s
-    flat = _flat_visits(orders)
+    flat = _flat_visits(visits)
     sq = G.diagonal(dim1=-2, dim2=-1)[..., visits]  # ||g_j||^2 of each visit, (..., m - 1, m)
     # A zero gradient has nothing to project onto: its step is skipped.
-    neg_inv_sq = torch.where(sq > 0, -1.0 / torch.where(sq > 0, sq, 1.0), 0.0)
+    neg_inv_sq = _reciprocal_or_zero(sq).neg_()
     CG = G.clone()
     CG_flat = CG.view(*G.shape[:-2], m * m)
     rows_of_j = torch.empty_like(G)
-    w = torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device)
     steps = zip(flat.unbind(0), visits.unbind(0), neg_inv_sq.movedim(-2, 0).unbind(0))
     for s, (flat_s, j, neg_inv) in enumerate(steps):
         dot = CG_flat.index_select(-1, flat_s)
@@ -78,8 +84,10 @@ def gradvac_weights(
     """GradVac's weights and new cosine targets for the Gramian(s) ``G`` (..., m, m)."""
     m = G.shape[-1]
     batch = G.shape[:-2]
+    if m == 1:
+        return torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device), targets.clone()
     visits = orders.T.contiguous()
-    flat = _flat_visits(orders)
+    flat = _flat_visits(visits)
     diag = G.diagonal(dim1=-2, dim2=-1)
     # Everything that depends on the visit only is computed up front, step-major: (m - 1, ..., m).
     sq_j = diag[..., visits].movedim(-2, 0).contiguous()
@@ -89,8 +97,7 @@ def gradvac_weights(
     den_a = norm_j * sqrt_1_hat2 + eps
     # A correction towards a zero g_j cannot change the update, and one with a vanishing
     # denominator (a target of +-1 with eps = 0) has no finite value: both are skipped.
-    valid = (norm_j > 0) & (den_a > 0)
-    inv_den_a = torch.where(valid, 1.0 / torch.where(den_a > 0, den_a, 1.0), 0.0)
+    inv_den_a = _reciprocal_or_zero(den_a) * (norm_j > 0)
     phis = torch.empty_like(hat)
 
     CG = G.clone()
