@@ -13,28 +13,14 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import strategies as st
 from torch import Tensor
 
 import gramweight as gw
-from gramweight.testing.strategies import jacobians
 
 # name -> function of m giving the required keyword options other than `key`.
 REQUIRED_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
     "constant": lambda m: {"weights": [0.5 + i / max(m, 1) for i in range(m)]},
     "cr_mogm": lambda m: {"inner": functools.partial(gw.pcgrad, key=7)},
-}
-
-# name -> Jacobians on which the weighting must match its reference, when not all of them.
-REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[Tensor]] = {
-    # A Gramian resolves a vector only down to about sqrt(machine eps) of the gradient norms.
-    # A GradVac correction towards an opposite or collinear gradient (opposite rows, rank-1
-    # matrices, n = 1) leaves a residual of relative size ~eps/||g||^2, below that limit: the
-    # update still agrees, but the cosines measured afterwards, hence the new targets, are not
-    # determined by G (docs/weightings_ii.md, "Precision").
-    "gradvac": jacobians(
-        n=st.integers(2, 12), structures=("generic", "duplicated_rows", "zero_rows", "dominant_row")
-    ),
 }
 
 

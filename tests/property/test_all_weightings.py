@@ -15,7 +15,7 @@ from gramweight.testing import (
     check_against_reference,
 )
 from gramweight.testing.strategies import gramians, jacobians
-from tests._calling import REFERENCE_JACOBIANS, arguments, call
+from tests._calling import arguments, call
 
 NAMES = sorted(gw.WEIGHTINGS)
 
@@ -31,6 +31,19 @@ CLAIMS: dict[str, set[str]] = {
     "modo": {"permutation_equivariant"},
     "sdmgrad": {"permutation_equivariant"},
 }
+
+# name -> Jacobians on which the weighting must match its reference, when not all of them.
+REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
+    # A Gramian resolves a vector only down to about sqrt(machine eps) of the gradient norms.
+    # A GradVac correction towards an opposite or collinear gradient (opposite rows, rank-1
+    # matrices, n = 1) leaves a residual of relative size ~eps/||g||^2, below that limit: the
+    # update still agrees, but the cosines measured afterwards, hence the new targets, are not
+    # determined by G (docs/weightings_ii.md, "Precision").
+    "gradvac": jacobians(
+        n=st.integers(2, 12), structures=("generic", "duplicated_rows", "zero_rows", "dominant_row")
+    ),
+}
+
 PROPERTIES = ("non_conflicting", "permutation_equivariant", "scale_invariant")
 CLAIMED = [(name, prop) for name in NAMES for prop in PROPERTIES if prop in CLAIMS.get(name, ())]
 

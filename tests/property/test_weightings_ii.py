@@ -18,7 +18,7 @@ from gramweight.testing.references._gradvac import gradvac_blocks
 from gramweight.testing.references._pcgrad import pcgrad as pcgrad_reference
 from gramweight.testing.strategies import STRUCTURES, jacobians
 
-# See REFERENCE_JACOBIANS in tests/_calling.py for why GradVac's draws exclude exact conflicts.
+# Why GradVac's draws exclude exact conflicts: REFERENCE_JACOBIANS in test_all_weightings.py.
 GRADVAC_STRUCTURES = ("generic", "duplicated_rows", "zero_rows", "dominant_row")
 CALLS = 3
 
