@@ -61,7 +61,7 @@ try:
     assert_non_conflicting(normalised_mean, G)
     raise SystemExit("expected a conflict")
 except AssertionError as error:
-    print("as expected, not non-conflicting:", str(error).split(" (")[0])
+    print("as expected, not non-conflicting:", str(error).split(" (G @ w =")[0])
 
 # A weighting that passes these checks can sit next to gramweight's own ones:
 print("normalised mean:", normalised_mean(G).tolist(), " mean:", gw.mean(G).tolist())
