@@ -44,6 +44,12 @@ if tjd is not None:
             "sum": lambda m: tjd.SumWeighting(),
             "constant": lambda m: tjd.ConstantWeighting(torch.linspace(0.5, 1.5, m)),
             "random": lambda m: tjd.RandomWeighting(),
+            "pcgrad": lambda m: tjd.PCGradWeighting(),
+            "gradvac": lambda m: tjd.GradVacWeighting(),
+            # tests/_calling.py smooths pcgrad: the same inner weighting on both sides.
+            "cr_mogm": lambda m: tjd.CRMOGMWeighting(tjd.PCGradWeighting()),
+            "modo": lambda m: tjd.MoDoWeighting(),
+            "sdmgrad": lambda m: tjd.SDMGradWeighting(),
         }
     )
 

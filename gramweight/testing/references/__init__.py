@@ -5,7 +5,7 @@ gradient vectors themselves, so that a Gramian-space weighting can be checked ag
 :func:`check_against_reference`. References favour obviousness over speed.
 """
 
-from . import _basic
+from . import _basic, _cr_mogm, _gradvac, _modo, _pcgrad, _sdmgrad
 from ._framework import REFERENCES, check_against_reference, register_reference
 
 __all__ = ["REFERENCES", "check_against_reference", "register_reference"]
