@@ -122,9 +122,10 @@ class _Recorder(TorchFunctionMode):
                 call.rule_params[name] = p
                 continue
             if call.rule is not None and name is not None:
-                # a second use of an own parameter inside the same call: no rule sees that
-                call.rule_params.pop(name)
-                call.aliases[id(p)] = (p, p.view_as(p))
+                raise RuntimeError(message(
+                    f"a {type(call.module).__name__} call", "using each of its own parameters "
+                    "at most once (its rule sees one use)",
+                    f"parameter '{name}' used twice"))
             if id(p) not in call.aliases:
                 call.aliases[id(p)] = (p, p.view_as(p))
             leaves[i] = call.aliases[id(p)][1]
