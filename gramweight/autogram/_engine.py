@@ -166,11 +166,11 @@ class Engine:
         rules: extra rules ``{module_type: fn}`` for this engine (see
             :func:`gramweight.autogram.register_rule` for the signature); they take precedence
             over the built-in ones.
-        low_memory: False (default) keeps a layer's per-sample gradients whenever its Gramian
-            materialised them, so that :meth:`backward` is a cheap contraction; True keeps
-            them only when they are no larger than the layer's inputs and output gradients,
-            and recomputes the others in :meth:`backward` (one matrix product per layer, as
-            autograd's own weight gradient): less peak memory, a slower step.
+        keep_gradients: when a layer's Gramian materialises its per-sample gradients, the
+            engine keeps them for :meth:`backward` only if they are no larger than the layer's
+            inputs and output gradients (default), and otherwise recomputes the weighted
+            gradient in :meth:`backward` with one matrix product, like autograd's own weight
+            gradient. True always keeps them: one product fewer per layer, more peak memory.
 
     Examples:
         >>> import torch, gramweight as gw
@@ -193,7 +193,7 @@ class Engine:
         *,
         batch_dim: int | None = 0,
         rules: Mapping[type, Any] | None = None,
-        low_memory: bool = False,
+        keep_gradients: bool = False,
     ):
         roots = [modules] if isinstance(modules, nn.Module) else list(modules)
         if not roots or not all(isinstance(r, nn.Module) for r in roots):
@@ -202,7 +202,7 @@ class Engine:
         if batch_dim is not None and (isinstance(batch_dim, bool) or batch_dim != 0):
             raise ValueError(message("batch_dim", "0 or None", repr(batch_dim)))
         self.batch_dim = batch_dim
-        self.low_memory = bool(low_memory)
+        self.keep_gradients = bool(keep_gradients)
         self._rules: dict[type, Rule] = dict(RULES)
         for cls, fn in (rules or {}).items():
             self._rules[cls] = fn if isinstance(fn, Rule) else Rule(fn)
@@ -457,9 +457,8 @@ class Engine:
             if done[id(p)] != expected[id(p)] or id(p) not in factors:
                 return
             fs = factors[id(p)][1]
-            if self.low_memory:
-                for f in fs:
-                    f.keep_grads = False
+            for f in fs:
+                f.keep_grads = self.keep_gradients
             if len(fs) == 1:
                 Gp = fs[0].gramian()
             else:

@@ -314,3 +314,25 @@ def test_registry_matches_exact_types_only():
     with Engine(model) as engine:
         G = engine.gramian(losses_fn())  # generic fallback
     torch.testing.assert_close(G, reference_gramian(model, losses_fn), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["linear_long_sequence", "cnn", "transformer_encoder",
+                                  "tied_embedding"])
+def test_keep_gradients_gives_the_same_gramian_and_gradients(name):
+    from ._zoo import ZOO, losses_of
+
+    torch.manual_seed(0)
+    model, x, forward = ZOO[name].build()
+    model = model.to(DT)
+    x = x.to(DT) if x.is_floating_point() else x
+    results = []
+    for keep in (False, True):
+        model.zero_grad(set_to_none=True)
+        with Engine(model, keep_gradients=keep) as engine:
+            G = engine.gramian(losses_of(forward(model, x), "instance"))
+            engine.backward(torch.linspace(0.5, 1.5, G.shape[0], dtype=DT))
+        results.append((G, [p.grad.clone() for p in model.parameters()]))
+    (G0, g0), (G1, g1) = results
+    torch.testing.assert_close(G0, G1, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -16,7 +16,7 @@ Steps (each ends with an SGD update of the parameters):
 
 - ``plain``: ``losses.mean().backward()``;
 - ``gw_mean``: ``engine.gramian(losses)``, ``gw.mean``, ``engine.backward(w)``;
-- ``gw_mean_low_memory``: the same with ``Engine(..., low_memory=True)``;
+- ``gw_mean_keep``: the same with ``Engine(..., keep_gradients=True)``;
 - ``gw_upgrad``: the same with ``gw.upgrad`` (skipped while the library has no ``upgrad``);
 - ``tjd_autogram``: TorchJD's ``autogram.Engine(model, batch_dim=0)``, ``UPGradWeighting``,
   ``losses.backward(weights)``;
@@ -149,7 +149,7 @@ def tjd_autojac_step(model, losses_fn):
 
 
 STEPS: dict[str, Callable] = {"plain": plain, "gw_mean": _gw(gw.mean),
-                              "gw_mean_low_memory": _gw(gw.mean, low_memory=True)}
+                              "gw_mean_keep": _gw(gw.mean, keep_gradients=True)}
 if hasattr(gw, "upgrad"):
     STEPS["gw_upgrad"] = _gw(gw.upgrad)
 if torchjd is not None:

@@ -68,9 +68,9 @@ class Outer(Factor):
         self.X, self.dY, self.shape = X, dY, shape
         self.dtype = dY.dtype
         self._grads: Tensor | None = None  # kept when the Gramian materialised them
-        # the engine's ``low_memory`` turns this off: then materialised gradients are kept only
-        # when they are no larger than X and dY, else ``weighted`` recomputes from X and dY
-        self.keep_grads = True
+        # False (the engine's default): materialised gradients are kept only when they are no
+        # larger than X and dY, else ``weighted`` recomputes from X and dY
+        self.keep_grads = False
 
     def _sizes(self):
         n, P, g, I = self.X.shape
