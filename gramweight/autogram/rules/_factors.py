@@ -23,6 +23,8 @@ __all__ = ["Factor", "Outer", "PerLoss"]
 class Factor:
     """Interface of a factor (see the module docstring)."""
 
+    keep_grads = False  # set by the engine: may ``gramian`` keep what it materialises?
+
     def gramian(self) -> Tensor:
         g = self.grads().flatten(1)
         return g @ g.T
