@@ -401,7 +401,6 @@ class Engine:
             raise ValueError(message("per", 'None or "module"', repr(per)))
         go, batched, n, t = self._grad_outputs(losses)
         calls, self._calls, self._kept = self._calls, [], None
-        m = n * t
 
         rule_calls = [c for c in calls if c.rule_params]
         generic = [c for c in calls if c.aliases]
