@@ -70,6 +70,7 @@ class Outer(Factor):
         self.X, self.dY, self.shape = X, dY, shape
         self.dtype = dY.dtype
         self._grads: Tensor | None = None  # kept when the Gramian materialised them
+        self.output_gramian: Tensor | None = None  # dY dY^T, when the ghost form computed it
         # False (the engine's default): materialised gradients are kept only when they are no
         # larger than X and dY, else ``weighted`` recomputes from X and dY
         self.keep_grads = False
@@ -105,7 +106,8 @@ class Outer(Factor):
         if P == 1 and g == 1:
             XX = X[:, 0, 0] @ X[:, 0, 0].T  # (n, n)
             D = dY[:, :, 0, 0].transpose(0, 1).reshape(n * t, O)  # rows (s, k)
-            return (D @ D.T) * XX.repeat_interleave(t, 0).repeat_interleave(t, 1)
+            self.output_gramian = D @ D.T  # also the Gramian of a bias of this layer
+            return self.output_gramian * XX.repeat_interleave(t, 0).repeat_interleave(t, 1)
         XX = torch.einsum("npgi,qrgi->gnpqr", X, X)
         DD = torch.einsum("tnpgo,uqrgo->gnpqrtu", dY, dY)
         G = torch.einsum("gnpqr,gnpqrtu->ntqu", XX, DD)
@@ -138,6 +140,23 @@ class Outer(Factor):
         if g == 1:  # one matrix product, as in autograd's own weight gradient
             return (dYw.reshape(-1, O).T @ X.reshape(-1, I)).reshape(self.shape)
         return torch.einsum("npgo,npgi->goi", dYw, X).reshape(self.shape)
+
+
+class BiasOf(PerLoss):
+    """Bias gradients (the output gradients summed over positions) of the layer of ``outer``.
+
+    With one position per sample, their Gramian is the ``dY dYᵀ`` that the weight's ghost
+    form has just computed: it is reused instead of being computed again.
+    """
+
+    def __init__(self, grads: Tensor, outer: Outer):
+        super().__init__(grads)
+        self.outer = outer
+
+    def gramian(self) -> Tensor:
+        if self.outer.output_gramian is not None:
+            return self.outer.output_gramian
+        return super().gramian()
 
 
 class Rows(Factor):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._factors import Factor, Outer, PerLoss
+from ._factors import BiasOf, Factor, Outer
 from ._registry import register_rule, split_samples
 
 
@@ -13,7 +13,8 @@ def linear(module: nn.Linear, inputs: tuple, grad_output: Tensor, *, batched: bo
            ) -> dict[str, Factor]:
     """Weight: an ``Outer`` factor of the inputs and output gradients; bias: summed gradients."""
     X, dY, n, t = split_samples(inputs[0], grad_output, batched, 1)
-    out: dict[str, Factor] = {"weight": Outer(X.unsqueeze(2), dY.unsqueeze(3), module.weight.shape)}
+    weight = Outer(X.unsqueeze(2), dY.unsqueeze(3), module.weight.shape)
+    out: dict[str, Factor] = {"weight": weight}
     if module.bias is not None:
-        out["bias"] = PerLoss(dY.sum(2).transpose(0, 1).reshape(n * t, -1))
+        out["bias"] = BiasOf(dY.sum(2).transpose(0, 1).reshape(n * t, -1), weight)
     return out
