@@ -446,9 +446,8 @@ def functional_tied_output():
 def causal_transformer_decoder_only():
     layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0, batch_first=True,
                                        norm_first=True, activation="gelu")
-    mask = nn.Transformer.generate_square_subsequent_mask(3, dtype=torch.float64)
-
     def fwd(model, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(3, dtype=x.dtype)
         return model(x, src_mask=mask, is_causal=True).flatten(1)
     return layer, torch.randn(B, 3, 4), fwd
 

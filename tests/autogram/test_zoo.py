@@ -14,13 +14,13 @@ CASES = [(name, shape) for name, a in ZOO.items() for shape in SHAPES
          if a.instance_wise or shape == "multitask"]
 
 
-def _setup(name):
+def _setup(name, dtype=torch.float64):
     torch.manual_seed(0)
     with torch.no_grad():
         model, inputs, forward = ZOO[name].build()
-    model = model.double()
+    model = model.to(dtype)
     inputs = torch.utils._pytree.tree_map(
-        lambda x: x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x,
+        lambda x: x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x,
         inputs)
     return model, inputs, forward
 
@@ -65,3 +65,13 @@ def test_gramian_blocks_and_backward(name, shape):
             assert got[n] is None or torch.all(got[n] == 0), n
         else:
             torch.testing.assert_close(got[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
+
+
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_gramian_float32(name, shape):
+    model, inputs, forward = _setup(name, torch.float32)
+    expected = reference_gramian(model, lambda: _losses(model, inputs, forward, shape))
+    with gw.autogram.Engine(model, batch_dim=batch_dim_of(shape)) as engine:
+        G = engine.gramian(_losses(model, inputs, forward, shape))
+    assert G.dtype == torch.float32
+    torch.testing.assert_close(G, expected, rtol=1e-4, atol=1e-5 * expected.abs().max())
