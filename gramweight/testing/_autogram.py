@@ -25,6 +25,9 @@ def reference_gramian(model_or_params: nn.Module | Sequence[Tensor],
             calls the module; or a sequence of tensors and then ``losses_fn(*params)`` takes
             them as arguments.
         losses_fn: returns the losses, any shape; rows of ``G`` follow ``losses.flatten()``.
+            It runs once under ``torch.func.jacrev``: it must not update buffers in place
+            (BatchNorm tracking running statistics in training mode), and randomness (dropout)
+            is drawn as in an ordinary call, so seed it as you seed the run you compare with.
 
     Returns:
         ``G`` of shape (m, m).
