@@ -336,3 +336,31 @@ def test_keep_gradients_gives_the_same_gramian_and_gradients(name):
     torch.testing.assert_close(G0, G1, rtol=1e-12, atol=1e-12)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_dropout_in_a_transformer_draws_the_masks_of_the_unhooked_model():
+    # jacrev's forward lays tensors out differently, so dropout masks differ there: the
+    # reference here is a loop of autograd.grad on the model without the engine.
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=12, dropout=0.2, batch_first=True)
+    model = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).to(DT)
+    x = torch.randn(4, 3, 8, dtype=DT)
+
+    def losses_fn():
+        torch.manual_seed(1)
+        return model(x).pow(2).sum((1, 2))
+    params = list(model.parameters())
+    losses = losses_fn()
+    J = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(l, params,
+                                                                         retain_graph=True)])
+                     for l in losses])
+    w = torch.linspace(0.5, 1.5, 4, dtype=DT)
+    expected_grads = torch.autograd.grad(losses @ w, params)
+    with Engine(model) as engine:
+        hooked = losses_fn()
+        torch.testing.assert_close(hooked, losses.detach(), rtol=1e-12, atol=1e-12)
+        G = engine.gramian(hooked)
+        engine.backward(w)
+    torch.testing.assert_close(G, J @ J.T, rtol=1e-9, atol=1e-12)
+    for p, e in zip(params, expected_grads):
+        torch.testing.assert_close(p.grad, e, rtol=1e-9, atol=1e-12)

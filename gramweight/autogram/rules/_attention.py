@@ -5,7 +5,7 @@ The engine's recorder intercepts ``F.multi_head_attention_forward`` and calls
 :func:`multi_head_attention` instead: the same function written with batch-first tensors, where
 each projection goes through ``linear(x, weight, bias, bias_rows=...)``, a callback that records
 the use for the Linear rule. The result is the same up to round-off (attention weights are
-computed in another order); dropout draws the same masks when ``need_weights`` is set.
+computed in another order), and dropout draws the same masks as without the engine.
 Unusual configurations (``add_bias_kv``, ``add_zero_attn``, static keys, unbatched inputs) return
 ``NotImplemented`` and go to the generic fallback.
 """
@@ -84,7 +84,9 @@ def multi_head_attention(
         weights = None
     out = out.transpose(1, 2).reshape(B, L, E)
     out = linear(out, out_proj_weight, out_proj_bias)
-    return out.transpose(0, 1), weights
+    # sequence-first and contiguous, as torch returns it: later ops that depend on the memory
+    # layout (dropout draws its mask in memory order) then behave exactly as without the engine
+    return out.transpose(0, 1).contiguous(), weights
 
 
 DECOMPOSITIONS = {F.multi_head_attention_forward: multi_head_attention}
