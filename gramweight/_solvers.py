@@ -1,0 +1,216 @@
+"""Torch-native solvers for the constrained problems behind the weightings.
+
+Everything here runs on the device of its input, in float64, batched over right-hand sides,
+without numpy, scipy or any external QP solver.
+
+- :func:`nonneg_qp`: for every row ``c`` of ``C``, the minimiser of ``½ xᵀAx + cᵀx`` over
+  ``x >= 0`` (optionally also ``Σx = 1``: the simplex), for one shared PSD matrix ``A``. A
+  primal-dual active-set method (a semismooth Newton method on the KKT conditions): each step
+  solves, for every row at once, the linear system on its current free set, then moves every
+  index whose sign condition fails. It stops when every row satisfies the KKT conditions to
+  round-off, so the result is exact, not iterative-approximate.
+- :func:`dual_cone_weights`: UPGrad's and DualProj's projection onto the dual cone of the rows
+  of ``J``, from ``G`` alone (box-constrained form of the Jacobian descent paper, Prop. 1).
+- :func:`min_norm_simplex`: MGDA's min-norm point of the convex hull of the rows.
+- :func:`power_balance`: the positive solution of ``G w = w^(-1/alpha)`` (FairGrad; Nash-MTL's
+  ``(G w) ⊙ w = 1`` is the case ``alpha = 1``), by a damped Newton method on its convex
+  potential.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["dual_cone_weights", "min_norm_simplex", "nonneg_qp", "power_balance", "solve_free"]
+
+# Relative Tikhonov term added to the free block of each Newton system. It keeps the systems of
+# singular Gramians (rank-deficient, duplicated or zero rows) solvable and moves the solution by
+# a relative 1e-10 at most, far below the 1e-6 the non-conflicting property allows.
+_JITTER = 1e-10
+# A KKT violation below this (relative to the scale of the problem) is round-off.
+_KKT_TOL = 1e-11
+
+
+def solve_free(A: Tensor, C: Tensor, free: Tensor, *, simplex: bool) -> tuple[Tensor, Tensor]:
+    """Minimise ``½ xᵀAx + cᵀx`` for every row ``c`` of ``C`` with ``x`` zero off ``free``.
+
+    With ``simplex``, also subject to ``Σx = 1`` (then ``free`` must be non-empty per row).
+
+    Returns:
+        ``x`` of shape (b, m) and the multiplier ``nu`` of the sum constraint, of shape (b,)
+        (zeros without ``simplex``), such that ``(A x + c - nu)_F = 0`` up to the jitter.
+    """
+    b, m = C.shape
+    counts = free.sum(dim=1)
+    k = int(counts.max()) if b > 0 else 0
+    x = torch.zeros_like(C)
+    nu = torch.zeros(b, dtype=C.dtype, device=C.device)
+    if k == 0:
+        return x, nu
+    # Gather each row's free indices first (a stable sort keeps their order), padded to k.
+    order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)
+    idx = order[:, :k]
+    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
+    validf = valid.to(C.dtype)
+    pair = validf.unsqueeze(2) * validf.unsqueeze(1)
+    Ak = A[idx.unsqueeze(2), idx.unsqueeze(1)] * pair
+    scale = A.diagonal().abs().max().clamp_min(torch.finfo(C.dtype).tiny)
+    eye = torch.eye(k, dtype=C.dtype, device=C.device)
+    Ak = Ak + eye * (1.0 - validf).unsqueeze(2) * scale + eye * (_JITTER * scale)
+    L, info = torch.linalg.cholesky_ex(Ak)
+    if bool((info > 0).any()):
+        # Round-off made a block indefinite beyond the jitter: retry with a larger one.
+        L, _ = torch.linalg.cholesky_ex(Ak + eye * (1e-7 * scale))
+    rhs = -(C.gather(1, idx) * validf).unsqueeze(2)
+    if simplex:
+        rhs = torch.cat([rhs, validf.unsqueeze(2)], dim=2)
+    sol = torch.cholesky_solve(rhs, L)
+    if simplex:
+        z, a = sol[..., 0], sol[..., 1]
+        denom = (a * validf).sum(dim=1)
+        nu = (1.0 - (z * validf).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
+        xk = z + nu.unsqueeze(1) * a
+    else:
+        xk = sol[..., 0]
+    x = x.scatter(1, idx, xk * validf)
+    return x, nu
+
+
+def nonneg_qp(
+    A: Tensor, C: Tensor, *, simplex: bool = False, max_iters: int = 100
+) -> Tensor:
+    """Solve ``min ½ xᵀAx + cᵀx`` s.t. ``x >= 0`` (and ``Σx = 1`` if ``simplex``), per row of ``C``.
+
+    Args:
+        A: Shared PSD matrix (m, m), float64, normalised so that its largest diagonal entry is
+            at most about 1.
+        C: Linear terms (b, m), same dtype and device.
+        simplex: Add the constraint ``Σx = 1``.
+        max_iters: Maximum number of active-set steps.
+
+    Returns:
+        The minimisers, shape (b, m), non-negative (and summing to 1 with ``simplex``).
+    """
+    b, m = C.shape
+    if b == 0:
+        return C.clone()
+    if simplex:
+        free = torch.ones_like(C, dtype=torch.bool)
+    else:
+        free = C < 0
+    tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
+    todo = torch.arange(b, device=C.device)
+    X = torch.zeros_like(C)
+    for _ in range(max_iters):
+        Ct, Ft = C[todo], free[todo]
+        x, nu = solve_free(A, Ct, Ft, simplex=simplex)
+        mu = x @ A + Ct - nu.unsqueeze(1)
+        X = X.index_copy(0, todo, x)
+        xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        ok = ((x >= -xtol) & (mu >= -xtol)).all(dim=1)
+        new_free = (x - mu) > 0
+        if simplex:
+            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
+            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
+            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
+        free = free.index_copy(0, todo, new_free)
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            break
+    X = X.clamp_min(0.0)
+    if simplex:
+        X = X / X.sum(dim=1, keepdim=True).clamp_min(torch.finfo(C.dtype).tiny)
+    return X
+
+
+def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) -> Tensor:
+    """Weights of the projections of the combinations ``uᵀJ`` onto the dual cone of ``J``'s rows.
+
+    For each row ``u`` of ``U``, the projection of ``Jᵀu`` onto ``{x : J x >= 0}`` is ``Jᵀv``
+    where ``v`` minimises ``vᵀ Ĝ v`` subject to ``v >= u`` (Jacobian descent paper, Prop. 1).
+    ``Ĝ = G / tr(G) + reg_eps · I`` (``Ĝ = reg_eps · I`` when ``tr(G) < norm_eps``). Written as
+    ``v = u + x``, this is :func:`nonneg_qp` with ``c = Ĝ u``.
+
+    Args:
+        G: Gramian (m, m), float64.
+        U: Rows to project, (b, m), float64.
+
+    Returns:
+        ``V`` of shape (b, m), with ``V >= U``.
+    """
+    m = G.shape[-1]
+    trace = G.diagonal().sum()
+    usable = (trace > 0) & (trace >= norm_eps)
+    Gn = torch.where(usable, G / torch.where(usable, trace, 1.0), 0.0)
+    A = Gn + reg_eps * torch.eye(m, dtype=G.dtype, device=G.device)
+    X = nonneg_qp(A, U @ A)
+    return U + X
+
+
+def min_norm_simplex(G: Tensor, *, max_iters: int = 100) -> Tensor:
+    """Weights ``w`` on the simplex minimising ``wᵀ G w`` (MGDA's min-norm point), shape (m,)."""
+    scale = G.diagonal().max()
+    A = torch.where(scale > 0, G / torch.where(scale > 0, scale, 1.0), 0.0)
+    C = torch.zeros(1, G.shape[-1], dtype=G.dtype, device=G.device)
+    return nonneg_qp(A, C, simplex=True, max_iters=max_iters)[0]
+
+
+def power_balance(
+    G: Tensor, *, alpha: float, n_iters: int = 50, init: Tensor | None = None
+) -> Tensor:
+    """The positive solution of ``G w = w^(-1/alpha)`` (``alpha > 0``).
+
+    It is the unique minimiser of the strictly convex potential
+    ``½ wᵀGw - Σ φ(w_i)`` over ``w > 0``, with ``φ' = w^(-1/alpha)`` (``φ = log`` for
+    ``alpha = 1``). The Gramian is first scaled to unit largest diagonal (the solution of the
+    scaled problem maps back exactly: ``w(sG) = s^(-alpha/(1+alpha)) w(G)``) and a relative
+    ``1e-8`` is added to its diagonal, so that a zero or an exactly opposite gradient gives a
+    large finite weight rather than an unbounded one.
+
+    Args:
+        G: Gramian (m, m), float64.
+        alpha: The fairness exponent, > 0.
+        n_iters: Maximum number of Newton steps.
+        init: Starting point (positive), e.g. the previous solution; defaults to the solution
+            of the diagonal problem.
+    """
+    m = G.shape[-1]
+    p = 1.0 / alpha
+    scale = G.diagonal().max()
+    s = torch.where(scale > 0, scale, 1.0)
+    eye = torch.eye(m, dtype=G.dtype, device=G.device)
+    A = G / s + 1e-8 * eye
+    expo = -alpha / (1.0 + alpha)
+    if init is None:
+        w = A.diagonal() ** expo
+    else:
+        w = (init * s ** (-expo)).clamp_min(1e-12)
+
+    def potential(W: Tensor) -> Tensor:
+        quad = 0.5 * ((W @ A) * W).sum(dim=-1)
+        if alpha == 1.0:
+            return quad - torch.log(W).sum(dim=-1)
+        return quad - (W ** (1.0 - p)).sum(dim=-1) / (1.0 - p)
+
+    steps = 0.5 ** torch.arange(0, 30, dtype=G.dtype, device=G.device)
+    for it in range(n_iters):
+        grad = A @ w - w ** (-p)
+        H = A + torch.diag(p * w ** (-p - 1.0))
+        d = -torch.linalg.solve(H, grad)
+        # Largest step keeping w positive (fraction to the boundary), then the best of a fixed
+        # set of backtracked steps, evaluated at once.
+        neg = d < 0
+        tmax = torch.where(neg, -0.99 * w / torch.where(neg, d, -1.0), math.inf).min().clamp(max=1.0)
+        cands = w.unsqueeze(0) + (tmax * steps).unsqueeze(1) * d.unsqueeze(0)
+        vals = potential(cands)
+        f0 = potential(w.unsqueeze(0))[0]
+        best = vals.argmin()
+        w = torch.where(vals[best] < f0, cands[best], w)
+        if it >= 2 and it % 2 == 0:
+            rel = ((A @ w) * w ** p - 1.0).abs().max()
+            if bool(rel < 1e-12):
+                break
+    return w * s ** expo
