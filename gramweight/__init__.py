@@ -7,7 +7,24 @@ loss gradients; the update is ``w @ J``. See ``WEIGHTINGS`` for the full list.
 from collections.abc import Callable
 
 from . import testing
-from .weightings import constant, mean, random, sum  # noqa: A004
+from .weightings import (  # noqa: A004
+    NashMTLState,
+    aligned_mtl,
+    cagrad,
+    config,
+    constant,
+    dualproj,
+    fairgrad,
+    imtl_g,
+    krum,
+    mean,
+    mgda,
+    nash_mtl,
+    nash_mtl_init,
+    random,
+    sum,
+    upgrad,
+)
 
 __version__ = "0.1.0"
 
@@ -16,14 +33,36 @@ WEIGHTINGS: dict[str, Callable] = {
     "sum": sum,
     "constant": constant,
     "random": random,
+    "upgrad": upgrad,
+    "dualproj": dualproj,
+    "mgda": mgda,
+    "imtl_g": imtl_g,
+    "aligned_mtl": aligned_mtl,
+    "cagrad": cagrad,
+    "krum": krum,
+    "fairgrad": fairgrad,
+    "nash_mtl": nash_mtl,
+    "config": config,
 }
 """Every weighting of the library, by name (the same name as the function)."""
 
 __all__ = [
     "WEIGHTINGS",
+    "NashMTLState",
+    "aligned_mtl",
+    "cagrad",
+    "config",
     "constant",
+    "dualproj",
+    "fairgrad",
+    "imtl_g",
+    "krum",
     "mean",
+    "mgda",
+    "nash_mtl",
+    "nash_mtl_init",
     "random",
     "sum",
     "testing",
+    "upgrad",
 ]

@@ -80,7 +80,7 @@ def solve_free(A: Tensor, C: Tensor, free: Tensor, *, simplex: bool) -> tuple[Te
 
 
 def nonneg_qp(
-    A: Tensor, C: Tensor, *, simplex: bool = False, max_iters: int = 100
+    A: Tensor, C: Tensor, *, simplex: bool = False, max_iters: int = 100, rtol: float = 0.0
 ) -> Tensor:
     """Solve ``min ½ xᵀAx + cᵀx`` s.t. ``x >= 0`` (and ``Σx = 1`` if ``simplex``), per row of ``C``.
 
@@ -90,6 +90,8 @@ def nonneg_qp(
         C: Linear terms (b, m), same dtype and device.
         simplex: Add the constraint ``Σx = 1``.
         max_iters: Maximum number of active-set steps.
+        rtol: With ``simplex``, also accept multipliers ``mu_j = (A x + c)_j - nu`` down to
+            ``-rtol * |nu|`` (for MGDA: every ``(A x)_j >= (1 - rtol) xᵀAx``).
 
     Returns:
         The minimisers, shape (b, m), non-negative (and summing to 1 with ``simplex``).
@@ -110,7 +112,9 @@ def nonneg_qp(
         mu = x @ A + Ct - nu.unsqueeze(1)
         X = X.index_copy(0, todo, x)
         xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
-        ok = ((x >= -xtol) & (mu >= -xtol)).all(dim=1)
+        mtol = xtol + rtol * nu.abs().unsqueeze(1)
+        # on the free set mu is zero by construction (up to the jitter): only the others count
+        ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
         new_free = (x - mu) > 0
         if simplex:
             # keep at least one free index per row (the best one) so Σx = 1 stays solvable
@@ -150,12 +154,15 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     return U + X
 
 
-def min_norm_simplex(G: Tensor, *, max_iters: int = 100) -> Tensor:
-    """Weights ``w`` on the simplex minimising ``wᵀ G w`` (MGDA's min-norm point), shape (m,)."""
+def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> Tensor:
+    """Weights ``w`` on the simplex minimising ``wᵀ G w`` (MGDA's min-norm point), shape (m,).
+
+    Stops when every ``(G w)_j >= (1 - rtol) wᵀGw`` (up to round-off).
+    """
     scale = G.diagonal().max()
     A = torch.where(scale > 0, G / torch.where(scale > 0, scale, 1.0), 0.0)
     C = torch.zeros(1, G.shape[-1], dtype=G.dtype, device=G.device)
-    return nonneg_qp(A, C, simplex=True, max_iters=max_iters)[0]
+    return nonneg_qp(A, C, simplex=True, max_iters=max_iters, rtol=rtol)[0]
 
 
 def power_balance(
@@ -201,16 +208,102 @@ def power_balance(
         H = A + torch.diag(p * w ** (-p - 1.0))
         d = -torch.linalg.solve(H, grad)
         # Largest step keeping w positive (fraction to the boundary), then the best of a fixed
-        # set of backtracked steps, evaluated at once.
+        # set of backtracked steps, evaluated at once. Near the solution the potential stops
+        # resolving progress (its changes fall under round-off), so there the residual of the
+        # equation decides instead.
         neg = d < 0
         tmax = torch.where(neg, -0.99 * w / torch.where(neg, d, -1.0), math.inf).min().clamp(max=1.0)
         cands = w.unsqueeze(0) + (tmax * steps).unsqueeze(1) * d.unsqueeze(0)
         vals = potential(cands)
         f0 = potential(w.unsqueeze(0))[0]
-        best = vals.argmin()
-        w = torch.where(vals[best] < f0, cands[best], w)
-        if it >= 2 and it % 2 == 0:
+        res = (cands @ A - cands ** (-p)).abs().amax(dim=1)
+        flat = vals >= f0 - 1e-13 * (1.0 + f0.abs())
+        best_f, best_r = vals.argmin(), res.argmin()
+        pick = torch.where(flat[best_f], best_r, best_f)
+        improves = (vals[pick] < f0) | (res[pick] < grad.abs().max())
+        w = torch.where(improves, cands[pick], w)
+        if it >= 2:
             rel = ((A @ w) * w ** p - 1.0).abs().max()
-            if bool(rel < 1e-12):
+            if bool(rel < 1e-13):
                 break
     return w * s ** expo
+
+
+def spectral_rtol(G: Tensor, dtype: torch.dtype) -> float:
+    """Relative eigenvalue cut-off below which a Gramian's spectrum is treated as zero.
+
+    ``1000 · m · eps`` of the dtype the Gramian came in: the eigenvalues that round-off can
+    create in an exactly singular Gramian of that precision stay below it, the meaningful ones of
+    a reasonably conditioned problem stay above.
+    """
+    return 1e3 * G.shape[-1] * torch.finfo(dtype).eps
+
+
+def psd_eigh(G: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
+    """Eigenpairs of a PSD matrix, keeping those above ``rtol · λ_max`` (descending order).
+
+    Returns the kept eigenvalues (r,) and eigenvectors (m, r); r = 0 for a zero matrix.
+    """
+    lam, V = torch.linalg.eigh(G)
+    lam, V = lam.flip(0), V.flip(1)
+    keep = lam > rtol * lam[0].clamp_min(0)
+    keep = keep & (lam > 0)
+    r = int(keep.sum())
+    return lam[:r], V[:, :r]
+
+
+def psd_pinv(G: Tensor, rtol: float) -> Tensor:
+    """Pseudo-inverse of a PSD matrix with the relative eigenvalue cut-off ``rtol``."""
+    lam, V = psd_eigh(G, rtol)
+    return (V / lam) @ V.T
+
+
+def cagrad_simplex(A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50) -> Tensor:
+    """The minimiser over the simplex of ``bᵀw + kappa · sqrt(wᵀAw)`` (``kappa > 0``).
+
+    Its optimality conditions are those of ``min ½ wᵀAw + ρ bᵀw`` over the simplex at the
+    ``ρ >= 0`` with ``kappa · ρ = sqrt(wᵀAw)``. On a fixed active set the QP's solution is
+    affine in ``ρ``, so that scalar equation is a quadratic, solved exactly; the new ``ρ`` gives
+    a new active set, until it no longer changes (the root is kept inside a shrinking bracket,
+    bisecting when the quadratic's root leaves it).
+    """
+    m = A.shape[-1]
+    C01 = torch.stack([torch.zeros_like(b), b])
+    # bracket: psi(rho) = kappa·rho - ‖g_w(rho)‖ is non-decreasing, psi(0) <= 0 and
+    # psi(max‖g_i‖ / kappa) >= 0
+    lo, hi = 0.0, float(A.diagonal().max().clamp_min(0).sqrt()) / kappa
+    rho = hi / 2
+    w = None
+    for _ in range(max_iters):
+        w = nonneg_qp(A, (rho * b).unsqueeze(0), simplex=True)[0]
+        norm = float((w @ A @ w).clamp_min(0).sqrt())
+        psi = kappa * rho - norm
+        if psi <= 0:
+            lo = max(lo, rho)
+        if psi >= 0:
+            hi = min(hi, rho)
+        if abs(psi) <= 1e-13 * (kappa * rho + norm) or hi - lo <= 1e-15 * hi:
+            break
+        # affine pieces on the current free set: w(r) = w0 + r w1
+        free = (w > 0).unsqueeze(0).expand(2, m)
+        W, _ = solve_free(A, C01, free, simplex=True)
+        w0, w1 = W[0], W[1] - W[0]
+        qa = kappa**2 - float(w1 @ A @ w1)
+        qb = -2.0 * float(w0 @ A @ w1)
+        qc = -float(w0 @ A @ w0)
+        new = math.nan
+        if abs(qa) > 1e-300:
+            disc = qb * qb - 4 * qa * qc
+            if disc >= 0:
+                roots = [(-qb + s * math.sqrt(disc)) / (2 * qa) for s in (1.0, -1.0)]
+                inside = [r for r in roots if lo <= r <= hi]
+                if inside:
+                    new = min(inside, key=lambda r: abs(r - rho))
+        elif qb != 0:
+            new = -qc / qb
+        if not (lo <= new <= hi) or new == rho:
+            new = (lo + hi) / 2 if new != rho else new
+            if new == rho:
+                break
+        rho = new
+    return w
