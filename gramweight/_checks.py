@@ -94,29 +94,37 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
     if G.numel() == 0:
         return G.clone()
 
-    # All the checks are reduced to one small tensor, so validation costs one host sync.
+    # All the checks reduce to three numbers fetched in one host sync. amax propagates NaN,
+    # so a non-finite entry shows up as a non-finite scale.
     tol = _roundoff_tol(G.dtype)
-    Gt = G.mT
-    scale = G.abs().amax(dim=(-2, -1), keepdim=True)
-    diag = G.diagonal(dim1=-2, dim2=-1)
-    finite = torch.isfinite(G).all()
-    asym = ((G - Gt).abs() > tol * scale).any()
-    neg_diag = (diag < -tol * scale.squeeze(-1)).any()
-    finite_ok, asym_bad, neg_bad = torch.stack([finite, asym, neg_diag]).tolist()
-    if not finite_ok:
+    scale = G.abs().amax(dim=(-2, -1))
+    asym = (G - G.mT).abs().amax(dim=(-2, -1))
+    diag_min = G.diagonal(dim1=-2, dim2=-1).amin(dim=-1)
+    if G.dim() == 2:
+        scale_max, asym_rel, diag_rel = torch.stack([scale, asym, diag_min]).tolist()
+        asym_rel = asym_rel / scale_max if scale_max > 0 else asym_rel
+        diag_rel = diag_rel / scale_max if scale_max > 0 else diag_rel
+    else:
+        safe = scale.clamp_min(torch.finfo(G.dtype).tiny)
+        scale_max, asym_rel, diag_rel = torch.stack(
+            [scale.amax(), (asym / safe).amax(), (diag_min / safe).amin()]
+        ).tolist()
+    if not math.isfinite(scale_max) or not math.isfinite(asym_rel):
         raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
-    if asym_bad:
-        worst = float(((G - Gt).abs() / scale.clamp_min(torch.finfo(G.dtype).tiny)).max())
+    if asym_rel > tol:
         raise ValueError(
-            message(name, "symmetric up to round-off", f"a relative asymmetry of {worst:.3g}")
+            message(name, "symmetric up to round-off", f"a relative asymmetry of {asym_rel:.3g}")
         )
-    if neg_bad:
+    if diag_rel < -tol:
         raise ValueError(
             message(name, "positive semi-definite (non-negative diagonal)",
-                    f"diagonal entry {float(diag.min()):.6g}")
+                    f"diagonal entry {float(G.diagonal(dim1=-2, dim2=-1).min()):.6g}")
         )
-    S = (G + Gt) / 2
-    return S.diagonal_scatter(S.diagonal(dim1=-2, dim2=-1).clamp_min(0), dim1=-2, dim2=-1)
+    # Repairs cost extra operations, so they run only when something needs repairing.
+    S = G if asym_rel == 0 else (G + G.mT) / 2
+    if diag_rel < 0:
+        S = S.diagonal_scatter(S.diagonal(dim1=-2, dim2=-1).clamp_min(0), dim1=-2, dim2=-1)
+    return S
 
 
 def check_vector(
@@ -130,30 +138,31 @@ def check_vector(
 ) -> Tensor:
     """Validate a 1-D finite vector and return it as a tensor (dtype/device of ``like``)."""
     if isinstance(v, Tensor):
-        t = v
+        if v.is_complex() or not (v.dtype.is_floating_point or v.dtype in _INT_DTYPES):
+            raise TypeError(message(name, "a real tensor", f"dtype {v.dtype}"))
+        if v.dim() != 1:
+            raise ValueError(message(name, "a 1-D vector", f"shape {_shape(v)}"))
+        values = v
     elif isinstance(v, Sequence) and not isinstance(v, str):
-        try:
-            t = torch.tensor(list(v), dtype=torch.get_default_dtype())
-        except (TypeError, ValueError):
-            raise TypeError(message(name, "a sequence of numbers or a tensor", repr(v))) from None
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+            raise TypeError(message(name, "a sequence of numbers or a tensor", repr(v)))
+        values = None
     else:
         raise TypeError(message(name, "a sequence of numbers or a tensor", type(v).__name__))
-    if t.is_complex() or not (t.dtype.is_floating_point or t.dtype in _INT_DTYPES):
-        raise TypeError(message(name, "a real tensor", f"dtype {t.dtype}"))
-    if t.dim() != 1:
-        raise ValueError(message(name, "a 1-D vector", f"shape {_shape(t)}"))
-    if length is not None and t.shape[0] != length:
-        raise ValueError(message(name, f"of length {length}", f"length {t.shape[0]}"))
-    if like is not None:
-        t = t.to(dtype=like.dtype, device=like.device)
-    flags = torch.stack([torch.isfinite(t).all(), (t > 0).all(), (t >= 0).all()]).tolist()
-    if not flags[0]:
+    if length is not None and len(v) != length:
+        raise ValueError(message(name, f"of length {length}", f"length {len(v)}"))
+    # Python numbers are checked in Python; a tensor costs one host sync.
+    floats = [float(x) for x in v] if values is None else values.double().tolist()
+    if not all(math.isfinite(x) for x in floats):
         raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
-    if positive and not flags[1]:
-        raise ValueError(message(name, "positive", f"minimum {float(t.min()):.6g}"))
-    if non_negative and not flags[2]:
-        raise ValueError(message(name, "non-negative", f"minimum {float(t.min()):.6g}"))
-    return t
+    if positive and not all(x > 0 for x in floats):
+        raise ValueError(message(name, "positive", f"minimum {min(floats):.6g}"))
+    if non_negative and not all(x >= 0 for x in floats):
+        raise ValueError(message(name, "non-negative", f"minimum {min(floats):.6g}"))
+    if values is None:
+        dtype = like.dtype if like is not None else torch.get_default_dtype()
+        return torch.tensor(floats, dtype=dtype, device=None if like is None else like.device)
+    return values if like is None else values.to(dtype=like.dtype, device=like.device)
 
 
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)

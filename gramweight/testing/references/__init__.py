@@ -1,0 +1,11 @@
+"""Jacobian-space reference implementations of the weightings.
+
+Each reference computes the update ``wᵀJ`` the way the method's paper writes it, on the
+gradient vectors themselves, so that a Gramian-space weighting can be checked against it with
+:func:`check_against_reference`. References favour obviousness over speed.
+"""
+
+from . import _basic
+from ._framework import REFERENCES, check_against_reference, register_reference
+
+__all__ = ["REFERENCES", "check_against_reference", "register_reference"]

@@ -1,0 +1,70 @@
+"""How generic tests call any entry of ``gramweight.WEIGHTINGS``.
+
+A weighting whose only required keyword option is ``key`` is covered automatically. Stateful
+weightings are recognised by a ``gramweight.<name>_init`` function and start from a fresh
+state. A weighting with another required option must get example values in
+``REQUIRED_OPTIONS``; the generic suite fails with a message saying so until it does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+import gramweight as gw
+
+# name -> function of m giving the required keyword options other than `key`.
+REQUIRED_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "constant": lambda m: {"weights": [0.5 + i / max(m, 1) for i in range(m)]},
+}
+
+
+def required_keywords(name: str) -> list[str]:
+    params = inspect.signature(gw.WEIGHTINGS[name]).parameters.values()
+    return [
+        p.name
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+    ]
+
+
+def options(name: str, m: int, key: int = 0) -> dict[str, Any]:
+    """The keyword options needed to call weighting ``name`` on an (m, m) Gramian."""
+    kwargs = dict(REQUIRED_OPTIONS[name](m)) if name in REQUIRED_OPTIONS else {}
+    for kw in required_keywords(name):
+        if kw == "key":
+            kwargs["key"] = key
+        elif kw not in kwargs:
+            raise AssertionError(
+                f"weighting {name!r} requires the option {kw!r}: add example values for it in "
+                "REQUIRED_OPTIONS of tests/_calling.py"
+            )
+    return kwargs
+
+
+def initial_state(name: str, m: int) -> Any | None:
+    init = getattr(gw, f"{name}_init", None)
+    return None if init is None else init(m)
+
+
+def call(name: str, G: Tensor, key: int = 0) -> Tensor:
+    """Weights of weighting ``name`` on ``G`` (from a fresh state if it is stateful)."""
+    fn = gw.WEIGHTINGS[name]
+    m = G.shape[-1]
+    kwargs = options(name, m, key)
+    state = initial_state(name, m)
+    if state is None:
+        return fn(G, **kwargs)
+    w, _ = fn(G, state, **kwargs)
+    return w
+
+
+def arguments(name: str, G: Tensor, key: int = 0) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword arguments of one call of weighting ``name`` on ``G``."""
+    m = G.shape[-1]
+    state = initial_state(name, m)
+    args = (G,) if state is None else (G, state)
+    return args, options(name, m, key)

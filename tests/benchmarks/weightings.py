@@ -1,0 +1,142 @@
+"""Median time per call of every weighting, side by side with TorchJD's equivalent.
+
+Run from the repository root::
+
+    python tests/benchmarks/weightings.py            # m in {2, 8, 32, 128, 512}
+    python tests/benchmarks/weightings.py --quick    # m in {2, 8, 32}
+    python tests/benchmarks/weightings.py --only upgrad mgda --markdown
+
+TorchJD (``pip install -e ".[bench]"``) is optional: without it, only gramweight is timed.
+Both libraries get the same float32 Gramian ``G = J Jᵀ`` of a random Jacobian with 4m
+columns, on the CPU, in the same process. ``ratio`` is TorchJD's median divided by ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from importlib.metadata import version
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import gramweight as gw  # noqa: E402
+from tests._calling import initial_state, options  # noqa: E402
+
+try:
+    import torchjd.aggregation as tjd
+except ImportError:  # the peer is an optional extra
+    tjd = None
+
+# our name -> (factory of m -> TorchJD callable on a Gramian), for the methods TorchJD has.
+TORCHJD: dict[str, Callable[[int], Callable[[torch.Tensor], Any]]] = {}
+if tjd is not None:
+    TORCHJD.update(
+        {
+            "mean": lambda m: tjd.MeanWeighting(),
+            "sum": lambda m: tjd.SumWeighting(),
+            "constant": lambda m: tjd.ConstantWeighting(torch.linspace(0.5, 1.5, m)),
+            "random": lambda m: tjd.RandomWeighting(),
+        }
+    )
+
+
+def gramweight_call(name: str, m: int) -> Callable[[torch.Tensor, int], Any]:
+    """A closure running one step of weighting ``name``, carrying its state if it has one."""
+    fn = gw.WEIGHTINGS[name]
+    state = initial_state(name, m)
+    if state is None:
+        return lambda G, step: fn(G, **options(name, m, key=step))
+
+    holder = [state]
+
+    def step_fn(G: torch.Tensor, step: int) -> Any:
+        w, holder[0] = fn(G, holder[0], **options(name, m, key=step))
+        return w
+
+    return step_fn
+
+
+def median_time(call: Callable[[int], Any], budget: float, max_reps: int = 200) -> float:
+    """Median seconds per call: one warm-up, then calls until ``budget`` seconds or ``max_reps``."""
+    call(0)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (time.perf_counter() - start < budget or len(times) < 3):
+        t0 = time.perf_counter()
+        call(len(times) + 1)
+        times.append(time.perf_counter() - t0)
+        if times[-1] > budget:  # a very slow call: one measurement is all we can afford
+            break
+    return statistics.median(times)
+
+
+def fmt(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="m in {2, 8, 32} only")
+    parser.add_argument("--only", nargs="*", help="weighting names to time (default: all)")
+    parser.add_argument("--sizes", nargs="*", type=int, help="values of m")
+    parser.add_argument("--budget", type=float, default=0.3, help="seconds per cell (default 0.3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = args.sizes or ([2, 8, 32] if args.quick else [2, 8, 32, 128, 512])
+    names = args.only or list(gw.WEIGHTINGS)
+    unknown = sorted(set(names) - set(gw.WEIGHTINGS))
+    if unknown:
+        parser.error(f"unknown weighting(s) {unknown}; choose from {sorted(gw.WEIGHTINGS)}")
+
+    peer = f"torchjd {version('torchjd')}" if tjd is not None else "torchjd not installed"
+    print(f"# gramweight {gw.__version__} vs {peer}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"python {platform.python_version()}")
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for m in sizes:
+        J = torch.randn(m, 4 * m, generator=gen)
+        G = J @ J.T
+        G = (G + G.T) / 2
+        for name in names:
+            ours = median_time(lambda step, c=gramweight_call(name, m): c(G, step), args.budget)
+            theirs = None
+            if name in TORCHJD:
+                peer_fn = TORCHJD[name](m)
+                theirs = median_time(lambda step, f=peer_fn: f(G), args.budget)
+            ratio = f"{theirs / ours:.1f}x" if theirs is not None else "—"
+            rows.append((name, m, fmt(ours), fmt(theirs), ratio))
+            print(f"  {name:>12} m={m:<4} gramweight {fmt(ours):>10}  torchjd {fmt(theirs):>10}"
+                  f"  ratio {ratio}", file=sys.stderr, flush=True)
+
+    header = ("weighting", "m", "gramweight", "torchjd", "ratio")
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for r in rows:
+            print("| " + " | ".join(str(x) for x in r) + " |")
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+        for r in [header, *rows]:
+            print("  ".join(str(x).rjust(w) for x, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()
