@@ -5,7 +5,8 @@ gradient vectors themselves, so that a Gramian-space weighting can be checked ag
 :func:`check_against_reference`. References favour obviousness over speed.
 """
 
-from . import _basic
+from . import _aligned_mtl, _basic, _cagrad, _config, _fairgrad, _imtl_g, _krum, _mgda
+from . import _nash_mtl, _upgrad
 from ._framework import REFERENCES, check_against_reference, register_reference
 
 __all__ = ["REFERENCES", "check_against_reference", "register_reference"]

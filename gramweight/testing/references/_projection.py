@@ -1,0 +1,60 @@
+"""Exact Euclidean projections by enumeration of faces, for the references (small m only)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+
+def project_onto_dual_cone(y: Tensor, J: Tensor) -> Tensor:
+    """The point of ``{x : J x >= 0}`` closest to ``y``, by enumerating the faces of the cone.
+
+    The projection lies on some face ``{x : J_S x = 0}`` and is the projection of ``y`` onto
+    that subspace; among the feasible projections onto every such subspace, the closest to
+    ``y`` is therefore the projection. Exponential in ``m``: for tests with a few rows only.
+    """
+    m = J.shape[0]
+    tol = 1e-9 * max(float(J.abs().max()), 1e-300) * max(float(y.norm()), 1e-300)
+    best, best_dist = None, None
+    for size in range(m + 1):
+        for S in itertools.combinations(range(m), size):
+            x = y.clone()
+            if S:
+                JS = J[list(S)]
+                x = y - torch.linalg.pinv(JS) @ (JS @ y)
+            if bool((J @ x >= -tol).all()):
+                dist = float((x - y).norm())
+                if best_dist is None or dist < best_dist - 1e-15 * (1.0 + dist):
+                    best, best_dist = x, dist
+    assert best is not None  # S = all rows gives x with J x = 0, always feasible
+    return best
+
+
+def min_norm_in_hull(points: Tensor) -> Tensor:
+    """Coefficients (on the simplex) of the point of the convex hull of the rows closest to 0.
+
+    Enumerates the supports: on the affine hull of a support the closest point solves a least
+    squares problem; the feasible candidate of least norm is the answer.
+    """
+    m = points.shape[0]
+    best, best_norm = None, None
+    for size in range(1, m + 1):
+        for S in itertools.combinations(range(m), size):
+            P = points[list(S)]
+            base = P[0]
+            D = (P[1:] - base).T  # directions of the affine hull, as columns
+            if size > 1:
+                c = torch.linalg.lstsq(D, -base.unsqueeze(1)).solution.squeeze(1)
+                lam = torch.cat([(1.0 - c.sum()).unsqueeze(0), c])
+            else:
+                lam = torch.ones(1, dtype=points.dtype)
+            if bool((lam >= -1e-12).all()):
+                coef = torch.zeros(m, dtype=points.dtype)
+                coef[list(S)] = lam.clamp_min(0) / lam.clamp_min(0).sum()
+                norm = float((coef @ points).norm())
+                if best_norm is None or norm < best_norm - 1e-14 * (1.0 + norm):
+                    best, best_norm = coef, norm
+    assert best is not None
+    return best
