@@ -32,16 +32,21 @@ __all__ = ["dual_cone_weights", "min_norm_simplex", "nonneg_qp", "power_balance"
 _JITTER = 1e-10
 # A KKT violation below this (relative to the scale of the problem) is round-off.
 _KKT_TOL = 1e-11
+# Primal-dual active-set steps before the rows still unsolved go to the primal method.
+_PDAS_ITERS = 30
 
 
-def solve_free(A: Tensor, C: Tensor, free: Tensor, *, simplex: bool) -> tuple[Tensor, Tensor]:
+def solve_free(
+    A: Tensor, C: Tensor, free: Tensor, *, simplex: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Minimise ``½ xᵀAx + cᵀx`` for every row ``c`` of ``C`` with ``x`` zero off ``free``.
 
-    With ``simplex``, also subject to ``Σx = 1`` (then ``free`` must be non-empty per row).
+    With ``simplex`` (a positive vector ``s`` of length m), also subject to ``sᵀx = 1`` (then
+    ``free`` must be non-empty per row).
 
     Returns:
         ``x`` of shape (b, m) and the multiplier ``nu`` of the sum constraint, of shape (b,)
-        (zeros without ``simplex``), such that ``(A x + c - nu)_F = 0`` up to the jitter.
+        (zeros without ``simplex``), such that ``(A x + c - nu s)_F = 0`` up to the jitter.
     """
     b, m = C.shape
     counts = free.sum(dim=1)
@@ -57,7 +62,8 @@ def solve_free(A: Tensor, C: Tensor, free: Tensor, *, simplex: bool) -> tuple[Te
     validf = valid.to(C.dtype)
     pair = validf.unsqueeze(2) * validf.unsqueeze(1)
     Ak = A[idx.unsqueeze(2), idx.unsqueeze(1)] * pair
-    scale = A.diagonal().abs().max().clamp_min(torch.finfo(C.dtype).tiny)
+    scale = A.diagonal().abs().max()
+    scale = torch.where(scale > 0, scale, 1.0)
     eye = torch.eye(k, dtype=C.dtype, device=C.device)
     Ak = Ak + eye * (1.0 - validf).unsqueeze(2) * scale + eye * (_JITTER * scale)
     L, info = torch.linalg.cholesky_ex(Ak)
@@ -65,13 +71,16 @@ def solve_free(A: Tensor, C: Tensor, free: Tensor, *, simplex: bool) -> tuple[Te
         # Round-off made a block indefinite beyond the jitter: retry with a larger one.
         L, _ = torch.linalg.cholesky_ex(Ak + eye * (1e-7 * scale))
     rhs = -(C.gather(1, idx) * validf).unsqueeze(2)
-    if simplex:
-        rhs = torch.cat([rhs, validf.unsqueeze(2)], dim=2)
-    sol = torch.cholesky_solve(rhs, L)
-    if simplex:
+    if simplex is not None:
+        sk = simplex[idx] * validf
+        rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
+    sol = torch.linalg.solve_triangular(
+        L.mT, torch.linalg.solve_triangular(L, rhs, upper=False), upper=True
+    )
+    if simplex is not None:
         z, a = sol[..., 0], sol[..., 1]
-        denom = (a * validf).sum(dim=1)
-        nu = (1.0 - (z * validf).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
+        denom = (a * sk).sum(dim=1)
+        nu = (1.0 - (z * sk).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
         xk = z + nu.unsqueeze(1) * a
     else:
         xk = sol[..., 0]
@@ -84,9 +93,12 @@ def nonneg_qp(
 ) -> Tensor:
     """Solve ``min ½ xᵀAx + cᵀx`` s.t. ``x >= 0`` (and ``Σx = 1`` if ``simplex``), per row of ``C``.
 
+    The problem is first equilibrated (``x = S y`` with ``S = diag(A)^(-1/2)``), so that every
+    coordinate is judged at its own scale: a Gramian whose rows differ in norm by 1e6 is solved
+    as accurately as a balanced one.
+
     Args:
-        A: Shared PSD matrix (m, m), float64, normalised so that its largest diagonal entry is
-            at most about 1.
+        A: Shared PSD matrix (m, m), float64.
         C: Linear terms (b, m), same dtype and device.
         simplex: Add the constraint ``Σx = 1``.
         max_iters: Maximum number of active-set steps.
@@ -99,6 +111,11 @@ def nonneg_qp(
     b, m = C.shape
     if b == 0:
         return C.clone()
+    d = A.diagonal()
+    S = torch.where(d > 0, d.clamp_min(torch.finfo(A.dtype).tiny).rsqrt(), 1.0)
+    A = S.unsqueeze(1) * A * S.unsqueeze(0)
+    C = C * S
+    s = S if simplex else None
     if simplex:
         free = torch.ones_like(C, dtype=torch.bool)
     else:
@@ -106,13 +123,13 @@ def nonneg_qp(
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
     todo = torch.arange(b, device=C.device)
     X = torch.zeros_like(C)
-    for _ in range(max_iters):
+    for _ in range(min(max_iters, _PDAS_ITERS)):
         Ct, Ft = C[todo], free[todo]
-        x, nu = solve_free(A, Ct, Ft, simplex=simplex)
-        mu = x @ A + Ct - nu.unsqueeze(1)
+        x, nu = solve_free(A, Ct, Ft, simplex=s)
+        mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
         X = X.index_copy(0, todo, x)
         xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
-        mtol = xtol + rtol * nu.abs().unsqueeze(1)
+        mtol = xtol + rtol * nu.abs().unsqueeze(1) * S
         # on the free set mu is zero by construction (up to the jitter): only the others count
         ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
         new_free = (x - mu) > 0
@@ -124,10 +141,67 @@ def nonneg_qp(
         todo = todo[~ok]
         if todo.numel() == 0:
             break
-    X = X.clamp_min(0.0)
+    if todo.numel() > 0:
+        # The primal-dual steps can cycle on some non-diagonally-dominant problems: finish
+        # those rows with the (slower, monotone) primal active-set method.
+        X = X.index_copy(
+            0, todo, _primal_active_set(A, C[todo], s, tol[todo], rtol, S, max_iters=3 * m + 10)
+        )
+    X = X.clamp_min(0.0) * S
     if simplex:
         X = X / X.sum(dim=1, keepdim=True).clamp_min(torch.finfo(C.dtype).tiny)
     return X
+
+
+def _primal_active_set(
+    A: Tensor, C: Tensor, s: Tensor | None, tol: Tensor, rtol: float, S: Tensor, *, max_iters: int
+) -> Tensor:
+    """The classical primal active-set method, vectorised over the rows of ``C``.
+
+    Every iterate is feasible and the objective never increases: each step either moves to
+    the minimiser on the current free set (then frees the index of most negative multiplier,
+    or stops), or moves towards it until a coordinate hits zero (which is then fixed). Starts
+    from ``x = 0`` (box) or from the best vertex (simplex).
+    """
+    b, m = C.shape
+    rows = torch.arange(b, device=C.device)
+    if s is None:
+        x = torch.zeros_like(C)
+        free = torch.zeros_like(C, dtype=torch.bool)
+    else:
+        vertex_vals = 0.5 * A.diagonal() / s**2 + C / s
+        j = vertex_vals.argmin(dim=1)
+        free = torch.nn.functional.one_hot(j, m).bool()
+        x = torch.zeros_like(C).index_put((rows, j), 1.0 / s[j])
+    todo = rows
+    for _ in range(max_iters):
+        xt, Ft, Ct = x[todo], free[todo], C[todo]
+        p, nu = solve_free(A, Ct, Ft, simplex=s)
+        xtol = tol[todo] * (1.0 + p.abs().amax(dim=1, keepdim=True))
+        d = p - xt
+        blocking = Ft & (p < -xtol)
+        reach = blocking.any(dim=1)
+        ratio = torch.where(blocking & (d < 0), xt / (-d).clamp_min(1e-300), torch.inf)
+        alpha, jblock = ratio.min(dim=1)
+        alpha = torch.where(reach, alpha.clamp(0.0, 1.0), 1.0)
+        xn = torch.where(reach.unsqueeze(1), xt + alpha.unsqueeze(1) * d, p.clamp_min(0.0))
+        rr = torch.arange(todo.numel(), device=C.device)
+        xn = torch.where(reach.unsqueeze(1), xn.index_put((rr, jblock), torch.zeros_like(alpha)), xn)
+        Fn = torch.where(reach.unsqueeze(1), Ft.index_put((rr, jblock), torch.zeros_like(reach)), Ft)
+        mu = xn @ A + Ct - (nu.unsqueeze(1) * s if s is not None else 0.0)
+        mtol = xtol + (rtol * nu.abs().unsqueeze(1) * S if s is not None else 0.0)
+        worst = torch.where(Fn, torch.inf, mu + mtol).min(dim=1)
+        done = ~reach & (worst.values >= 0)
+        release = ~reach & ~done
+        Fn = torch.where(
+            release.unsqueeze(1), Fn.index_put((rr, worst.indices), torch.ones_like(release)), Fn
+        )
+        x = x.index_copy(0, todo, xn)
+        free = free.index_copy(0, todo, Fn)
+        todo = todo[~done]
+        if todo.numel() == 0:
+            break
+    return x
 
 
 def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) -> Tensor:
@@ -286,7 +360,7 @@ def cagrad_simplex(A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50) -
             break
         # affine pieces on the current free set: w(r) = w0 + r w1
         free = (w > 0).unsqueeze(0).expand(2, m)
-        W, _ = solve_free(A, C01, free, simplex=True)
+        W, _ = solve_free(A, C01, free, simplex=torch.ones_like(b))
         w0, w1 = W[0], W[1] - W[0]
         qa = kappa**2 - float(w1 @ A @ w1)
         qb = -2.0 * float(w0 @ A @ w1)
