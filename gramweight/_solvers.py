@@ -34,6 +34,8 @@ _JITTER = 1e-10
 _KKT_TOL = 1e-11
 # Primal-dual active-set steps before the rows still unsolved go to the primal method.
 _PDAS_ITERS = 30
+# Relative diagonal term of the power-balance equation (FairGrad, Nash-MTL); see power_balance.
+_POWER_REG = 1e-6
 
 
 def solve_free(
@@ -248,8 +250,8 @@ def power_balance(
     ``½ wᵀGw - Σ φ(w_i)`` over ``w > 0``, with ``φ' = w^(-1/alpha)`` (``φ = log`` for
     ``alpha = 1``). The Gramian is first scaled to unit largest diagonal (the solution of the
     scaled problem maps back exactly: ``w(sG) = s^(-alpha/(1+alpha)) w(G)``) and a relative
-    ``1e-8`` is added to its diagonal, so that a zero or an exactly opposite gradient gives a
-    large finite weight rather than an unbounded one.
+    ``1e-6`` is added to its diagonal, so that a zero or an exactly opposite gradient gives a
+    large finite weight rather than an unbounded one (and the solve stays well conditioned).
 
     Args:
         G: Gramian (m, m), float64.
@@ -263,7 +265,7 @@ def power_balance(
     scale = G.diagonal().max()
     s = torch.where(scale > 0, scale, 1.0)
     eye = torch.eye(m, dtype=G.dtype, device=G.device)
-    A = G / s + 1e-8 * eye
+    A = G / s + _POWER_REG * eye
     expo = -alpha / (1.0 + alpha)
     if init is None:
         w = A.diagonal() ** expo
@@ -277,7 +279,8 @@ def power_balance(
         return quad - (W ** (1.0 - p)).sum(dim=-1) / (1.0 - p)
 
     steps = 0.5 ** torch.arange(0, 30, dtype=G.dtype, device=G.device)
-    for it in range(n_iters):
+    best, stalled = math.inf, 0
+    for _ in range(n_iters):
         grad = A @ w - w ** (-p)
         H = A + torch.diag(p * w ** (-p - 1.0))
         d = -torch.linalg.solve(H, grad)
@@ -296,10 +299,15 @@ def power_balance(
         pick = torch.where(flat[best_f], best_r, best_f)
         improves = (vals[pick] < f0) | (res[pick] < grad.abs().max())
         w = torch.where(improves, cands[pick], w)
-        if it >= 2:
-            rel = ((A @ w) * w ** p - 1.0).abs().max()
-            if bool(rel < 1e-13):
-                break
+        rel = float(((A @ w) * w ** p - 1.0).abs().max())
+        if rel < 1e-13:
+            break
+        # near the solution, stop once round-off stalls the residual (three steps without
+        # halving it); far from it, damped steps need not reduce the residual
+        stalled = stalled + 1 if (rel < 1e-6 and rel > 0.5 * best) else 0
+        best = min(best, rel)
+        if stalled >= 3:
+            break
     return w * s ** expo
 
 

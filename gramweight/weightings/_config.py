@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_vector
-from .._solvers import psd_pinv, spectral_rtol
+from .._solvers import psd_eigh, spectral_rtol
+
+_ORTHO_TOL = 1e-8
 
 
 def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Tensor:
@@ -25,7 +27,9 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
 
     The pseudo-inverse drops the eigenvalues of the cosine matrix :math:`D^{+} G D^{+}` below
     ``1000 · m · eps`` times the largest (eps of ``G``'s dtype): that is the rank cut-off. If
-    :math:`v^\top G v = 0` (all gradients zero), ``w = 0``.
+    ``pref`` has no component (beyond a relative ``1e-8``) in the span of the cosine matrix,
+    e.g. two exactly opposite gradients, or all gradients are zero, there is no direction and
+    ``w = 0``.
 
     Args:
         G: Gramian of shape (m, m).
@@ -58,9 +62,12 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
     d = G64.diagonal().sqrt()
     dinv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0)
     C = dinv.unsqueeze(1) * G64 * dinv.unsqueeze(0)
-    v = dinv * (psd_pinv(C, spectral_rtol(G, G.dtype)) @ p)
+    lam, V = psd_eigh(C, spectral_rtol(G, G.dtype))
+    y = V.T @ p
+    v = dinv * (V @ (y / lam))
     Gv = G64 @ v
     vGv = v @ Gv
-    ok = vGv > 0
+    # pref orthogonal to the span of the cosine matrix (to round-off): no direction at all
+    ok = (vGv > 0) & (y.norm() > _ORTHO_TOL * p.norm())
     w = torch.where(ok, Gv.sum() / torch.where(ok, vGv, 1.0), 0.0) * v
     return w.to(G.dtype)

@@ -21,7 +21,7 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
     found by a damped Newton method on the strictly convex potential
     :math:`\tfrac12 w^\top G w - \sum_i \varphi(w_i)`, :math:`\varphi' = w^{-1/\alpha}`
     (``gramweight._solvers.power_balance``). ``alpha = 0`` is linear scalarisation:
-    ``w = 1/m``. A relative ``1e-8`` is added to the diagonal of the (unit-scaled) Gramian, so a
+    ``w = 1/m``. A relative ``1e-6`` is added to the diagonal of the (unit-scaled) Gramian, so a
     zero gradient, or a group of exactly opposite ones, gets a large finite weight instead of
     none (the equation has no solution there).
 

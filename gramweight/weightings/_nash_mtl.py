@@ -77,7 +77,7 @@ def nash_mtl(
     Deviations:
         The original code and TorchJD's ``NashMTL`` normalise ``G`` by its Frobenius norm and
         run ``n_iters`` sequential convex programs (cvxpy/ECOS) that approach the solution;
-        here the equation is solved to round-off, with a relative ``1e-8`` added to the
+        here the equation is solved to round-off, with a relative ``1e-6`` added to the
         diagonal of the unit-scaled ``G`` so that zero or exactly opposite gradients give large
         finite weights.
 

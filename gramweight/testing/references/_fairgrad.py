@@ -13,34 +13,44 @@ from ._framework import register_reference
 def power_root(J: Tensor, alpha: float) -> Tensor:
     """The positive ``w`` with ``g_iᵀ(Jᵀw) = w_i^(-1/alpha)`` for every row ``g_i`` of ``J``.
 
-    Like the weightings, ``J`` is first augmented with ``sqrt(1e-8 · max_i ‖g_i‖²) I`` (their
-    diagonal regularisation, written as extra columns). Solved in log-coordinates
-    ``w = exp(s)`` by Newton's method on the residual with a backtracking line search, the
-    Jacobian of the residual coming from autograd.
+    Like the weightings, ``J`` is first augmented with ``sqrt(1e-6 · max_i ‖g_i‖²) I`` (their
+    diagonal regularisation, written as extra columns). ``w`` minimises the strictly convex
+    potential ``½‖Jᵀw‖² - Σ φ(w_i)`` with ``φ' = w^(-1/alpha)``: Newton's method on it, steps
+    kept inside ``w > 0`` and halved until the potential or the residual of the equation
+    decreases.
     """
     J64 = J.double().cpu()
     m = J64.shape[0]
     big = float((J64 * J64).sum(dim=1).max())
     big = big if big > 0 else 1.0
-    Ja = torch.cat([J64, math.sqrt(1e-8 * big) * torch.eye(m, dtype=torch.float64)], dim=1)
+    Ja = torch.cat([J64, math.sqrt(1e-6 * big) * torch.eye(m, dtype=torch.float64)], dim=1)
     p = 1.0 / alpha
 
-    def residual(s: Tensor) -> Tensor:
-        w = torch.exp(s)
-        return (Ja @ (Ja.T @ w)) * torch.exp(p * s) - 1.0  # relative form: (G w)_i w_i^p - 1
+    def potential(w: Tensor) -> Tensor:
+        phi = torch.log(w) if alpha == 1 else w ** (1.0 - p) / (1.0 - p)
+        return 0.5 * (Ja.T @ w).pow(2).sum() - phi.sum()
 
-    s = torch.full((m,), -0.5 * math.log(big), dtype=torch.float64)
-    for _ in range(200):
-        r = residual(s)
-        if float(r.abs().max()) < 1e-14:
+    def residual(w: Tensor) -> float:
+        return float(((Ja @ (Ja.T @ w)) * w**p - 1.0).abs().max())
+
+    w = torch.full((m,), big ** (-alpha / (1.0 + alpha)), dtype=torch.float64)
+    for _ in range(500):
+        if residual(w) < 1e-13:
             break
-        jac = torch.autograd.functional.jacobian(residual, s)
-        step = torch.linalg.solve(jac, -r)
+        grad = Ja @ (Ja.T @ w) - w ** (-p)
+        hess = Ja @ Ja.T + torch.diag(p * w ** (-p - 1.0))
+        step = torch.linalg.solve(hess, -grad)
         t = 1.0
-        while t > 1e-12 and float(residual(s + t * step).norm()) >= float(r.norm()):
+        while bool((w + t * step <= 0).any()):
             t /= 2
-        s = s + t * step
-    return torch.exp(s)
+        f0, r0, slope = float(potential(w)), residual(w), float(grad @ step)
+        while t > 1e-30:
+            cand = w + t * step
+            if float(potential(cand)) <= f0 + 1e-4 * t * slope or residual(cand) < r0:
+                break
+            t /= 2
+        w = w + t * step
+    return w
 
 
 @register_reference("fairgrad")
