@@ -59,7 +59,7 @@ def aligned_mtl(
         >>> gw.aligned_mtl(G)
         tensor([0.5591, 0.4083], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     if scale not in _SCALES:
         raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
     p = _pref(pref, G)

@@ -57,7 +57,7 @@ def cagrad(G: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
         >>> gw.cagrad(G, c=0.5)
         tensor([0.7041, 0.5000], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     check_number(c, "c", low=0.0)
     check_number(norm_eps, "norm_eps", low=0.0)
     m = G.shape[-1]

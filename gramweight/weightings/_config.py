@@ -52,7 +52,7 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
         >>> gw.config(J @ J.T) @ J
         tensor([0.1588, 2.0706, 2.0706], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     m = G.shape[-1]
     G64 = G.to(torch.float64)
     if pref is None:

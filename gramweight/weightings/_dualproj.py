@@ -54,7 +54,7 @@ def dualproj(
         >>> gw.dualproj(G)
         tensor([0.6109, 0.5000], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     check_number(norm_eps, "norm_eps", low=0.0)
     check_number(reg_eps, "reg_eps", low=0.0)
     p = _pref(pref, G)

@@ -49,7 +49,7 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
         >>> gw.fairgrad(G, alpha=1.0)
         tensor([0.5915, 0.4071], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     check_number(alpha, "alpha", low=0.0)
     m = G.shape[-1]
     if alpha == 0:

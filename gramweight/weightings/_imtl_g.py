@@ -44,7 +44,7 @@ def imtl_g(G: Tensor, /) -> Tensor:
         >>> gw.imtl_g(G)
         tensor([0.5923, 0.4077], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     G64 = G.to(torch.float64)
     scale = G64.diagonal().max()
     Gn = torch.where(scale > 0, G64 / torch.where(scale > 0, scale, 1.0), 0.0)

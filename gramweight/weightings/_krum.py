@@ -44,7 +44,7 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
         >>> gw.krum(J @ J.T, n_byzantine=1, n_selected=4)
         tensor([0.2500, 0.2500, 0.0000, 0.2500, 0.2500])
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     m = G.shape[-1]
     check_number(n_byzantine, "n_byzantine", low=0, integer=True)
     check_number(n_selected, "n_selected", low=1, integer=True)

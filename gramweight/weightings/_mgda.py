@@ -75,7 +75,7 @@ def mgda(
         >>> gw.mgda(G, norm="loss", losses=[0.5, 2.0]) @ J
         tensor([3.4900, 1.0000, 1.0000], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     if norm not in _NORMS:
         raise ValueError(message("norm", f"one of {_NORMS}", repr(norm)))
     check_number(epsilon, "epsilon", low=0.0, high=1.0, high_open=True)

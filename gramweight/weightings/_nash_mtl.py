@@ -93,7 +93,7 @@ def nash_mtl(
         >>> state.step
         tensor(1)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     m = G.shape[-1]
     check_state(state, NashMTLState, step=(), weights=(m,))
     check_number(max_norm, "max_norm", low=0.0)

@@ -70,7 +70,7 @@ def upgrad(
         >>> gw.upgrad(G, reg_eps=0.0)  # the exact projection
         tensor([1.1111, 0.7895], dtype=torch.float64)
     """
-    G = check_gramian(G)
+    G = check_gramian(G).detach()
     check_number(norm_eps, "norm_eps", low=0.0)
     check_number(reg_eps, "reg_eps", low=0.0)
     p = _pref(pref, G)
