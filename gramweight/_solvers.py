@@ -68,13 +68,19 @@ def solve_free(
     scale = torch.where(scale > 0, scale, 1.0)
     eye = torch.eye(k, dtype=C.dtype, device=C.device)
     Ak = Ak + eye * (1.0 - validf).unsqueeze(2) * scale
+    if simplex is not None:
+        # On {sᵀx = 1}, adding rho·s sᵀ to A only adds a constant to the objective, but makes
+        # the block definite whenever the face problem is well posed (A may be singular: then
+        # eliminating with A⁻¹ directly would cancel huge numbers). The multiplier shifts by rho.
+        sk = simplex[idx] * validf
+        rho = 1.0 / (sk * sk).sum(dim=1).clamp_min(torch.finfo(C.dtype).tiny)
+        Ak = Ak + rho.view(-1, 1, 1) * sk.unsqueeze(2) * sk.unsqueeze(1)
     L, info = torch.linalg.cholesky_ex(Ak + eye * (_JITTER * scale))
     if bool((info > 0).any()):
         # Round-off made a block indefinite beyond the jitter: retry with a larger one.
         L, _ = torch.linalg.cholesky_ex(Ak + eye * (1e-7 * scale))
     rhs = -(C.gather(1, idx) * validf).unsqueeze(2)
     if simplex is not None:
-        sk = simplex[idx] * validf
         rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
     def chol_solve(r: Tensor) -> Tensor:
         return torch.linalg.solve_triangular(
@@ -90,6 +96,7 @@ def solve_free(
         denom = (a * sk).sum(dim=1)
         nu = (1.0 - (z * sk).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
         xk = z + nu.unsqueeze(1) * a
+        nu = nu - rho
     else:
         xk = sol[..., 0]
     x = x.scatter(1, idx, xk * validf)
