@@ -28,8 +28,9 @@ def cagrad(G: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
     equation exactly on each active set (``gramweight._solvers.cagrad_simplex``).
 
     As in TorchJD, a Gramian of trace below ``norm_eps`` counts as zero, and if
-    :math:`\|g_w\| < \text{norm\_eps}` (on the trace-normalised scale) the point is taken as
-    Pareto-stationary and ``w = 0``.
+    :math:`\|g_w\| < \text{norm\_eps}` (on the trace-normalised scale; also whenever it is
+    below ``1e-10``, zero up to round-off) the point is taken as Pareto-stationary and
+    ``w = 0``.
 
     Args:
         G: Gramian of shape (m, m).
@@ -72,6 +73,7 @@ def cagrad(G: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
         return mean.to(G.dtype)
     w = cagrad_simplex(Gn, Gn @ mean, sqrt_phi)
     gw_norm = float((w @ Gn @ w).clamp_min(0).sqrt())
-    if gw_norm < norm_eps:
+    # below 1e-10 (the trace-normalised scale is O(1)) g_w is zero up to the solver's accuracy
+    if gw_norm <= 1e-10 or gw_norm < norm_eps:
         return torch.zeros(m, dtype=G.dtype, device=G.device)
     return (mean + (sqrt_phi / gw_norm) * w).to(G.dtype)

@@ -54,8 +54,10 @@ def mgda(
         Weights on the simplex, shape (m,), with ``G``'s dtype and device.
 
     Properties:
-        Non-conflicting (:math:`\hat G w \ge 0`, hence :math:`G w \ge 0` for every ``norm``
-        since :math:`N` is positive diagonal). Permutation-equivariant. Scale-invariant.
+        Non-conflicting with ``norm="none"`` (:math:`G w \ge w^\top G w \ge 0`). With a
+        norm, the normalised update :math:`\sum_i w_i g_i / N_i` is non-conflicting, but the
+        raw one returned here need not be (two opposite gradients of different norms give
+        ``w = (1/2, 1/2)``). Permutation-equivariant. Scale-invariant.
 
     Deviations:
         TorchJD's ``MGDAWeighting`` has no normalisation and runs Frank–Wolfe for up to

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ._framework import register_reference
+from ._projection import min_norm_in_hull
 
 
 def _candidates(Jn: Tensor, g0: Tensor, kappa: float):
@@ -16,10 +17,12 @@ def _candidates(Jn: Tensor, g0: Tensor, kappa: float):
 
     On the relative interior of a face ``S`` its stationarity conditions make ``w_S`` affine in
     ``t = ‖Jnᵀw‖ / kappa``: ``w_S = w0 + t w1`` (least squares on the rows of ``S``), and
-    ``‖Jnᵀ(w0 + t w1)‖ = kappa t`` is a quadratic in ``t``. Every vertex is a candidate too.
+    ``‖Jnᵀ(w0 + t w1)‖ = kappa t`` is a quadratic in ``t``. Every vertex is a candidate too, and
+    the min-norm point of the hull (the objective is not differentiable where ``g_w = 0``).
     """
     m = Jn.shape[0]
     b = Jn @ g0
+    yield min_norm_in_hull(Jn)  # where g_w = 0, if it can be: the objective is not smooth there
     for i in range(m):
         w = torch.zeros(m, dtype=torch.float64)
         w[i] = 1.0
@@ -76,6 +79,6 @@ def cagrad_reference(J: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) ->
         if best_val is None or val < best_val:
             best, best_val = w, val
     gw = Jn.T @ best
-    if float(gw.norm()) < norm_eps:
+    if float(gw.norm()) <= 1e-10 or float(gw.norm()) < norm_eps:
         return torch.zeros(J.shape[1], dtype=torch.float64)
     return (g0 + kappa * gw / gw.norm()) * math.sqrt(trace)

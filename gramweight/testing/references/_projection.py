@@ -15,8 +15,12 @@ def project_onto_dual_cone(y: Tensor, J: Tensor) -> Tensor:
     that subspace; among the feasible projections onto every such subspace, the closest to
     ``y`` is therefore the projection. Exponential in ``m``: for tests with a few rows only.
     """
+    # Scaling a row by a positive factor leaves the cone unchanged: unit rows (zero rows
+    # constrain nothing) keep every constraint at the same scale, however unbalanced J is.
+    norms = J.norm(dim=1)
+    J = J[norms > 0] / norms[norms > 0].unsqueeze(1)
     m = J.shape[0]
-    tol = 1e-9 * max(float(J.abs().max()), 1e-300) * max(float(y.norm()), 1e-300)
+    tol = 1e-10 * max(float(y.norm()), 1e-300)
     best, best_dist = None, None
     for size in range(m + 1):
         for S in itertools.combinations(range(m), size):
