@@ -57,31 +57,38 @@ def solve_free(
     nu = torch.zeros(b, dtype=C.dtype, device=C.device)
     if k == 0:
         return x, nu
-    # Gather each row's free indices first (a stable sort keeps their order), padded to k.
+    # Gather each row's free indices first (a stable sort keeps their order), padded to k with
+    # the index m of an extra zero row and column of A.
     order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)
-    idx = order[:, :k]
     valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
     validf = valid.to(C.dtype)
-    pair = validf.unsqueeze(2) * validf.unsqueeze(1)
-    Ak = A[idx.unsqueeze(2), idx.unsqueeze(1)] * pair
+    idx = torch.where(valid, order[:, :k], m)
+    A_pad = torch.nn.functional.pad(A, (0, 1, 0, 1))
+    Ak = A_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
+        2, idx.unsqueeze(1).expand(b, k, k)
+    )
     scale = A.diagonal().abs().max()
     scale = torch.where(scale > 0, scale, 1.0)
-    eye = torch.eye(k, dtype=C.dtype, device=C.device)
-    Ak = Ak + eye * (1.0 - validf).unsqueeze(2) * scale
+    Ak.diagonal(dim1=1, dim2=2).add_((1.0 - validf) * scale)  # identity on the padding
     if simplex is not None:
         # On {sᵀx = 1}, adding rho·s sᵀ to A only adds a constant to the objective, but makes
         # the block definite whenever the face problem is well posed (A may be singular: then
         # eliminating with A⁻¹ directly would cancel huge numbers). The multiplier shifts by rho.
-        sk = simplex[idx] * validf
+        sk = simplex[idx.clamp_max(m - 1)] * validf
         rho = 1.0 / (sk * sk).sum(dim=1).clamp_min(torch.finfo(C.dtype).tiny)
         Ak = Ak + rho.view(-1, 1, 1) * sk.unsqueeze(2) * sk.unsqueeze(1)
-    L, info = torch.linalg.cholesky_ex(Ak + eye * (_JITTER * scale))
+    jitter = _JITTER * scale
+    Ak.diagonal(dim1=1, dim2=2).add_(jitter)
+    L, info = torch.linalg.cholesky_ex(Ak)
     if bool((info > 0).any()):
         # Round-off made a block indefinite beyond the jitter: retry with a larger one.
-        L, _ = torch.linalg.cholesky_ex(Ak + eye * (1e-7 * scale))
-    rhs = -(C.gather(1, idx) * validf).unsqueeze(2)
+        Ak.diagonal(dim1=1, dim2=2).add_(1e-7 * scale)
+        jitter = jitter + 1e-7 * scale
+        L, _ = torch.linalg.cholesky_ex(Ak)
+    rhs = -(C.gather(1, idx.clamp_max(m - 1)) * validf).unsqueeze(2)
     if simplex is not None:
         rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
+
     def chol_solve(r: Tensor) -> Tensor:
         return torch.linalg.solve_triangular(
             L.mT, torch.linalg.solve_triangular(L, r, upper=False), upper=True
@@ -90,7 +97,7 @@ def solve_free(
     sol = chol_solve(rhs)
     # One step of iterative refinement against the matrix without the jitter removes its
     # first-order effect (the error shrinks from jitter/λ to (jitter/λ)²).
-    sol = sol + chol_solve(rhs - Ak @ sol)
+    sol = sol + chol_solve(rhs - (Ak @ sol - jitter * sol))
     if simplex is not None:
         z, a = sol[..., 0], sol[..., 1]
         denom = (a * sk).sum(dim=1)
@@ -99,12 +106,55 @@ def solve_free(
         nu = nu - rho
     else:
         xk = sol[..., 0]
-    x = x.scatter(1, idx, xk * validf)
+    x = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, xk * validf)[:, :m]
     return x, nu
 
 
+def _solve_bound_side(A: Tensor, H: Tensor, C: Tensor, free: Tensor) -> Tensor:
+    """Like :func:`solve_free` (box case), through the complement: with ``H = A⁻¹``,
+    ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``, so each row factors a matrix of the size of its
+    bound set ``B`` instead of its free set. Cheaper when the free sets are the larger ones."""
+    b, m = C.shape
+    bound = ~free
+    counts = bound.sum(dim=1)
+    k = int(counts.max())
+    freef = free.to(C.dtype)
+    if k == 0:
+        x = (-C) @ H
+        return x + ((-C - x @ A) * freef) @ H
+    order = torch.argsort(free.to(torch.int8), dim=1, stable=True)
+    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
+    validf = valid.to(C.dtype)
+    idx = torch.where(valid, order[:, :k], m)
+    H_pad = torch.nn.functional.pad(H, (0, 1, 0, 1))
+    Hk = H_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
+        2, idx.unsqueeze(1).expand(b, k, k)
+    )
+    Hk.diagonal(dim1=1, dim2=2).add_(1.0 - validf)
+    L, _ = torch.linalg.cholesky_ex(Hk)
+
+    def solve(r: Tensor) -> Tensor:
+        y = r @ H
+        yB = (torch.nn.functional.pad(y, (0, 1)).gather(1, idx) * validf).unsqueeze(2)
+        zB = torch.linalg.solve_triangular(
+            L.mT, torch.linalg.solve_triangular(L, yB, upper=False), upper=True
+        ).squeeze(2)
+        z = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, zB * validf)
+        return (y - z[:, :m] @ H) * freef
+
+    x = solve(-C * freef)
+    # one step of iterative refinement on the free rows
+    return x + solve((-C - x @ A) * freef)
+
+
 def nonneg_qp(
-    A: Tensor, C: Tensor, *, simplex: bool = False, max_iters: int = 100, rtol: float = 0.0
+    A: Tensor,
+    C: Tensor,
+    *,
+    simplex: bool = False,
+    max_iters: int = 100,
+    rtol: float = 0.0,
+    definite: bool = False,
 ) -> Tensor:
     """Solve ``min ½ xᵀAx + cᵀx`` s.t. ``x >= 0`` (and ``Σx = 1`` if ``simplex``), per row of ``C``.
 
@@ -119,6 +169,8 @@ def nonneg_qp(
         max_iters: Maximum number of active-set steps.
         rtol: With ``simplex``, also accept multipliers ``mu_j = (A x + c)_j - nu`` down to
             ``-rtol * |nu|`` (for MGDA: every ``(A x)_j >= (1 - rtol) xᵀAx``).
+        definite: The caller guarantees that ``A`` is well conditioned (e.g. regularised): the
+            box steps may then factor the smaller of each row's free and bound sets.
 
     Returns:
         The minimisers, shape (b, m), non-negative (and summing to 1 with ``simplex``).
@@ -138,9 +190,24 @@ def nonneg_qp(
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
     todo = torch.arange(b, device=C.device)
     X = torch.zeros_like(C)
+    H = None
+    if definite and not simplex and m > 1:
+        H = torch.cholesky_inverse(torch.linalg.cholesky(A))
     for _ in range(min(max_iters, _PDAS_ITERS)):
         Ct, Ft = C[todo], free[todo]
-        x, nu = solve_free(A, Ct, Ft, simplex=s)
+        if H is not None:
+            # each row factors the smaller of its free and bound sets
+            nf = Ft.sum(dim=1)
+            side = nf > m - nf
+            x = torch.zeros_like(Ct)
+            nu = torch.zeros(todo.numel(), dtype=C.dtype, device=C.device)
+            rows_b, rows_f = side.nonzero().squeeze(1), (~side).nonzero().squeeze(1)
+            if rows_b.numel():
+                x = x.index_copy(0, rows_b, _solve_bound_side(A, H, Ct[rows_b], Ft[rows_b]))
+            if rows_f.numel():
+                x = x.index_copy(0, rows_f, solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None)[0])
+        else:
+            x, nu = solve_free(A, Ct, Ft, simplex=s)
         mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
         X = X.index_copy(0, todo, x)
         xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
@@ -239,7 +306,8 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     usable = (trace > 0) & (trace >= norm_eps)
     Gn = torch.where(usable, G / torch.where(usable, trace, 1.0), 0.0)
     A = Gn + reg_eps * torch.eye(m, dtype=G.dtype, device=G.device)
-    X = nonneg_qp(A, U @ A)
+    # With reg_eps >= 1e-8 the (trace-normalised) problem has condition number <= 1e8.
+    X = nonneg_qp(A, U @ A, definite=reg_eps >= 1e-8)
     return U + X
 
 
