@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, message
-from .._solvers import psd_eigh, spectral_rtol
+from .._solvers import psd_eigh, spectral_rtol, work_dtype
 from ._upgrad import _pref
 
 _SCALES = ("min", "median", "rmse")
@@ -62,9 +62,9 @@ def aligned_mtl(
     G = check_gramian(G).detach()
     if scale not in _SCALES:
         raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
-    p = _pref(pref, G)
-    G64 = G.to(torch.float64)
-    lam, V = psd_eigh(G64, spectral_rtol(G, G.dtype))
+    Gw = G.to(work_dtype(G.dtype))
+    p = _pref(pref, G).to(Gw.dtype)
+    lam, V = psd_eigh(Gw, spectral_rtol(G, G.dtype))
     if lam.numel() == 0:
         return p.to(G.dtype)
     if scale == "min":

@@ -8,9 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_vector
-from .._solvers import psd_eigh, spectral_rtol
-
-_ORTHO_TOL = 1e-8
+from .._solvers import psd_eigh, spectral_rtol, work_dtype
 
 
 def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Tensor:
@@ -27,7 +25,8 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
 
     The pseudo-inverse drops the eigenvalues of the cosine matrix :math:`D^{+} G D^{+}` below
     ``1000 · m · eps`` times the largest (eps of ``G``'s dtype): that is the rank cut-off. If
-    ``pref`` has no component (beyond a relative ``1e-8``) in the span of the cosine matrix,
+    ``pref`` has no component (beyond a relative ``sqrt(1000 · m · eps)``, the singular-value
+    cut-off) in the span of the cosine matrix,
     e.g. two exactly opposite gradients, or all gradients are zero, there is no direction and
     ``w = 0``.
 
@@ -54,20 +53,21 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
     """
     G = check_gramian(G).detach()
     m = G.shape[-1]
-    G64 = G.to(torch.float64)
+    Gw = G.to(work_dtype(G.dtype))
     if pref is None:
-        p = torch.ones(m, dtype=torch.float64, device=G.device)
+        p = torch.ones(m, dtype=Gw.dtype, device=G.device)
     else:
-        p = check_vector(pref, "pref", length=m, like=G).to(torch.float64)
-    d = G64.diagonal().sqrt()
+        p = check_vector(pref, "pref", length=m, like=G).to(Gw.dtype)
+    d = Gw.diagonal().sqrt()
     dinv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0)
-    C = dinv.unsqueeze(1) * G64 * dinv.unsqueeze(0)
-    lam, V = psd_eigh(C, spectral_rtol(G, G.dtype))
+    C = dinv.unsqueeze(1) * Gw * dinv.unsqueeze(0)
+    rtol = spectral_rtol(G, G.dtype)
+    lam, V = psd_eigh(C, rtol)
     y = V.T @ p
     v = dinv * (V @ (y / lam))
-    Gv = G64 @ v
+    Gv = Gw @ v
     vGv = v @ Gv
     # pref orthogonal to the span of the cosine matrix (to round-off): no direction at all
-    ok = (vGv > 0) & (y.norm() > _ORTHO_TOL * p.norm())
+    ok = (vGv > 0) & (y.norm() > rtol**0.5 * p.norm())
     w = torch.where(ok, Gv.sum() / torch.where(ok, vGv, 1.0), 0.0) * v
     return w.to(G.dtype)

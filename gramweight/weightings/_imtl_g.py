@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian
-from .._solvers import psd_pinv, spectral_rtol
+from .._solvers import psd_pinv, spectral_rtol, work_dtype
 
 
 def imtl_g(G: Tensor, /) -> Tensor:
@@ -45,9 +45,9 @@ def imtl_g(G: Tensor, /) -> Tensor:
         tensor([0.5923, 0.4077], dtype=torch.float64)
     """
     G = check_gramian(G).detach()
-    G64 = G.to(torch.float64)
-    scale = G64.diagonal().max()
-    Gn = torch.where(scale > 0, G64 / torch.where(scale > 0, scale, 1.0), 0.0)
+    Gw = G.to(work_dtype(G.dtype))
+    scale = Gw.diagonal().max()
+    Gn = torch.where(scale > 0, Gw / torch.where(scale > 0, scale, 1.0), 0.0)
     v = psd_pinv(Gn, spectral_rtol(G, G.dtype)) @ Gn.diagonal().sqrt()
     total = v.sum()
     ok = total.abs() > 1e-12 * v.abs().sum()

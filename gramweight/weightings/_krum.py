@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, message
+from .._solvers import work_dtype
 
 
 def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
@@ -54,9 +55,9 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
         )
     if n_selected > m:
         raise ValueError(message("n_selected", f"<= m = {m}", repr(n_selected)))
-    G64 = G.to(torch.float64)
-    diag = G64.diagonal()
-    dist2 = (diag.unsqueeze(0) + diag.unsqueeze(1) - 2.0 * G64).clamp_min(0.0)
+    Gw = G.to(work_dtype(G.dtype))
+    diag = Gw.diagonal()
+    dist2 = (diag.unsqueeze(0) + diag.unsqueeze(1) - 2.0 * Gw).clamp_min(0.0)
     dist2 = dist2.fill_diagonal_(torch.inf)
     nearest = dist2.topk(m - n_byzantine - 2, dim=1, largest=False).values
     scores = nearest.sum(dim=1)

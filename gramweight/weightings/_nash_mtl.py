@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, check_state
-from .._solvers import power_balance
+from .._solvers import power_balance, power_reg
 
 
 class NashMTLState(NamedTuple):
@@ -77,7 +77,7 @@ def nash_mtl(
     Deviations:
         The original code and TorchJD's ``NashMTL`` normalise ``G`` by its Frobenius norm and
         run ``n_iters`` sequential convex programs (cvxpy/ECOS) that approach the solution;
-        here the equation is solved to round-off, with a relative ``1e-6`` added to the
+        here the equation is solved to round-off, with a relative ``1e-6`` (``1e-4`` for lower-precision inputs) added to the
         diagonal of the unit-scaled ``G`` so that zero or exactly opposite gradients give large
         finite weights.
 
@@ -104,7 +104,9 @@ def nash_mtl(
     step = int(state.step)
     if step % update_every == 0:
         init = prev if step > 0 else None
-        solved = power_balance(G64, alpha=1.0, n_iters=n_iters, init=init)
+        solved = power_balance(
+            G64, alpha=1.0, n_iters=n_iters, init=init, reg=power_reg(G.dtype)
+        )
     else:
         solved = prev
     w = solved

@@ -15,7 +15,7 @@ def config_reference(J: Tensor, /, *, pref: Sequence[float] | Tensor | None = No
     """Unit gradients ``U`` (zero rows stay zero), direction ``x = U⁺ pref`` (default all ones;
     singular values below ``sqrt(1000 · m · eps)`` times the largest dropped), made a unit
     vector and given the length ``Σ_i g_iᵀ x̂``. If ``pref`` has no part in the span of the unit
-    gradients (beyond a relative 1e-8), there is no direction: 0."""
+    gradients (beyond a relative ``sqrt(1000 · m · eps)``), there is no direction: 0."""
     J64 = J.double().cpu()
     m = J.shape[0]
     p = (
@@ -28,7 +28,7 @@ def config_reference(J: Tensor, /, *, pref: Sequence[float] | Tensor | None = No
     rtol = (1e3 * m * torch.finfo(J.dtype).eps) ** 0.5
     x = torch.linalg.pinv(units, rtol=rtol) @ p
     # the fitted cosines U x: pref's part in the span of the unit gradients
-    if float((units @ x).norm()) <= 1e-8 * float(p.norm()) or float(x.norm()) == 0.0:
+    if float((units @ x).norm()) <= rtol * float(p.norm()) or float(x.norm()) == 0.0:
         return torch.zeros(J.shape[1], dtype=torch.float64)
     unit = x / x.norm()
     return (J64 @ unit).sum() * unit

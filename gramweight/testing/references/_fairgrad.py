@@ -10,10 +10,10 @@ from torch import Tensor
 from ._framework import register_reference
 
 
-def power_root(J: Tensor, alpha: float) -> Tensor:
+def power_root(J: Tensor, alpha: float, dtype: torch.dtype) -> Tensor:
     """The positive ``w`` with ``g_iᵀ(Jᵀw) = w_i^(-1/alpha)`` for every row ``g_i`` of ``J``.
 
-    Like the weightings, ``J`` is first augmented with ``sqrt(1e-6 · max_i ‖g_i‖²) I`` (their
+    Like the weightings, ``J`` is first augmented with ``sqrt(r · max_i ‖g_i‖²) I`` (their
     diagonal regularisation, written as extra columns). ``w`` minimises the strictly convex
     potential ``½‖Jᵀw‖² - Σ φ(w_i)`` with ``φ' = w^(-1/alpha)``: Newton's method on it, steps
     kept inside ``w > 0`` and halved until the potential or the residual of the equation
@@ -23,7 +23,8 @@ def power_root(J: Tensor, alpha: float) -> Tensor:
     m = J64.shape[0]
     big = float((J64 * J64).sum(dim=1).max())
     big = big if big > 0 else 1.0
-    Ja = torch.cat([J64, math.sqrt(1e-6 * big) * torch.eye(m, dtype=torch.float64)], dim=1)
+    r = 1e-6 if dtype == torch.float64 else 1e-4  # as the weightings, by input precision
+    Ja = torch.cat([J64, math.sqrt(r * big) * torch.eye(m, dtype=torch.float64)], dim=1)
     p = 1.0 / alpha
 
     def potential(w: Tensor) -> Tensor:
@@ -59,4 +60,4 @@ def fairgrad_reference(J: Tensor, /, *, alpha: float = 1.0) -> Tensor:
     J64 = J.double().cpu()
     if alpha == 0:
         return J64.mean(dim=0)
-    return J64.T @ power_root(J64, alpha)
+    return J64.T @ power_root(J64, alpha, J.dtype)

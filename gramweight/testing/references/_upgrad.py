@@ -22,16 +22,17 @@ def _augmented(J: Tensor, norm_eps: float, reg_eps: float) -> tuple[Tensor, bool
     return torch.cat([scaled, math.sqrt(reg_eps) * torch.eye(m, dtype=J.dtype)], dim=1), usable
 
 
-def _project(J: Tensor, u: Tensor, norm_eps: float, reg_eps: float) -> Tensor:
-    """The update ``Jᵀv`` whose augmented version is the projection of ``J'ᵀu``."""
+def _project(J: Tensor, U: Tensor, norm_eps: float, reg_eps: float) -> Tensor:
+    """The updates ``Jᵀv`` whose augmented versions are the projections of ``J'ᵀu``, for each
+    row ``u`` of ``U`` (or for ``U`` itself if it is a vector)."""
     n = J.shape[1]
     Ja, usable = _augmented(J, norm_eps, reg_eps)
-    x = project_onto_dual_cone(Ja.T @ u, Ja)
+    X = project_onto_dual_cone(U @ Ja, Ja)
     if reg_eps > 0:
-        return J.T @ (x[n:] / math.sqrt(reg_eps))  # the identity block holds v itself
+        return (X[..., n:] / math.sqrt(reg_eps)) @ J  # the identity block holds v itself
     if usable:
-        return x[:n] * math.sqrt(float((J * J).sum()))
-    return J.T @ u  # G counts as 0: every u is already in the cone
+        return X[..., :n] * math.sqrt(float((J * J).sum()))
+    return U @ J  # G counts as 0: every u is already in the cone
 
 
 def _pref(pref: Sequence[float] | Tensor | None, m: int) -> Tensor:
@@ -53,12 +54,7 @@ def upgrad_reference(
     J = J.double().cpu()
     m = J.shape[0]
     p = _pref(pref, m)
-    update = torch.zeros(J.shape[1], dtype=torch.float64)
-    for i in range(m):
-        u = torch.zeros(m, dtype=torch.float64)
-        u[i] = p[i]
-        update = update + _project(J, u, norm_eps, reg_eps)
-    return update
+    return _project(J, torch.diag(p), norm_eps, reg_eps).sum(dim=0)
 
 
 @register_reference("dualproj")
