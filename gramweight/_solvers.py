@@ -34,6 +34,8 @@ _JITTER = 1e-10
 _KKT_TOL = 1e-11
 # Primal-dual active-set steps before the rows still unsolved go to the primal method.
 _PDAS_ITERS = 30
+# From this size on, a projected-gradient guess of the simplex problems' free sets pays off.
+_SIMPLEX_GUESS_M = 256
 # Below this size the factorisations are cheap and the bound-side path only adds overhead.
 _SCHUR_MIN_M = 48
 
@@ -141,6 +143,42 @@ def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
     return (x - (x @ A + C)) > 0
 
 
+def _project_simplex(Y: Tensor) -> Tensor:
+    """Euclidean projection of each row onto the probability simplex (sort-based)."""
+    m = Y.shape[-1]
+    U = Y.sort(dim=-1, descending=True).values
+    css = U.cumsum(dim=-1) - 1.0
+    ks = torch.arange(1, m + 1, dtype=Y.dtype, device=Y.device)
+    cond = U - css / ks > 0
+    rho = cond.to(Y.dtype).cumsum(dim=-1).argmax(dim=-1, keepdim=True)  # last True
+    theta = css.gather(-1, rho) / (rho + 1).to(Y.dtype)
+    return (Y - theta).clamp_min(0.0)
+
+
+def _guess_free_simplex(A: Tensor, C: Tensor, iters: int = 40) -> Tensor:
+    """Like :func:`_guess_free_set`, for the simplex problems (projected steps onto the
+    simplex). At least one index per row stays free."""
+    A = A.to(torch.float32)
+    C = C.to(torch.float32)
+    m = A.shape[0]
+    v = torch.ones(m, dtype=A.dtype, device=A.device)
+    for _ in range(10):
+        v = A @ v
+        v = v / v.norm().clamp_min(torch.finfo(A.dtype).tiny)
+    lip = 1.1 * (v @ A @ v).clamp_min(torch.finfo(A.dtype).tiny)
+    x = torch.full_like(C, 1.0 / m)
+    y = x
+    t = 1.0
+    for _ in range(iters):
+        x_new = _project_simplex(y - (y @ A + C) / lip)
+        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        x, t = x_new, t_new
+    free = x > 0
+    best = torch.nn.functional.one_hot(x.argmax(dim=1), m).bool()
+    return free | best
+
+
 def _solve_bound_side(A: Tensor, H: Tensor, C: Tensor, free: Tensor) -> Tensor:
     """Like :func:`solve_free` (box case), through the complement: with ``H = A⁻¹``,
     ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``, so each row factors a matrix of the size of its
@@ -209,13 +247,16 @@ def nonneg_qp(
     b, m = C.shape
     if b == 0:
         return C.clone()
+    if simplex and m >= _SIMPLEX_GUESS_M:
+        free = _guess_free_simplex(A, C)
     d = A.diagonal()
     S = torch.where(d > 0, d.clamp_min(torch.finfo(A.dtype).tiny).rsqrt(), 1.0)
     A = S.unsqueeze(1) * A * S.unsqueeze(0)
     C = C * S
     s = S if simplex else None
     if simplex:
-        free = torch.ones_like(C, dtype=torch.bool)
+        if m < _SIMPLEX_GUESS_M:
+            free = torch.ones_like(C, dtype=torch.bool)
     elif m >= _SCHUR_MIN_M:
         free = _guess_free_set(A, C)
     else:
