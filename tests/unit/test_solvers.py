@@ -133,3 +133,39 @@ def test_cagrad_simplex_against_a_grid():
         ]
         assert f(w) <= min(f(v) for v in grid) + 1e-12
         assert abs(float(w.sum()) - 1) < 1e-12 and bool((w >= 0).all())
+
+
+def _kkt_violation(A, C, X, simplex):
+    """Largest violation of the KKT conditions (a certificate of optimality for convex QPs)."""
+    mu = X @ A + C
+    if simplex:
+        nu = torch.stack([mu[i][X[i] > 0].mean() for i in range(X.shape[0])]).unsqueeze(1)
+        mu = mu - nu
+    stationarity = (mu * (X > 0)).abs().max()
+    sign = (-mu).clamp_min(0).max()
+    return max(float(stationarity), float(sign), float((-X).clamp_min(0).max()))
+
+
+@pytest.mark.parametrize("definite", [False, True])
+def test_large_box_problems_take_the_guessed_and_bound_side_paths(definite):
+    # m >= 48: projected-gradient guess of the free sets, and with a regularised (definite)
+    # matrix the solves through the bound side
+    gen = torch.Generator().manual_seed(5)
+    for n in (30, 200):
+        J = torch.randn(60, n, generator=gen, dtype=torch.float64)
+        A = J @ J.T / (J * J).sum() + 1e-4 * torch.eye(60, dtype=torch.float64)
+        U = torch.eye(60, dtype=torch.float64) / 60
+        X = nonneg_qp(A, U @ A, definite=definite)
+        assert _kkt_violation(A, U @ A, X, simplex=False) < 1e-12
+
+
+def test_large_simplex_problems_take_the_guessed_path():
+    gen = torch.Generator().manual_seed(6)
+    for n in (40, 600):
+        J = torch.randn(300, n, generator=gen, dtype=torch.float64)
+        A = J @ J.T
+        A = A / A.diagonal().max()
+        C = 0.1 * torch.randn(2, 300, generator=gen, dtype=torch.float64)
+        X = nonneg_qp(A, C, simplex=True)
+        assert torch.allclose(X.sum(dim=1), torch.ones(2, dtype=torch.float64))
+        assert _kkt_violation(A, C, X, simplex=True) < 1e-12
