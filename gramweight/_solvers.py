@@ -521,6 +521,30 @@ def psd_eigh(G: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
     return lam[:r], V[:, :r]
 
 
+def psd_eigh_graded(G: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
+    """Like :func:`psd_eigh`, accurate also when the diagonal spans many orders of magnitude.
+
+    A symmetric eigensolver loses the small eigenvalues of ``G = D C D`` to round-off of the
+    large ones when ``D`` is badly scaled (one gradient 1e6 times larger than the others). Then
+    the equilibrated ``C`` is decomposed instead, giving a square factor ``F = D Q Λ_C^½`` with
+    ``F Fᵀ = G``, whose SVD has the eigenpairs of ``G`` to high relative accuracy.
+    """
+    d = G.diagonal().clamp_min(0)
+    positive = d > 0
+    spread = d.max() / torch.where(positive, d, d.max()).min().clamp_min(torch.finfo(G.dtype).tiny)
+    if not bool(positive.any()) or float(spread) <= 1e4:
+        return psd_eigh(G, rtol)
+    root = d.sqrt()
+    inv = torch.where(positive, 1.0 / torch.where(positive, root, 1.0), 0.0)
+    lam_c, Q = torch.linalg.eigh(inv.unsqueeze(1) * G * inv.unsqueeze(0))
+    F = root.unsqueeze(1) * Q * lam_c.clamp_min(0).sqrt()
+    U, S, _ = torch.linalg.svd(F)
+    lam = S * S
+    keep = (lam > rtol * lam[0].clamp_min(0)) & (lam > 0)
+    r = int(keep.sum())
+    return lam[:r], U[:, :r]
+
+
 def psd_pinv(G: Tensor, rtol: float) -> Tensor:
     """Pseudo-inverse of a PSD matrix with the relative eigenvalue cut-off ``rtol``."""
     lam, V = psd_eigh(G, rtol)

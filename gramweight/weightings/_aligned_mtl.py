@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, message
-from .._solvers import psd_eigh, spectral_rtol, work_dtype
+from .._solvers import psd_eigh_graded, spectral_rtol, work_dtype
 from ._upgrad import _pref
 
 _SCALES = ("min", "median", "rmse")
@@ -50,6 +50,9 @@ def aligned_mtl(
     Deviations:
         TorchJD's ``AlignedMTLWeighting`` drops eigenvalues below ``m · eps · λ_max``, which
         keeps round-off eigenvalues of singular Gramians; the cut-off here is 1000 times larger.
+        When the gradient norms span more than a factor 100, the eigenpairs come from the
+        equilibrated Gramian and an SVD of the factor it gives (slower, but the small
+        eigenvalues keep their relative accuracy).
         The median of an even number of eigenvalues is the lower middle one, as in
         ``torch.median``.
 
@@ -64,7 +67,7 @@ def aligned_mtl(
         raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
     Gw = G.to(work_dtype(G.dtype))
     p = _pref(pref, G).to(Gw.dtype)
-    lam, V = psd_eigh(Gw, spectral_rtol(G, G.dtype))
+    lam, V = psd_eigh_graded(Gw, spectral_rtol(G, G.dtype))
     if lam.numel() == 0:
         return p.to(G.dtype)
     if scale == "min":

@@ -102,10 +102,7 @@ def test_mgda_l2_permutation_equivariant_on_independent_gradients(G):
 )
 @given(J=jacobians(m=4))
 def test_matches_reference_with_options(name, options, J):
-    # Aligned-MTL needs G^(-1/2): from the Gramian, whose condition number is the square of
-    # J's, a 1e6-dominant row costs up to about 1e-4 of relative accuracy (J's SVD keeps 1e-10).
-    rtol = 1e-4 if name == "aligned_mtl" and J.dtype == torch.float64 else None
-    check_against_reference(gw.WEIGHTINGS[name], REFERENCES[name], J, rtol=rtol, **options)
+    check_against_reference(gw.WEIGHTINGS[name], REFERENCES[name], J, **options)
 
 
 @pytest.mark.parametrize("norm", ["l2", "loss", "loss+"])
