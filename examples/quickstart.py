@@ -3,6 +3,7 @@
 Run: python examples/quickstart.py
 """
 
+import functools
 import inspect
 
 import torch
@@ -18,6 +19,7 @@ G = J @ J.T  # the Gramian: m x m, all a weighting needs
 # Options that some methods require (everything else has defaults).
 REQUIRED = {
     "constant": {"weights": [0.4, 0.3, 0.2, 0.1]},
+    "cr_mogm": {"inner": functools.partial(gw.pcgrad, key=0)},  # smooths any weighting
 }
 
 print(f"Gramian of {m} gradients; cosine between gradients 0 and 1: "

@@ -8,6 +8,7 @@ state. A weighting with another required option must get example values in
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ import gramweight as gw
 REQUIRED_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
     "constant": lambda m: {"weights": [0.5 + i / max(m, 1) for i in range(m)]},
     "krum": lambda m: {"n_byzantine": max(0, (m - 3) // 2), "n_selected": max(1, m // 3)},
+    "cr_mogm": lambda m: {"inner": functools.partial(gw.pcgrad, key=7)},
 }
 
 

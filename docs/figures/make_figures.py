@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 # Required options of the methods that have some; every other option keeps its default.
 REQUIRED: dict[str, Any] = {
     "constant": lambda m: {"weights": [1.0] * m},
+    "cr_mogm": lambda m: {"inner": gw.mean},
 }
 
 

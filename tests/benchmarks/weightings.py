@@ -56,6 +56,12 @@ if tjd is not None:
             # the matrix (m x m, cheaper for them than the real m x 4m Jacobian).
             "config": lambda m: tjd.ConFIG(),
             "nash_mtl": lambda m: tjd.NashMTL(n_tasks=m),
+            "pcgrad": lambda m: tjd.PCGradWeighting(),
+            "gradvac": lambda m: tjd.GradVacWeighting(),
+            # tests/_calling.py smooths pcgrad: the same inner weighting on both sides.
+            "cr_mogm": lambda m: tjd.CRMOGMWeighting(tjd.PCGradWeighting()),
+            "modo": lambda m: tjd.MoDoWeighting(),
+            "sdmgrad": lambda m: tjd.SDMGradWeighting(),
         }
     )
 

@@ -38,7 +38,25 @@ CLAIMS: dict[str, set[str]] = {
     "fairgrad": {"permutation_equivariant"},
     "nash_mtl": {"permutation_equivariant"},
     "config": {"permutation_equivariant", "scale_invariant"},
+    "pcgrad": {"scale_invariant"},
+    "gradvac": set(),  # eps is absolute; the visiting orders depend on the task indices
+    "cr_mogm": {"scale_invariant"},  # as its inner weighting (pcgrad in tests/_calling.py)
+    "modo": {"permutation_equivariant"},
+    "sdmgrad": {"permutation_equivariant"},
 }
+
+# name -> Jacobians on which the weighting must match its reference, when not all of them.
+REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
+    # A Gramian resolves a vector only down to about sqrt(machine eps) of the gradient norms.
+    # A GradVac correction towards an opposite or collinear gradient (opposite rows, rank-1
+    # matrices, n = 1) leaves a residual of relative size ~eps/||g||^2, below that limit: the
+    # update still agrees, but the cosines measured afterwards, hence the new targets, are not
+    # determined by G (docs/weightings_ii.md, "Precision").
+    "gradvac": jacobians(
+        n=st.integers(2, 12), structures=("generic", "duplicated_rows", "zero_rows", "dominant_row")
+    ),
+}
+
 PROPERTIES = ("non_conflicting", "permutation_equivariant", "scale_invariant")
 CLAIMED = [(name, prop) for name in NAMES for prop in PROPERTIES if prop in CLAIMS.get(name, ())]
 
@@ -77,8 +95,9 @@ def test_pure(name, G, key):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@given(J=jacobians(), key=st.integers(0, 2**31))
-def test_matches_reference(name, J, key):
+@given(data=st.data(), key=st.integers(0, 2**31))
+def test_matches_reference(name, data, key):
+    J = data.draw(REFERENCE_JACOBIANS.get(name, jacobians()), label="J")
     assume(supports(name, J.shape[0]))
     args, kwargs = arguments(name, J @ J.T, key)
     check_against_reference(gw.WEIGHTINGS[name], REFERENCES[name], J, *args[1:], **kwargs)

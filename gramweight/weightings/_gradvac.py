@@ -1,0 +1,151 @@
+"""Gradient Vaccine (GradVac), in coefficient space."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .._checks import check_key, check_number, check_state
+from ._orders import visiting_orders
+from ._surgery import as_blocks, gradvac_weights, working_dtype
+
+__all__ = ["GradVacState", "gradvac", "gradvac_init"]
+
+
+class GradVacState(NamedTuple):
+    """State of :func:`gramweight.gradvac`.
+
+    Attributes:
+        targets: EMA targets :math:`\\hat\\phi_{ij}` of the cosine between the (modified)
+            gradient of task ``i`` and the gradient of task ``j``, shape (m, m), or (K, m, m)
+            with one matrix per block. The diagonal is unused.
+    """
+
+    targets: Tensor
+
+
+# Checkpoints load with torch.load's default weights_only=True.
+torch.serialization.add_safe_globals([GradVacState])
+
+
+def gradvac_init(
+    m: int,
+    blocks: int | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> GradVacState:
+    """Fresh state of :func:`gramweight.gradvac`: all cosine targets at 0.
+
+    Args:
+        m: Number of tasks.
+        blocks: ``None`` for one Gramian (m, m); ``K`` for a stack of K block Gramians
+            (K, m, m), one per parameter group.
+        dtype: dtype of the targets (default: ``torch.get_default_dtype()``). The state
+            returned by :func:`gramweight.gradvac` has the Gramian's dtype and device.
+        device: device of the targets (default: CPU).
+
+    Examples:
+        >>> import gramweight as gw
+        >>> gw.gradvac_init(2).targets
+        tensor([[0., 0.],
+                [0., 0.]])
+        >>> gw.gradvac_init(2, blocks=3).targets.shape
+        torch.Size([3, 2, 2])
+    """
+    check_number(m, "m", low=1, integer=True)
+    shape: tuple[int, ...] = (m, m)
+    if blocks is not None:
+        check_number(blocks, "blocks", low=1, integer=True)
+        shape = (blocks, m, m)
+    return GradVacState(torch.zeros(shape, dtype=dtype, device=device))
+
+
+def gradvac(
+    G: Tensor, state: GradVacState, /, *, beta: float = 0.5, eps: float = 1e-8, key: int
+) -> tuple[Tensor, GradVacState]:
+    r"""Gradient Vaccine (Wang et al., ICLR 2021, https://arxiv.org/abs/2010.05874).
+
+    Each task gradient :math:`g_i` visits the other tasks in a random order. With
+    :math:`\phi_{ij}` the cosine between the current :math:`g_i^{PC}` and :math:`g_j`, and
+    :math:`\hat\phi_{ij}` its EMA target from the state, when :math:`\phi_{ij} < \hat\phi_{ij}`:
+
+    .. math::
+
+        g_i^{PC} \leftarrow g_i^{PC} + \frac{\|g_i^{PC}\| \left(\hat\phi_{ij}
+        \sqrt{1 - \phi_{ij}^2} - \phi_{ij} \sqrt{1 - \hat\phi_{ij}^2}\right)}
+        {\|g_j\| \sqrt{1 - \hat\phi_{ij}^2} + \epsilon}\, g_j,
+
+    and in every case :math:`\hat\phi_{ij} \leftarrow (1 - \beta)\hat\phi_{ij} + \beta\phi_{ij}`
+    with the cosine measured before the correction. The cosine is
+    :math:`\phi_{ij} = g_i^{PC} \cdot g_j / (\|g_i^{PC}\| \|g_j\| + \epsilon)`. The update is
+    :math:`\sum_i g_i^{PC}`.
+
+    In coefficient space (:math:`g_i^{PC} = C_i J`): :math:`g_i^{PC} \cdot g_j = (C G)_{ij}`,
+    :math:`\|g_i^{PC}\|^2 = (C G C^\top)_{ii}`, :math:`\|g_j\|^2 = G_{jj}`; a correction by
+    :math:`a\, g_j` adds :math:`a` to :math:`C_{ij}`, :math:`a\, G_j` to :math:`(CG)_i` and
+    :math:`a (2 (CG)_{ij} + a G_{jj})` to the squared norm. All ``m`` rows step together
+    (``m - 1`` vectorised steps of O(m²) work). With all targets at 0 the method is PCGrad
+    (up to ``eps``).
+
+    Blocks: for a stack (K, m, m) of block Gramians (one per parameter group: the whole model,
+    each layer or each tensor; the grouping modes of the paper and of LibMTL), each block is
+    vaccinated on its own with its own targets, giving weights (K, m): the update is
+    :math:`\sum_k W_k J_k` with :math:`J_k` the columns of block ``k``. One visiting order per
+    task is shared by all blocks (LibMTL's convention). Build the state with
+    ``gradvac_init(m, blocks=K)``.
+
+    The visiting orders are :func:`gramweight.visiting_orders` ``(m, key=key)``.
+
+    Precision: a Gramian resolves the gradients only to about sqrt(machine eps) of their norms.
+    After a correction towards an exactly opposite or collinear gradient (opposite rows,
+    rank-1 blocks) the residual is below that limit: the update still matches the vector-space
+    algorithm, but the cosines measured afterwards, hence the stored targets, are not
+    determined by ``G`` (see the documentation page "Gradient surgery and stateful methods").
+
+    Properties: not scale-invariant (``eps`` is absolute); neither non-conflicting nor
+    permutation-equivariant in general.
+
+    Deviations from TorchJD and LibMTL: no hidden state and no silent reset (a state built for
+    another m or K is an error); no global random state (a required ``key``); a correction
+    towards a zero gradient :math:`g_j` (which cannot change the update) is skipped instead of
+    receiving an unbounded coefficient, and so is one whose denominator vanishes (only possible
+    with ``eps = 0``).
+
+    Args:
+        G: Gramian (m, m), or a stack (K, m, m) of block Gramians.
+        state: From :func:`gramweight.gradvac_init` (or a previous call), matching G's shape.
+        beta: EMA rate of the targets, in [0, 1].
+        eps: Non-negative constant added to both denominators.
+        key: Seed of the visiting orders (required, an ``int``).
+
+    Returns:
+        ``(w, new_state)``: weights (m,) (or (K, m)) and the new state, both with ``G``'s dtype
+        and device, not differentiable (``G`` is detached).
+
+    Examples:
+        >>> import torch, gramweight as gw
+        >>> G = torch.tensor([[18.0, -22.0], [-22.0, 38.0]])
+        >>> state = gw.gradvac_init(2)
+        >>> w, state = gw.gradvac(G, state, key=0)
+        >>> w
+        tensor([2.2222, 1.5789])
+        >>> w, state = gw.gradvac(G, state, key=1)
+        >>> w
+        tensor([1.8580, 1.4064])
+        >>> state.targets
+        tensor([[ 0.0000, -0.6309],
+                [-0.6309,  0.0000]])
+    """
+    G = as_blocks(G).detach()  # a sequence of hard decisions: not differentiated through
+    check_state(state, GradVacState, targets=tuple(G.shape))
+    check_number(beta, "beta", low=0.0, high=1.0)
+    check_number(eps, "eps", low=0.0)
+    key = check_key(key)
+    dtype = working_dtype(G.dtype)
+    orders = visiting_orders(G.shape[-1], key=key, device=G.device)
+    targets = state.targets.to(dtype=dtype, device=G.device)
+    w, targets = gradvac_weights(G.to(dtype), targets, orders, beta, eps)
+    return w.to(G.dtype), GradVacState(targets.to(G.dtype))
