@@ -417,6 +417,12 @@ def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> T
 
     Stops when every ``(G w)_j >= (1 - rtol) wᵀGw`` (up to round-off).
     """
+    if G.shape[-1] == 2:
+        # the closest point of a segment to 0, in closed form (the common two-task case)
+        denom = G[0, 0] + G[1, 1] - 2.0 * G[0, 1]
+        t = torch.where(denom > 0, (G[1, 1] - G[0, 1]) / torch.where(denom > 0, denom, 1.0), 0.5)
+        t = t.clamp(0.0, 1.0)
+        return torch.stack([t, 1.0 - t])
     scale = G.diagonal().max()
     A = torch.where(scale > 0, G / torch.where(scale > 0, scale, 1.0), 0.0)
     C = torch.zeros(1, G.shape[-1], dtype=G.dtype, device=G.device)

@@ -84,16 +84,20 @@ def mgda(
     check_number(max_iters, "max_iters", low=1, integer=True)
     m = G.shape[-1]
     G64 = G.to(torch.float64)
-    scale = torch.ones(m, dtype=torch.float64, device=G.device)
+    scale = None
     if norm in ("loss", "loss+"):
         if losses is None:
             raise ValueError(message("losses", f"given for norm={norm!r}", "None"))
-        scale = scale * check_vector(losses, "losses", length=m, positive=True, like=G64)
+        scale = check_vector(losses, "losses", length=m, positive=True, like=G64)
     elif losses is not None:
         check_vector(losses, "losses", length=m, positive=True, like=G64)
     if norm in ("l2", "loss+"):
-        scale = scale * G64.diagonal().sqrt()
-    inv = torch.where(scale > 0, 1.0 / torch.where(scale > 0, scale, 1.0), 0.0)
-    Gn = inv.unsqueeze(1) * G64 * inv.unsqueeze(0)
+        norms = G64.diagonal().sqrt()
+        scale = norms if scale is None else scale * norms
+    if norm == "none":
+        Gn = G64
+    else:
+        inv = torch.where(scale > 0, 1.0 / torch.where(scale > 0, scale, 1.0), 0.0)
+        Gn = inv.unsqueeze(1) * G64 * inv.unsqueeze(0)
     w = min_norm_simplex(Gn, max_iters=max_iters, rtol=epsilon)
     return w.to(G.dtype)
