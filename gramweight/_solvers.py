@@ -387,6 +387,56 @@ def _primal_active_set(
     return x
 
 
+def _box_qp_2(A: Tensor, C: Tensor) -> Tensor:
+    """:func:`nonneg_qp` (box) for m = 2, by comparing its four candidate active sets at once
+    (the common two-task case, where the general method's fixed costs dominate)."""
+    if A.device.type == "cpu":
+        return _box_qp_2_python(A, C)
+    a11, a12, a22 = A[0, 0], A[0, 1], A[1, 1]
+    c1, c2 = C[:, 0], C[:, 1]
+    zero = torch.zeros_like(c1)
+    t1 = torch.where(a11 > 0, -c1 / torch.where(a11 > 0, a11, 1.0), zero).clamp_min(0.0)
+    t2 = torch.where(a22 > 0, -c2 / torch.where(a22 > 0, a22, 1.0), zero).clamp_min(0.0)
+    det = a11 * a22 - a12 * a12
+    ok = det > 1e-12 * (a11 * a22).clamp_min(torch.finfo(A.dtype).tiny)
+    d = torch.where(ok, det, 1.0)
+    both = torch.stack([(-a22 * c1 + a12 * c2) / d, (a12 * c1 - a11 * c2) / d], dim=1)
+    both = torch.where(ok & (both >= 0).all(dim=1, keepdim=True), both, 0.0)
+    cands = torch.stack(
+        [torch.zeros_like(C), torch.stack([t1, zero], 1), torch.stack([zero, t2], 1), both], 1
+    )
+    # every candidate is feasible; the one of least objective is the minimiser
+    vals = 0.5 * ((cands @ A) * cands).sum(-1) + (cands * C.unsqueeze(1)).sum(-1)
+    return cands.gather(1, vals.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
+
+
+def _box_qp_2_python(A: Tensor, C: Tensor) -> Tensor:
+    """:func:`_box_qp_2` on Python floats: on the CPU, a handful of scalars cost less than the
+    dispatch of the tensor operations."""
+    (a11, a12), (_, a22) = A.tolist()
+    det = a11 * a22 - a12 * a12
+    rows = []
+    for c1, c2 in C.tolist():
+        cands = [(0.0, 0.0)]
+        if a11 > 0:
+            cands.append((max(-c1 / a11, 0.0), 0.0))
+        if a22 > 0:
+            cands.append((0.0, max(-c2 / a22, 0.0)))
+        if det > 1e-12 * a11 * a22 and det > 0:
+            x1, x2 = (-a22 * c1 + a12 * c2) / det, (a12 * c1 - a11 * c2) / det
+            if x1 >= 0 and x2 >= 0:
+                cands.append((x1, x2))
+        rows.append(
+            min(
+                cands,
+                key=lambda x: 0.5 * (a11 * x[0] ** 2 + 2 * a12 * x[0] * x[1] + a22 * x[1] ** 2)
+                + c1 * x[0]
+                + c2 * x[1],
+            )
+        )
+    return torch.tensor(rows, dtype=C.dtype)
+
+
 def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) -> Tensor:
     """Weights of the projections of the combinations ``uᵀJ`` onto the dual cone of ``J``'s rows.
 
@@ -407,6 +457,8 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     usable = (trace > 0) & (trace >= norm_eps)
     Gn = torch.where(usable, G / torch.where(usable, trace, 1.0), 0.0)
     A = Gn + reg_eps * torch.eye(m, dtype=G.dtype, device=G.device)
+    if m == 2:
+        return U + _box_qp_2(A, U @ A)
     # With reg_eps >= 1e-8 the (trace-normalised) problem has condition number <= 1e8.
     X = nonneg_qp(A, U @ A, definite=reg_eps >= 1e-8)
     return U + X
