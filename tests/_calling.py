@@ -20,8 +20,18 @@ import gramweight as gw
 # name -> function of m giving the required keyword options other than `key`.
 REQUIRED_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
     "constant": lambda m: {"weights": [0.5 + i / max(m, 1) for i in range(m)]},
+    "krum": lambda m: {"n_byzantine": max(0, (m - 3) // 2), "n_selected": max(1, m // 3)},
     "cr_mogm": lambda m: {"inner": functools.partial(gw.pcgrad, key=7)},
 }
+
+
+# name -> smallest number of objectives the weighting accepts (Krum needs m >= n_byzantine + 3).
+MIN_M: dict[str, int] = {"krum": 3}
+
+
+def supports(name: str, m: int) -> bool:
+    """Whether weighting ``name`` accepts an (m, m) Gramian (see ``MIN_M``)."""
+    return m >= MIN_M.get(name, 1)
 
 
 def required_keywords(name: str) -> list[str]:

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import gramweight as gw  # noqa: E402
-from tests._calling import initial_state, options  # noqa: E402
+from tests._calling import initial_state, options, supports  # noqa: E402
 
 try:
     import torchjd.aggregation as tjd
@@ -44,6 +44,18 @@ if tjd is not None:
             "sum": lambda m: tjd.SumWeighting(),
             "constant": lambda m: tjd.ConstantWeighting(torch.linspace(0.5, 1.5, m)),
             "random": lambda m: tjd.RandomWeighting(),
+            "upgrad": lambda m: tjd.UPGradWeighting(),
+            "dualproj": lambda m: tjd.DualProjWeighting(),
+            "mgda": lambda m: tjd.MGDAWeighting(),
+            "imtl_g": lambda m: tjd.IMTLGWeighting(),
+            "aligned_mtl": lambda m: tjd.AlignedMTLWeighting(),
+            "cagrad": lambda m: tjd.CAGradWeighting(c=0.5),
+            "krum": lambda m: tjd.KrumWeighting(**options("krum", m)),
+            "fairgrad": lambda m: tjd.FairGradWeighting(alpha=1.0),
+            # ConFIG and NashMTL exist only as aggregators of a matrix: they get G itself as
+            # the matrix (m x m, cheaper for them than the real m x 4m Jacobian).
+            "config": lambda m: tjd.ConFIG(),
+            "nash_mtl": lambda m: tjd.NashMTL(n_tasks=m),
             "pcgrad": lambda m: tjd.PCGradWeighting(),
             "gradvac": lambda m: tjd.GradVacWeighting(),
             # tests/_calling.py smooths pcgrad: the same inner weighting on both sides.
@@ -122,6 +134,8 @@ def main() -> None:
         G = J @ J.T
         G = (G + G.T) / 2
         for name in names:
+            if not supports(name, m):
+                continue
             ours = median_time(lambda step, c=gramweight_call(name, m): c(G, step), args.budget)
             theirs = None
             if name in TORCHJD:

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import gramweight as gw
@@ -15,7 +15,7 @@ from gramweight.testing import (
     check_against_reference,
 )
 from gramweight.testing.strategies import gramians, jacobians
-from tests._calling import arguments, call
+from tests._calling import arguments, call, supports
 
 NAMES = sorted(gw.WEIGHTINGS)
 
@@ -25,6 +25,19 @@ CLAIMS: dict[str, set[str]] = {
     "sum": {"permutation_equivariant", "scale_invariant"},
     "constant": {"scale_invariant"},
     "random": {"scale_invariant"},
+    # With their default norm_eps/reg_eps (TorchJD's), upgrad and dualproj solve a regularised
+    # problem, and a Gramian of trace below norm_eps counts as zero: non-conflicting and
+    # scale-invariant only with norm_eps = reg_eps = 0 (tests/property/test_weightings_i.py).
+    "upgrad": {"permutation_equivariant"},
+    "dualproj": {"permutation_equivariant"},
+    "mgda": {"non_conflicting", "permutation_equivariant", "scale_invariant"},
+    "imtl_g": {"permutation_equivariant", "scale_invariant"},
+    "aligned_mtl": {"permutation_equivariant", "scale_invariant"},
+    "cagrad": {"permutation_equivariant"},
+    "krum": {"scale_invariant"},
+    "fairgrad": {"permutation_equivariant"},
+    "nash_mtl": {"permutation_equivariant"},
+    "config": {"permutation_equivariant", "scale_invariant"},
     "pcgrad": {"scale_invariant"},
     "gradvac": set(),  # eps is absolute; the visiting orders depend on the task indices
     "cr_mogm": {"scale_invariant"},  # as its inner weighting (pcgrad in tests/_calling.py)
@@ -42,6 +55,10 @@ REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     "gradvac": jacobians(
         n=st.integers(2, 12), structures=("generic", "duplicated_rows", "zero_rows", "dominant_row")
     ),
+    # MoDo's new weights are a simplex projection of entries of size gamma * |G|: on a Gramian
+    # scaled to 1e12 their round-off (eps * 1e12) exceeds the state tolerance, in any
+    # implementation. Its update is checked at every scale in test_weightings_ii.py.
+    "modo": jacobians(scaled=False),
 }
 
 PROPERTIES = ("non_conflicting", "permutation_equivariant", "scale_invariant")
@@ -65,6 +82,7 @@ def test_names_match_functions():
 @pytest.mark.parametrize("name", NAMES)
 @given(G=gramians())
 def test_shape_dtype_device_and_finite(name, G):
+    assume(supports(name, G.shape[-1]))
     w = call(name, G)
     assert w.shape == (G.shape[0],)
     assert w.dtype == G.dtype
@@ -75,6 +93,7 @@ def test_shape_dtype_device_and_finite(name, G):
 @pytest.mark.parametrize("name", NAMES)
 @given(G=gramians(m=st.integers(1, 5)), key=st.integers(0, 2**31))
 def test_pure(name, G, key):
+    assume(supports(name, G.shape[-1]))
     args, kwargs = arguments(name, G, key)
     assert_pure(gw.WEIGHTINGS[name], *args, **kwargs)
 
@@ -83,6 +102,7 @@ def test_pure(name, G, key):
 @given(data=st.data(), key=st.integers(0, 2**31))
 def test_matches_reference(name, data, key):
     J = data.draw(REFERENCE_JACOBIANS.get(name, jacobians()), label="J")
+    assume(supports(name, J.shape[0]))
     args, kwargs = arguments(name, J @ J.T, key)
     check_against_reference(gw.WEIGHTINGS[name], REFERENCES[name], J, *args[1:], **kwargs)
 
@@ -90,6 +110,7 @@ def test_matches_reference(name, data, key):
 @pytest.mark.parametrize(("name", "prop"), CLAIMED)
 @given(G=gramians())
 def test_claimed_property(name, prop, G):
+    assume(supports(name, G.shape[-1]))
     args, kwargs = arguments(name, G)
     fn = gw.WEIGHTINGS[name]
     rtol = 1e-6 if G.dtype == torch.float64 else 1e-3

@@ -141,7 +141,10 @@ def test_modo_with_two_batches(data, gamma, rho):
         w, state = gw.modo(M, state, gamma=gamma, rho=rho)
         ref, ref_state = REFERENCES["modo"](J1, ref_state, gamma=gamma, rho=rho, J2=J2)
         assert_same_update(w.double() @ J1.double(), ref, [J1])
-        assert float((state.weights.double() - ref_state.weights.double()).abs().max()) <= rtol()
+        # The simplex projection sees entries of size gamma * |M|: its round-off is that size
+        # times the dtype's epsilon, which on 1e15-scaled matrices exceeds rtol.
+        bound = rtol() + 1e3 * torch.finfo(M.dtype).eps * gamma * float(M.abs().max())
+        assert float((state.weights.double() - ref_state.weights.double()).abs().max()) <= bound
 
 
 @given(data=st.data(), lr=st.floats(0.01, 10.0), n_iters=st.integers(1, 20))

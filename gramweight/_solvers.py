@@ -1,0 +1,668 @@
+"""Torch-native solvers for the constrained problems behind the weightings.
+
+Everything here runs on the device of its input, in float64, batched over right-hand sides,
+without numpy, scipy or any external QP solver.
+
+- :func:`nonneg_qp`: for every row ``c`` of ``C``, the minimiser of ``½ xᵀAx + cᵀx`` over
+  ``x >= 0`` (optionally also ``Σx = 1``: the simplex), for one shared PSD matrix ``A``. A
+  primal-dual active-set method (a semismooth Newton method on the KKT conditions): each step
+  solves, for every row at once, the linear system on its current free set, then moves every
+  index whose sign condition fails. It stops when every row satisfies the KKT conditions to
+  round-off, so the result is exact, not iterative-approximate.
+- :func:`dual_cone_weights`: UPGrad's and DualProj's projection onto the dual cone of the rows
+  of ``J``, from ``G`` alone (box-constrained form of the Jacobian descent paper, Prop. 1).
+- :func:`min_norm_simplex`: MGDA's min-norm point of the convex hull of the rows.
+- :func:`power_balance`: the positive solution of ``G w = w^(-1/alpha)`` (FairGrad; Nash-MTL's
+  ``(G w) ⊙ w = 1`` is the case ``alpha = 1``), by a damped Newton method on its convex
+  potential.
+- :func:`cagrad_simplex`: CAGrad's inner problem, as a parametric simplex QP.
+- :func:`psd_eigh`, :func:`psd_pinv`, :func:`spectral_rtol`: spectral tools with one rank
+  cut-off for the closed forms (IMTL-G, Aligned-MTL, ConFIG).
+
+The iterative parts stop on exact optimality tests, one host synchronisation per step; the
+active-set steps are few (typically 1 to 5), since a cheap projected-gradient guess or the sign
+of the linear term gives them a good start.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "cagrad_simplex",
+    "dual_cone_weights",
+    "min_norm_simplex",
+    "nonneg_qp",
+    "power_balance",
+    "power_reg",
+    "psd_eigh",
+    "psd_pinv",
+    "solve_free",
+    "spectral_rtol",
+    "work_dtype",
+]
+
+# Relative Tikhonov term added to the free block of each Newton system. It keeps the systems of
+# singular Gramians (rank-deficient, duplicated or zero rows) solvable and moves the solution by
+# a relative 1e-10 at most, far below the 1e-6 the non-conflicting property allows.
+_JITTER = 1e-10
+# A KKT violation below this (relative to the scale of the problem) is round-off.
+_KKT_TOL = 1e-11
+# Primal-dual active-set steps before the rows still unsolved go to the primal method.
+_PDAS_ITERS = 30
+# From this size on, a projected-gradient guess of the simplex problems' free sets pays off.
+_SIMPLEX_GUESS_M = 256
+# Below this size the factorisations are cheap and the bound-side path only adds overhead.
+_SCHUR_MIN_M = 48
+
+
+def power_reg(dtype: torch.dtype) -> float:
+    """Relative diagonal term of the power-balance equation (FairGrad, Nash-MTL) for a Gramian
+    of this dtype: 1e-6 in float64, 1e-4 below (where the input itself is only accurate to
+    about 1e-7, and the solution's sensitivity, about 1 / this term, must stay below 1e-3)."""
+    return 1e-6 if dtype == torch.float64 else 1e-4
+
+
+def solve_free(
+    A: Tensor, C: Tensor, free: Tensor, *, simplex: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Minimise ``½ xᵀAx + cᵀx`` for every row ``c`` of ``C`` with ``x`` zero off ``free``.
+
+    With ``simplex`` (a positive vector ``s`` of length m), also subject to ``sᵀx = 1`` (then
+    ``free`` must be non-empty per row).
+
+    Returns:
+        ``x`` of shape (b, m) and the multiplier ``nu`` of the sum constraint, of shape (b,)
+        (zeros without ``simplex``), such that ``(A x + c - nu s)_F = 0`` up to the jitter.
+    """
+    b, m = C.shape
+    counts = free.sum(dim=1)
+    k = int(counts.max()) if b > 0 else 0
+    x = torch.zeros_like(C)
+    nu = torch.zeros(b, dtype=C.dtype, device=C.device)
+    if k == 0:
+        return x, nu
+    # Gather each row's free indices first (a stable sort keeps their order), padded to k with
+    # the index m of an extra zero row and column of A.
+    order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)
+    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
+    validf = valid.to(C.dtype)
+    idx = torch.where(valid, order[:, :k], m)
+    A_pad = torch.nn.functional.pad(A, (0, 1, 0, 1))
+    Ak = A_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
+        2, idx.unsqueeze(1).expand(b, k, k)
+    )
+    scale = A.diagonal().abs().max()
+    scale = torch.where(scale > 0, scale, 1.0)
+    Ak.diagonal(dim1=1, dim2=2).add_((1.0 - validf) * scale)  # identity on the padding
+    if simplex is not None:
+        # On {sᵀx = 1}, adding rho·s sᵀ to A only adds a constant to the objective, but makes
+        # the block definite whenever the face problem is well posed (A may be singular: then
+        # eliminating with A⁻¹ directly would cancel huge numbers). The multiplier shifts by rho.
+        sk = simplex[idx.clamp_max(m - 1)] * validf
+        rho = 1.0 / (sk * sk).sum(dim=1).clamp_min(torch.finfo(C.dtype).tiny)
+        Ak = Ak + rho.view(-1, 1, 1) * sk.unsqueeze(2) * sk.unsqueeze(1)
+    jitter = _JITTER * scale
+    Ak.diagonal(dim1=1, dim2=2).add_(jitter)
+    L, info = torch.linalg.cholesky_ex(Ak)
+    if bool((info > 0).any()):
+        # Round-off made a block indefinite beyond the jitter: retry with a larger one.
+        Ak.diagonal(dim1=1, dim2=2).add_(1e-7 * scale)
+        jitter = jitter + 1e-7 * scale
+        L, _ = torch.linalg.cholesky_ex(Ak)
+    rhs = -(C.gather(1, idx.clamp_max(m - 1)) * validf).unsqueeze(2)
+    if simplex is not None:
+        rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
+
+    def chol_solve(r: Tensor) -> Tensor:
+        return torch.linalg.solve_triangular(
+            L.mT, torch.linalg.solve_triangular(L, r, upper=False), upper=True
+        )
+
+    sol = chol_solve(rhs)
+    # One step of iterative refinement against the matrix without the jitter removes its
+    # first-order effect (the error shrinks from jitter/λ to (jitter/λ)²).
+    sol = sol + chol_solve(rhs - (Ak @ sol - jitter * sol))
+    if simplex is not None:
+        z, a = sol[..., 0], sol[..., 1]
+        denom = (a * sk).sum(dim=1)
+        nu = (1.0 - (z * sk).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
+        xk = z + nu.unsqueeze(1) * a
+        nu = nu - rho
+    else:
+        xk = sol[..., 0]
+    x = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, xk * validf)[:, :m]
+    return x, nu
+
+
+def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
+    """A guess of the free sets of the box problems from a few accelerated projected-gradient
+    steps (matrix products with the shared ``A`` only). The active-set method then starts from
+    it: on well-conditioned problems the guess is usually exact and one step suffices; a wrong
+    guess only costs more steps, never accuracy."""
+    # a guess needs no float64: single precision halves the cost of the products
+    A = A.to(torch.float32)
+    C = C.to(torch.float32)
+    v = torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
+    for _ in range(10):  # power iteration for the step size
+        v = A @ v
+        v = v / v.norm().clamp_min(torch.finfo(A.dtype).tiny)
+    lip = 1.1 * (v @ A @ v).clamp_min(torch.finfo(A.dtype).tiny)
+    x = torch.zeros_like(C)
+    y = x
+    t = 1.0
+    for _ in range(iters):
+        x_new = (y - (y @ A + C) / lip).clamp_min(0.0)
+        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        x, t = x_new, t_new
+    return (x - (x @ A + C)) > 0
+
+
+def _project_simplex(Y: Tensor) -> Tensor:
+    """Euclidean projection of each row onto the probability simplex (sort-based)."""
+    m = Y.shape[-1]
+    U = Y.sort(dim=-1, descending=True).values
+    css = U.cumsum(dim=-1) - 1.0
+    ks = torch.arange(1, m + 1, dtype=Y.dtype, device=Y.device)
+    cond = U - css / ks > 0
+    rho = cond.to(Y.dtype).cumsum(dim=-1).argmax(dim=-1, keepdim=True)  # last True
+    theta = css.gather(-1, rho) / (rho + 1).to(Y.dtype)
+    return (Y - theta).clamp_min(0.0)
+
+
+def _guess_free_simplex(A: Tensor, C: Tensor, iters: int = 40) -> Tensor:
+    """Like :func:`_guess_free_set`, for the simplex problems (projected steps onto the
+    simplex). At least one index per row stays free."""
+    A = A.to(torch.float32)
+    C = C.to(torch.float32)
+    m = A.shape[0]
+    v = torch.ones(m, dtype=A.dtype, device=A.device)
+    for _ in range(10):
+        v = A @ v
+        v = v / v.norm().clamp_min(torch.finfo(A.dtype).tiny)
+    lip = 1.1 * (v @ A @ v).clamp_min(torch.finfo(A.dtype).tiny)
+    x = torch.full_like(C, 1.0 / m)
+    y = x
+    t = 1.0
+    for _ in range(iters):
+        x_new = _project_simplex(y - (y @ A + C) / lip)
+        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        x, t = x_new, t_new
+    free = x > 0
+    best = torch.nn.functional.one_hot(x.argmax(dim=1), m).bool()
+    return free | best
+
+
+def _solve_bound_side(A: Tensor, H: Tensor, C: Tensor, free: Tensor) -> Tensor:
+    """Like :func:`solve_free` (box case), through the complement: with ``H = A⁻¹``,
+    ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``, so each row factors a matrix of the size of its
+    bound set ``B`` instead of its free set. Cheaper when the free sets are the larger ones."""
+    b, m = C.shape
+    bound = ~free
+    counts = bound.sum(dim=1)
+    k = int(counts.max())
+    freef = free.to(C.dtype)
+    if k == 0:
+        x = (-C) @ H
+        return x + ((-C - x @ A) * freef) @ H
+    order = torch.argsort(free.to(torch.int8), dim=1, stable=True)
+    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
+    validf = valid.to(C.dtype)
+    idx = torch.where(valid, order[:, :k], m)
+    H_pad = torch.nn.functional.pad(H, (0, 1, 0, 1))
+    Hk = H_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
+        2, idx.unsqueeze(1).expand(b, k, k)
+    )
+    Hk.diagonal(dim1=1, dim2=2).add_(1.0 - validf)
+    L, _ = torch.linalg.cholesky_ex(Hk)
+
+    def solve(r: Tensor) -> Tensor:
+        y = r @ H
+        yB = (torch.nn.functional.pad(y, (0, 1)).gather(1, idx) * validf).unsqueeze(2)
+        zB = torch.linalg.solve_triangular(
+            L.mT, torch.linalg.solve_triangular(L, yB, upper=False), upper=True
+        ).squeeze(2)
+        z = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, zB * validf)
+        return (y - z[:, :m] @ H) * freef
+
+    x = solve(-C * freef)
+    # one step of iterative refinement on the free rows
+    return x + solve((-C - x @ A) * freef)
+
+
+def nonneg_qp(
+    A: Tensor,
+    C: Tensor,
+    *,
+    simplex: bool = False,
+    max_iters: int = 100,
+    rtol: float = 0.0,
+    definite: bool = False,
+    init_free: Tensor | None = None,
+) -> Tensor:
+    """Solve ``min ½ xᵀAx + cᵀx`` s.t. ``x >= 0`` (and ``Σx = 1`` if ``simplex``), per row of ``C``.
+
+    The problem is first equilibrated (``x = S y`` with ``S = diag(A)^(-1/2)``), so that every
+    coordinate is judged at its own scale: a Gramian whose rows differ in norm by 1e6 is solved
+    as accurately as a balanced one.
+
+    Args:
+        A: Shared PSD matrix (m, m), float64.
+        C: Linear terms (b, m), same dtype and device.
+        simplex: Add the constraint ``Σx = 1``.
+        max_iters: Maximum number of active-set steps.
+        rtol: With ``simplex``, also accept multipliers ``mu_j = (A x + c)_j - nu`` down to
+            ``-rtol * |nu|`` (for MGDA: every ``(A x)_j >= (1 - rtol) xᵀAx``).
+        definite: The caller guarantees that ``A`` is well conditioned (e.g. regularised): the
+            box steps may then factor the smaller of each row's free and bound sets.
+        init_free: A starting guess of the free sets (b, m), e.g. from a neighbouring problem.
+
+    Returns:
+        The minimisers, shape (b, m), non-negative (and summing to 1 with ``simplex``).
+    """
+    b, m = C.shape
+    if b == 0:
+        return C.clone()
+    if simplex and m >= _SIMPLEX_GUESS_M and init_free is None:
+        free = _guess_free_simplex(A, C)
+    if init_free is not None:
+        free = init_free if not simplex else init_free | ~init_free.any(dim=1, keepdim=True)
+    d = A.diagonal()
+    S = torch.where(d > 0, d.clamp_min(torch.finfo(A.dtype).tiny).rsqrt(), 1.0)
+    A = S.unsqueeze(1) * A * S.unsqueeze(0)
+    C = C * S
+    s = S if simplex else None
+    if init_free is not None:
+        pass
+    elif simplex:
+        if m < _SIMPLEX_GUESS_M:
+            free = torch.ones_like(C, dtype=torch.bool)
+    elif m >= _SCHUR_MIN_M:
+        free = _guess_free_set(A, C)
+    else:
+        free = C < 0
+    tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
+    todo = torch.arange(b, device=C.device)
+    X = torch.zeros_like(C)
+    H = None
+    if definite and not simplex and m >= _SCHUR_MIN_M:
+        H = torch.cholesky_inverse(torch.linalg.cholesky(A))
+    for _ in range(min(max_iters, _PDAS_ITERS)):
+        Ct, Ft = C[todo], free[todo]
+        if H is not None:
+            # each row factors the smaller of its free and bound sets
+            nf = Ft.sum(dim=1)
+            side = nf > m - nf
+            x = torch.zeros_like(Ct)
+            nu = torch.zeros(todo.numel(), dtype=C.dtype, device=C.device)
+            rows_b, rows_f = side.nonzero().squeeze(1), (~side).nonzero().squeeze(1)
+            if rows_b.numel():
+                x = x.index_copy(0, rows_b, _solve_bound_side(A, H, Ct[rows_b], Ft[rows_b]))
+            if rows_f.numel():
+                x = x.index_copy(0, rows_f, solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None)[0])
+        else:
+            x, nu = solve_free(A, Ct, Ft, simplex=s)
+        mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
+        X = X.index_copy(0, todo, x)
+        xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        mtol = xtol + rtol * nu.abs().unsqueeze(1) * S
+        # on the free set mu is zero by construction (up to the jitter): only the others count
+        ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
+        new_free = (x - mu) > 0
+        if simplex:
+            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
+            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
+            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        ok = ok | (new_free == Ft).all(dim=1)
+        free = free.index_copy(0, todo, new_free)
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            break
+    if todo.numel() > 0:
+        # The primal-dual steps can cycle on some non-diagonally-dominant problems: finish
+        # those rows with the (slower, monotone) primal active-set method.
+        X = X.index_copy(
+            0, todo, _primal_active_set(A, C[todo], s, tol[todo], rtol, S, max_iters=3 * m + 10)
+        )
+    X = X.clamp_min(0.0) * S
+    if simplex:
+        X = X / X.sum(dim=1, keepdim=True).clamp_min(torch.finfo(C.dtype).tiny)
+    return X
+
+
+def _primal_active_set(
+    A: Tensor, C: Tensor, s: Tensor | None, tol: Tensor, rtol: float, S: Tensor, *, max_iters: int
+) -> Tensor:
+    """The classical primal active-set method, vectorised over the rows of ``C``.
+
+    Every iterate is feasible and the objective never increases: each step either moves to
+    the minimiser on the current free set (then frees the index of most negative multiplier,
+    or stops), or moves towards it until a coordinate hits zero (which is then fixed). Starts
+    from ``x = 0`` (box) or from the best vertex (simplex).
+    """
+    b, m = C.shape
+    rows = torch.arange(b, device=C.device)
+    if s is None:
+        x = torch.zeros_like(C)
+        free = torch.zeros_like(C, dtype=torch.bool)
+    else:
+        vertex_vals = 0.5 * A.diagonal() / s**2 + C / s
+        j = vertex_vals.argmin(dim=1)
+        free = torch.nn.functional.one_hot(j, m).bool()
+        x = torch.zeros_like(C).index_put((rows, j), 1.0 / s[j])
+    todo = rows
+    for _ in range(max_iters):
+        xt, Ft, Ct = x[todo], free[todo], C[todo]
+        p, nu = solve_free(A, Ct, Ft, simplex=s)
+        xtol = tol[todo] * (1.0 + p.abs().amax(dim=1, keepdim=True))
+        d = p - xt
+        blocking = Ft & (p < -xtol)
+        reach = blocking.any(dim=1)
+        ratio = torch.where(blocking & (d < 0), xt / (-d).clamp_min(1e-300), torch.inf)
+        alpha, jblock = ratio.min(dim=1)
+        alpha = torch.where(reach, alpha.clamp(0.0, 1.0), 1.0)
+        xn = torch.where(reach.unsqueeze(1), xt + alpha.unsqueeze(1) * d, p.clamp_min(0.0))
+        rr = torch.arange(todo.numel(), device=C.device)
+        xn = torch.where(reach.unsqueeze(1), xn.index_put((rr, jblock), torch.zeros_like(alpha)), xn)
+        Fn = torch.where(reach.unsqueeze(1), Ft.index_put((rr, jblock), torch.zeros_like(reach)), Ft)
+        mu = xn @ A + Ct - (nu.unsqueeze(1) * s if s is not None else 0.0)
+        mtol = xtol + (rtol * nu.abs().unsqueeze(1) * S if s is not None else 0.0)
+        worst = torch.where(Fn, torch.inf, mu + mtol).min(dim=1)
+        done = ~reach & (worst.values >= 0)
+        release = ~reach & ~done
+        Fn = torch.where(
+            release.unsqueeze(1), Fn.index_put((rr, worst.indices), torch.ones_like(release)), Fn
+        )
+        x = x.index_copy(0, todo, xn)
+        free = free.index_copy(0, todo, Fn)
+        todo = todo[~done]
+        if todo.numel() == 0:
+            break
+    return x
+
+
+def _box_qp_2(A: Tensor, C: Tensor) -> Tensor:
+    """:func:`nonneg_qp` (box) for m = 2, by comparing its four candidate active sets at once
+    (the common two-task case, where the general method's fixed costs dominate)."""
+    if A.device.type == "cpu":
+        return _box_qp_2_python(A, C)
+    a11, a12, a22 = A[0, 0], A[0, 1], A[1, 1]
+    c1, c2 = C[:, 0], C[:, 1]
+    zero = torch.zeros_like(c1)
+    t1 = torch.where(a11 > 0, -c1 / torch.where(a11 > 0, a11, 1.0), zero).clamp_min(0.0)
+    t2 = torch.where(a22 > 0, -c2 / torch.where(a22 > 0, a22, 1.0), zero).clamp_min(0.0)
+    det = a11 * a22 - a12 * a12
+    ok = det > 1e-12 * (a11 * a22).clamp_min(torch.finfo(A.dtype).tiny)
+    d = torch.where(ok, det, 1.0)
+    both = torch.stack([(-a22 * c1 + a12 * c2) / d, (a12 * c1 - a11 * c2) / d], dim=1)
+    both = torch.where(ok & (both >= 0).all(dim=1, keepdim=True), both, 0.0)
+    cands = torch.stack(
+        [torch.zeros_like(C), torch.stack([t1, zero], 1), torch.stack([zero, t2], 1), both], 1
+    )
+    # every candidate is feasible; the one of least objective is the minimiser
+    vals = 0.5 * ((cands @ A) * cands).sum(-1) + (cands * C.unsqueeze(1)).sum(-1)
+    return cands.gather(1, vals.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
+
+
+def _box_qp_2_python(A: Tensor, C: Tensor) -> Tensor:
+    """:func:`_box_qp_2` on Python floats: on the CPU, a handful of scalars cost less than the
+    dispatch of the tensor operations."""
+    (a11, a12), (_, a22) = A.tolist()
+    det = a11 * a22 - a12 * a12
+    rows = []
+    for c1, c2 in C.tolist():
+        cands = [(0.0, 0.0)]
+        if a11 > 0:
+            cands.append((max(-c1 / a11, 0.0), 0.0))
+        if a22 > 0:
+            cands.append((0.0, max(-c2 / a22, 0.0)))
+        if det > 1e-12 * a11 * a22 and det > 0:
+            x1, x2 = (-a22 * c1 + a12 * c2) / det, (a12 * c1 - a11 * c2) / det
+            if x1 >= 0 and x2 >= 0:
+                cands.append((x1, x2))
+        rows.append(
+            min(
+                cands,
+                key=lambda x: 0.5 * (a11 * x[0] ** 2 + 2 * a12 * x[0] * x[1] + a22 * x[1] ** 2)
+                + c1 * x[0]
+                + c2 * x[1],
+            )
+        )
+    return torch.tensor(rows, dtype=C.dtype)
+
+
+def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) -> Tensor:
+    """Weights of the projections of the combinations ``uᵀJ`` onto the dual cone of ``J``'s rows.
+
+    For each row ``u`` of ``U``, the projection of ``Jᵀu`` onto ``{x : J x >= 0}`` is ``Jᵀv``
+    where ``v`` minimises ``vᵀ Ĝ v`` subject to ``v >= u`` (Jacobian descent paper, Prop. 1).
+    ``Ĝ = G / tr(G) + reg_eps · I`` (``Ĝ = reg_eps · I`` when ``tr(G) < norm_eps``). Written as
+    ``v = u + x``, this is :func:`nonneg_qp` with ``c = Ĝ u``.
+
+    Args:
+        G: Gramian (m, m), float64.
+        U: Rows to project, (b, m), float64.
+
+    Returns:
+        ``V`` of shape (b, m), with ``V >= U``.
+    """
+    m = G.shape[-1]
+    trace = G.diagonal().sum()
+    usable = (trace > 0) & (trace >= norm_eps)
+    Gn = torch.where(usable, G / torch.where(usable, trace, 1.0), 0.0)
+    A = Gn + reg_eps * torch.eye(m, dtype=G.dtype, device=G.device)
+    if m == 2:
+        return U + _box_qp_2(A, U @ A)
+    # With reg_eps >= 1e-8 the (trace-normalised) problem has condition number <= 1e8.
+    X = nonneg_qp(A, U @ A, definite=reg_eps >= 1e-8)
+    return U + X
+
+
+def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> Tensor:
+    """Weights ``w`` on the simplex minimising ``wᵀ G w`` (MGDA's min-norm point), shape (m,).
+
+    Stops when every ``(G w)_j >= (1 - rtol) wᵀGw`` (up to round-off).
+    """
+    if G.shape[-1] == 2:
+        # the closest point of a segment to 0, in closed form (the common two-task case)
+        denom = G[0, 0] + G[1, 1] - 2.0 * G[0, 1]
+        t = torch.where(denom > 0, (G[1, 1] - G[0, 1]) / torch.where(denom > 0, denom, 1.0), 0.5)
+        t = t.clamp(0.0, 1.0)
+        return torch.stack([t, 1.0 - t])
+    scale = G.diagonal().max()
+    A = torch.where(scale > 0, G / torch.where(scale > 0, scale, 1.0), 0.0)
+    C = torch.zeros(1, G.shape[-1], dtype=G.dtype, device=G.device)
+    return nonneg_qp(A, C, simplex=True, max_iters=max_iters, rtol=rtol)[0]
+
+
+def power_balance(
+    G: Tensor,
+    *,
+    alpha: float,
+    n_iters: int = 50,
+    init: Tensor | None = None,
+    reg: float = 1e-6,
+) -> Tensor:
+    """The positive solution of ``G w = w^(-1/alpha)`` (``alpha > 0``).
+
+    It is the unique minimiser of the strictly convex potential
+    ``½ wᵀGw - Σ φ(w_i)`` over ``w > 0``, with ``φ' = w^(-1/alpha)`` (``φ = log`` for
+    ``alpha = 1``). The Gramian is first scaled to unit largest diagonal (the solution of the
+    scaled problem maps back exactly: ``w(sG) = s^(-alpha/(1+alpha)) w(G)``) and a relative
+    ``reg`` (see :func:`power_reg`) is added to its diagonal, so that a zero or an exactly opposite gradient gives a
+    large finite weight rather than an unbounded one (and the solve stays well conditioned).
+
+    Args:
+        G: Gramian (m, m), float64.
+        alpha: The fairness exponent, > 0.
+        n_iters: Maximum number of Newton steps.
+        init: Starting point (positive), e.g. the previous solution; defaults to the solution
+            of the diagonal problem.
+    """
+    m = G.shape[-1]
+    p = 1.0 / alpha
+    scale = G.diagonal().max()
+    s = torch.where(scale > 0, scale, 1.0)
+    eye = torch.eye(m, dtype=G.dtype, device=G.device)
+    A = G / s + reg * eye
+    expo = -alpha / (1.0 + alpha)
+    if init is None:
+        w = A.diagonal() ** expo
+    else:
+        w = (init * s ** (-expo)).clamp_min(1e-12)
+
+    def potential(W: Tensor) -> Tensor:
+        quad = 0.5 * ((W @ A) * W).sum(dim=-1)
+        if alpha == 1.0:
+            return quad - torch.log(W).sum(dim=-1)
+        return quad - (W ** (1.0 - p)).sum(dim=-1) / (1.0 - p)
+
+    steps = 0.5 ** torch.arange(0, 30, dtype=G.dtype, device=G.device)
+    best, stalled = math.inf, 0
+    for _ in range(n_iters):
+        grad = A @ w - w ** (-p)
+        H = A + torch.diag(p * w ** (-p - 1.0))
+        d = -torch.linalg.solve(H, grad)
+        # Largest step keeping w positive (fraction to the boundary), then the best of a fixed
+        # set of backtracked steps, evaluated at once. Near the solution the potential stops
+        # resolving progress (its changes fall under round-off), so there the residual of the
+        # equation decides instead.
+        neg = d < 0
+        tmax = torch.where(neg, -0.99 * w / torch.where(neg, d, -1.0), math.inf).min().clamp(max=1.0)
+        cands = w.unsqueeze(0) + (tmax * steps).unsqueeze(1) * d.unsqueeze(0)
+        vals = potential(cands)
+        f0 = potential(w.unsqueeze(0))[0]
+        res = (cands @ A - cands ** (-p)).abs().amax(dim=1)
+        flat = vals >= f0 - 1e-13 * (1.0 + f0.abs())
+        best_f, best_r = vals.argmin(), res.argmin()
+        pick = torch.where(flat[best_f], best_r, best_f)
+        improves = (vals[pick] < f0) | (res[pick] < grad.abs().max())
+        w = torch.where(improves, cands[pick], w)
+        rel = float(((A @ w) * w ** p - 1.0).abs().max())
+        if rel < 1e-13:
+            break
+        # near the solution, stop once round-off stalls the residual (three steps without
+        # halving it); far from it, damped steps need not reduce the residual
+        stalled = stalled + 1 if (rel < 1e-6 and rel > 0.5 * best) else 0
+        best = min(best, rel)
+        if stalled >= 3:
+            break
+    return w * s ** expo
+
+
+def spectral_rtol(G: Tensor, dtype: torch.dtype) -> float:
+    """Relative eigenvalue cut-off below which a Gramian's spectrum is treated as zero.
+
+    ``1000 · m · eps`` of the dtype the Gramian came in: the eigenvalues that round-off can
+    create in an exactly singular Gramian of that precision stay below it, the meaningful ones of
+    a reasonably conditioned problem stay above.
+    """
+    return 1e3 * G.shape[-1] * torch.finfo(dtype).eps
+
+
+def psd_eigh(G: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
+    """Eigenpairs of a PSD matrix, keeping those above ``rtol · λ_max`` (descending order).
+
+    Returns the kept eigenvalues (r,) and eigenvectors (m, r); r = 0 for a zero matrix.
+    """
+    lam, V = torch.linalg.eigh(G)
+    lam, V = lam.flip(0), V.flip(1)
+    keep = lam > rtol * lam[0].clamp_min(0)
+    keep = keep & (lam > 0)
+    r = int(keep.sum())
+    return lam[:r], V[:, :r]
+
+
+def psd_eigh_graded(G: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
+    """Like :func:`psd_eigh`, accurate also when the diagonal spans many orders of magnitude.
+
+    A symmetric eigensolver loses the small eigenvalues of ``G = D C D`` to round-off of the
+    large ones when ``D`` is badly scaled (one gradient 1e6 times larger than the others). Then
+    the equilibrated ``C`` is decomposed instead, giving a square factor ``F = D Q Λ_C^½`` with
+    ``F Fᵀ = G``, whose SVD has the eigenpairs of ``G`` to high relative accuracy.
+    """
+    d = G.diagonal().clamp_min(0)
+    positive = d > 0
+    spread = d.max() / torch.where(positive, d, d.max()).min().clamp_min(torch.finfo(G.dtype).tiny)
+    if not bool(positive.any()) or float(spread) <= 1e4:
+        return psd_eigh(G, rtol)
+    root = d.sqrt()
+    inv = torch.where(positive, 1.0 / torch.where(positive, root, 1.0), 0.0)
+    lam_c, Q = torch.linalg.eigh(inv.unsqueeze(1) * G * inv.unsqueeze(0))
+    F = root.unsqueeze(1) * Q * lam_c.clamp_min(0).sqrt()
+    U, S, _ = torch.linalg.svd(F)
+    lam = S * S
+    keep = (lam > rtol * lam[0].clamp_min(0)) & (lam > 0)
+    r = int(keep.sum())
+    return lam[:r], U[:, :r]
+
+
+def psd_pinv(G: Tensor, rtol: float) -> Tensor:
+    """Pseudo-inverse of a PSD matrix with the relative eigenvalue cut-off ``rtol``."""
+    lam, V = psd_eigh(G, rtol)
+    return (V / lam) @ V.T
+
+
+def cagrad_simplex(A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50) -> Tensor:
+    """The minimiser over the simplex of ``bᵀw + kappa · sqrt(wᵀAw)`` (``kappa > 0``).
+
+    Its optimality conditions are those of ``min ½ wᵀAw + ρ bᵀw`` over the simplex at the
+    ``ρ >= 0`` with ``kappa · ρ = sqrt(wᵀAw)``. On a fixed active set the QP's solution is
+    affine in ``ρ``, so that scalar equation is a quadratic, solved exactly; the new ``ρ`` gives
+    a new active set, until it no longer changes (the root is kept inside a shrinking bracket,
+    bisecting when the quadratic's root leaves it).
+    """
+    m = A.shape[-1]
+    C01 = torch.stack([torch.zeros_like(b), b])
+    # bracket: psi(rho) = kappa·rho - ‖g_w(rho)‖ is non-decreasing, psi(0) <= 0 and
+    # psi(max‖g_i‖ / kappa) >= 0
+    lo, hi = 0.0, float(A.diagonal().max().clamp_min(0).sqrt()) / kappa
+    rho = hi / 2
+    w = None
+    for _ in range(max_iters):
+        init = None if w is None else (w > 0).unsqueeze(0)
+        w = nonneg_qp(A, (rho * b).unsqueeze(0), simplex=True, init_free=init)[0]
+        norm = float((w @ A @ w).clamp_min(0).sqrt())
+        psi = kappa * rho - norm
+        if psi <= 0:
+            lo = max(lo, rho)
+        if psi >= 0:
+            hi = min(hi, rho)
+        if abs(psi) <= 1e-13 * (kappa * rho + norm) or hi - lo <= 1e-15 * hi:
+            break
+        # affine pieces on the current free set: w(r) = w0 + r w1
+        free = (w > 0).unsqueeze(0).expand(2, m)
+        W, _ = solve_free(A, C01, free, simplex=torch.ones_like(b))
+        w0, w1 = W[0], W[1] - W[0]
+        qa = kappa**2 - float(w1 @ A @ w1)
+        qb = -2.0 * float(w0 @ A @ w1)
+        qc = -float(w0 @ A @ w0)
+        new = math.nan
+        if abs(qa) > 1e-300:
+            disc = qb * qb - 4 * qa * qc
+            if disc >= 0:
+                roots = [(-qb + s * math.sqrt(disc)) / (2 * qa) for s in (1.0, -1.0)]
+                inside = [r for r in roots if lo <= r <= hi]
+                if inside:
+                    new = min(inside, key=lambda r: abs(r - rho))
+        elif qb != 0:
+            new = -qc / qb
+        if not (lo <= new <= hi) or new == rho:
+            new = (lo + hi) / 2 if new != rho else new
+            if new == rho:
+                break
+        rho = new
+    return w
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the closed-form weightings compute in: float64 stays float64, anything else
+    runs in float32 (its eigen-decompositions are several times faster, and the input carries no
+    more precision anyway)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32

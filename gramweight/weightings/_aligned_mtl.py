@@ -1,0 +1,80 @@
+"""Aligned-MTL: aligning the gradients' principal components."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .._checks import check_gramian, message
+from .._solvers import psd_eigh_graded, spectral_rtol, work_dtype
+from ._upgrad import _pref
+
+_SCALES = ("min", "median", "rmse")
+
+
+def aligned_mtl(
+    G: Tensor,
+    /,
+    *,
+    pref: Sequence[float] | Tensor | None = None,
+    scale: Literal["min", "median", "rmse"] = "min",
+) -> Tensor:
+    r"""Aligned-MTL (Senushkin et al., "Independent Component Alignment for Multi-Task
+    Learning", CVPR 2023, https://arxiv.org/abs/2305.19000).
+
+    The gradients are replaced by an orthogonal system with equal norms that spans the same
+    space (the condition number of the linear system becomes 1). With the eigendecomposition
+    :math:`G = V \Lambda V^\top` restricted to its r non-negligible eigenvalues,
+
+    .. math::  B = \sqrt{\sigma}\, V \Lambda^{-1/2} V^\top, \qquad w = B\, \text{pref},
+
+    where :math:`\sigma` is the smallest kept eigenvalue (``"min"``), their median
+    (``"median"``) or their mean (``"rmse"``, as TorchJD names it). Eigenvalues below
+    ``1000 · m · eps`` times the largest (eps of ``G``'s dtype) are dropped; for ``G = 0``,
+    ``B = I``.
+
+    Args:
+        G: Gramian of shape (m, m).
+        pref: Weights of the aligned gradients (m finite numbers); default ``1/m`` each.
+        scale: Norm given to the aligned gradients, see above.
+
+    Returns:
+        Weights of shape (m,), with ``G``'s dtype and device.
+
+    Properties:
+        Permutation-equivariant (for a permutation-invariant ``pref``), scale-invariant.
+
+    Deviations:
+        TorchJD's ``AlignedMTLWeighting`` drops eigenvalues below ``m · eps · λ_max``, which
+        keeps round-off eigenvalues of singular Gramians; the cut-off here is 1000 times larger.
+        When the gradient norms span more than a factor 100, the eigenpairs come from the
+        equilibrated Gramian and an SVD of the factor it gives (slower, but the small
+        eigenvalues keep their relative accuracy).
+        The median of an even number of eigenvalues is the lower middle one, as in
+        ``torch.median``.
+
+    Examples:
+        >>> import torch, gramweight as gw
+        >>> G = torch.tensor([[18.0, -22.0], [-22.0, 38.0]], dtype=torch.float64)
+        >>> gw.aligned_mtl(G)
+        tensor([0.5591, 0.4083], dtype=torch.float64)
+    """
+    G = check_gramian(G).detach()
+    if scale not in _SCALES:
+        raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
+    Gw = G.to(work_dtype(G.dtype))
+    p = _pref(pref, G).to(Gw.dtype)
+    lam, V = psd_eigh_graded(Gw, spectral_rtol(G, G.dtype))
+    if lam.numel() == 0:
+        return p.to(G.dtype)
+    if scale == "min":
+        sigma = lam[-1]
+    elif scale == "median":
+        sigma = lam.median()
+    else:
+        sigma = lam.mean()
+    B = (V * (sigma / lam).sqrt()) @ V.T
+    return (B @ p).to(G.dtype)

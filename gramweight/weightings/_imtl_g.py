@@ -1,0 +1,55 @@
+"""IMTL-G: impartial multi-task learning, gradient part."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._checks import check_gramian
+from .._solvers import psd_pinv, spectral_rtol, work_dtype
+
+
+def imtl_g(G: Tensor, /) -> Tensor:
+    r"""IMTL-G (Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021,
+    https://openreview.net/forum?id=IMPnRXEWpvr).
+
+    The update :math:`g = J^\top w` with :math:`\mathbf 1^\top w = 1` whose projections onto
+    the unit gradients :math:`u_i = g_i / \|g_i\|` are all equal: :math:`(G w)_i / \|g_i\|` is
+    constant, so
+
+    .. math::  w \propto G^{+} d, \quad d_i = \sqrt{G_{ii}}, \quad \mathbf 1^\top w = 1.
+
+    The paper's closed form (with the differences :math:`u_1 - u_i`) gives the same weights
+    when :math:`G` is invertible. The pseudo-inverse drops the eigenvalues below
+    ``1000 · m · eps`` times the largest (eps of ``G``'s dtype). If the unnormalised weights
+    sum to (relatively) zero, there is no such update and ``w = 0``.
+
+    Args:
+        G: Gramian of shape (m, m).
+
+    Returns:
+        Weights of shape (m,), with ``G``'s dtype and device.
+
+    Properties:
+        Permutation-equivariant, scale-invariant. Not non-conflicting in general.
+
+    Deviations:
+        TorchJD's ``IMTLGWeighting`` uses ``torch.linalg.pinv`` with its default cut-off and
+        returns zeros when the sum is below an absolute ``1e-12``; here both tests are relative,
+        so the weights do not depend on the scale of ``G``.
+
+    Examples:
+        >>> import torch, gramweight as gw
+        >>> G = torch.tensor([[18.0, -22.0], [-22.0, 38.0]], dtype=torch.float64)
+        >>> gw.imtl_g(G)
+        tensor([0.5923, 0.4077], dtype=torch.float64)
+    """
+    G = check_gramian(G).detach()
+    Gw = G.to(work_dtype(G.dtype))
+    scale = Gw.diagonal().max()
+    Gn = torch.where(scale > 0, Gw / torch.where(scale > 0, scale, 1.0), 0.0)
+    v = psd_pinv(Gn, spectral_rtol(G, G.dtype)) @ Gn.diagonal().sqrt()
+    total = v.sum()
+    ok = total.abs() > 1e-12 * v.abs().sum()
+    w = torch.where(ok, v / torch.where(ok, total, 1.0), 0.0)
+    return w.to(G.dtype)

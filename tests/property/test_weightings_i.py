@@ -1,0 +1,135 @@
+"""Properties of the projection and closed-form family (issue 3), on drawn structures.
+
+The generic suite (test_all_weightings.py) checks every weighting with its default options;
+this file checks the stronger claims that need an option: the exact projections
+(``norm_eps = reg_eps = 0``) of upgrad and dualproj, CAGrad with ``c >= 1``, MGDA's norms,
+and the agreement of every non-default option with its Jacobian-space reference.
+"""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import gramweight as gw
+from gramweight.testing import (
+    REFERENCES,
+    assert_non_conflicting,
+    assert_permutation_equivariant,
+    assert_pure,
+    assert_scale_invariant,
+    check_against_reference,
+)
+from gramweight.testing.strategies import gramians, jacobians
+
+EXACT = {"norm_eps": 0.0, "reg_eps": 0.0}
+
+
+def _rtol(G):
+    return 1e-6 if G.dtype == torch.float64 else 1e-3
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("upgrad", EXACT),
+        ("dualproj", EXACT),
+        ("mgda", {}),
+        ("mgda", {"epsilon": 0.0}),
+        ("cagrad", {"c": 1.0, "norm_eps": 0.0}),
+        ("cagrad", {"c": 3.0, "norm_eps": 0.0}),
+    ],
+)
+@given(G=gramians())
+def test_non_conflicting(name, options, G):
+    assert_non_conflicting(gw.WEIGHTINGS[name], G, rtol=_rtol(G), **options)
+
+
+@given(G=gramians(m=st.integers(1, 8)))
+def test_upgrad_and_dualproj_exact_are_scale_invariant(G):
+    for fn in (gw.upgrad, gw.dualproj):
+        assert_scale_invariant(fn, G, rtol=_rtol(G), **EXACT)
+
+
+@given(G=gramians(), pref=st.lists(st.floats(0.1, 2.0), min_size=8, max_size=8))
+def test_upgrad_weights_at_least_pref(G, pref):
+    # the projection only adds non-negative multiples of the gradients
+    m = G.shape[0]
+    p = torch.tensor(pref[:m], dtype=G.dtype)
+    w = gw.upgrad(G, pref=p)
+    assert bool((w >= p - 1e-6 * p.abs().max()).all())
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("upgrad", EXACT),
+        ("dualproj", EXACT),
+        ("upgrad", {}),
+        ("cagrad", {"c": 1.0}),
+        ("fairgrad", {"alpha": 2.0}),
+        ("aligned_mtl", {"scale": "median"}),
+    ],
+)
+@given(G=gramians())
+def test_permutation_equivariant_with_options(name, options, G):
+    assert_permutation_equivariant(gw.WEIGHTINGS[name], G, rtol=_rtol(G), **options)
+
+
+@given(G=gramians(m=st.integers(1, 5), n=st.integers(5, 8), structures=("generic",)))
+def test_mgda_l2_permutation_equivariant_on_independent_gradients(G):
+    # with dependent unit gradients the min-norm coefficients are not unique, and applying them
+    # to the raw gradients gives different (equally valid) updates
+    assert_permutation_equivariant(gw.mgda, G, rtol=_rtol(G), norm="l2")
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("upgrad", EXACT),
+        ("dualproj", EXACT),
+        ("upgrad", {"pref": [0.5, 1.0, 2.0, 0.3]}),
+        ("dualproj", {"pref": [0.5, 1.0, 2.0, 0.3], "reg_eps": 1e-3}),
+        ("cagrad", {"c": 1.5}),
+        ("cagrad", {"c": 0.0}),
+        ("fairgrad", {"alpha": 0.5}),
+        ("fairgrad", {"alpha": 3.0}),
+        ("fairgrad", {"alpha": 0.0}),
+        ("aligned_mtl", {"scale": "rmse", "pref": [1.0, 0.0, 2.0, 1.0]}),
+        ("config", {"pref": [1.0, 2.0, 1.0, 0.5]}),
+        ("krum", {"n_byzantine": 1, "n_selected": 2}),
+    ],
+)
+@given(J=jacobians(m=4))
+def test_matches_reference_with_options(name, options, J):
+    check_against_reference(gw.WEIGHTINGS[name], REFERENCES[name], J, **options)
+
+
+@pytest.mark.parametrize("norm", ["l2", "loss", "loss+"])
+@given(
+    J=jacobians(m=st.integers(1, 5), n=st.integers(5, 8), structures=("generic",)),
+    losses=st.lists(st.floats(0.1, 10.0), min_size=5, max_size=5),
+)
+def test_mgda_norms_match_reference(norm, J, losses):
+    # on independent gradients the coefficients are unique, so raw-gradient updates compare
+    kw = {"norm": norm, "losses": losses[: J.shape[0]]}
+    check_against_reference(gw.mgda, REFERENCES["mgda"], J, **kw)
+
+
+@given(J=jacobians(m=3), update_every=st.integers(1, 3), max_norm=st.sampled_from([0.0, 0.5, 10.0]))
+def test_nash_mtl_state_sequence_matches_reference(J, update_every, max_norm):
+    kw = {"update_every": update_every, "max_norm": max_norm}
+    state = ref_state = gw.nash_mtl_init(3)
+    for k in range(4):
+        Jk = J * (1.0 + 0.5 * k)  # a changing Jacobian
+        w, state = check_against_reference(gw.nash_mtl, REFERENCES["nash_mtl"], Jk, state, **kw)
+        _, ref_state = REFERENCES["nash_mtl"](Jk, ref_state, **kw)
+        assert int(state.step) == k + 1
+
+
+@given(G=gramians(m=st.integers(1, 6)))
+def test_nash_mtl_is_pure_along_a_trajectory(G):
+    state = gw.nash_mtl_init(G.shape[0])
+    for _ in range(3):
+        assert_pure(gw.nash_mtl, G, state, update_every=2)
+        _, state = gw.nash_mtl(G, state, update_every=2)

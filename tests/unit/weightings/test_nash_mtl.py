@@ -1,0 +1,67 @@
+"""nash_mtl: the issue's value, the bargaining equation, the state, clipping and errors."""
+
+import pytest
+import torch
+
+import gramweight as gw
+from gramweight.testing import assert_pure
+from tests.unit.weightings._common import G, J, edge_gramians
+
+
+def test_issue_values():
+    w, state = gw.nash_mtl(G, gw.nash_mtl_init(2))
+    assert torch.allclose(w @ J, torch.tensor([0.0542, 0.7061, 0.7061], dtype=torch.float64), atol=1e-4)
+    assert int(state.step) == 1
+
+
+def test_bargaining_equation_without_clipping():
+    w, state = gw.nash_mtl(G, gw.nash_mtl_init(2), max_norm=0.0)
+    reg = 1e-6 * 38.0
+    assert torch.allclose(((G + reg * torch.eye(2, dtype=torch.float64)) @ w) * w, torch.ones(2, dtype=torch.float64), rtol=1e-10)
+    assert torch.allclose(state.weights, w, rtol=1e-12)
+
+
+def test_clipping_bounds_the_update_norm():
+    for max_norm in (0.1, 1.0, 100.0):
+        w, _ = gw.nash_mtl(G, gw.nash_mtl_init(2), max_norm=max_norm)
+        free, _ = gw.nash_mtl(G, gw.nash_mtl_init(2), max_norm=0.0)
+        norm = float((free @ G @ free).sqrt())
+        assert abs(float((w @ G @ w).sqrt()) - min(norm, max_norm)) < 1e-10
+
+
+def test_update_every_reuses_the_weights():
+    state = gw.nash_mtl_init(2)
+    w1, state = gw.nash_mtl(G, state, update_every=2, max_norm=0.0)
+    w2, state = gw.nash_mtl(G * 4, state, update_every=2, max_norm=0.0)  # step 1: reused
+    assert torch.equal(w1, w2)
+    w3, state = gw.nash_mtl(G * 4, state, update_every=2, max_norm=0.0)  # step 2: solved again
+    assert torch.allclose(w3, w1 / 2, rtol=1e-9)
+    assert int(state.step) == 3
+
+
+def test_pure_and_state_untouched():
+    state = gw.nash_mtl_init(2)
+    assert_pure(gw.nash_mtl, G, state)
+    assert int(state.step) == 0
+
+
+@pytest.mark.parametrize("name", list(edge_gramians()))
+def test_edge_cases_are_finite(name):
+    Gm = edge_gramians()[name]
+    w, state = gw.nash_mtl(Gm, gw.nash_mtl_init(Gm.shape[0]))
+    assert bool(torch.isfinite(w).all()) and bool(torch.isfinite(state.weights).all())
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"^`state.weights` must be of shape \(3,\) \(state built for another m or K\?\), got shape \(2,\)\.$"):
+        gw.nash_mtl(torch.eye(3, dtype=torch.float64), gw.nash_mtl_init(2))
+    with pytest.raises(TypeError, match=r"^`state` must be a NashMTLState \(from the matching _init\), got tuple\.$"):
+        gw.nash_mtl(G, (torch.tensor(0), torch.ones(2)))
+    with pytest.raises(ValueError, match=r"^`max_norm` must be >= 0, got -1\.0\.$"):
+        gw.nash_mtl(G, gw.nash_mtl_init(2), max_norm=-1.0)
+    with pytest.raises(ValueError, match=r"^`update_every` must be >= 1, got 0\.$"):
+        gw.nash_mtl(G, gw.nash_mtl_init(2), update_every=0)
+    with pytest.raises(ValueError, match=r"^`n_iters` must be >= 1, got 0\.$"):
+        gw.nash_mtl(G, gw.nash_mtl_init(2), n_iters=0)
+    with pytest.raises(ValueError, match=r"^`m` must be >= 1, got 0\.$"):
+        gw.nash_mtl_init(0)
