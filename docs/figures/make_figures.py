@@ -23,8 +23,10 @@ HERE = Path(__file__).resolve().parent
 # Required options of the methods that have some; every other option keeps its default.
 REQUIRED: dict[str, Any] = {
     "constant": lambda m: {"weights": [1.0] * m},
-    "cr_mogm": lambda m: {"inner": gw.mean},
+    "cr_mogm": lambda m: {"inner": gw.upgrad},
 }
+# Krum needs at least n_byzantine + 3 gradients: it has no picture with two.
+TWO_TASKS = [name for name in gw.WEIGHTINGS if name != "krum"]
 
 
 class Runner:
@@ -53,8 +55,8 @@ def directions() -> None:
     """The update of every method on two conflicting gradients in the plane."""
     J = torch.tensor([[2.0, 0.4], [-0.8, 1.2]], dtype=torch.float64)
     G = J @ J.T
-    names = list(gw.WEIGHTINGS)
-    cols = 4
+    names = TWO_TASKS
+    cols = 6
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
@@ -86,12 +88,12 @@ def directions() -> None:
 
 def weights_over_training(steps: int = 60) -> None:
     """Weights of a few methods while training a tiny two-task regression."""
-    names = [n for n in ("mean", "random", "upgrad", "mgda", "pcgrad", "nash_mtl") if n in gw.WEIGHTINGS]
+    names = ["mean", "upgrad", "mgda", "pcgrad", "gradvac", "nash_mtl", "fairgrad", "cagrad"]
     generator = torch.Generator().manual_seed(0)
     X = torch.randn(64, 5, generator=generator, dtype=torch.float64)
     targets = [X @ torch.randn(5, generator=generator, dtype=torch.float64) for _ in range(2)]
     targets[1] = -targets[0] + 0.3 * targets[1]  # conflicting tasks
-    fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 2.8), squeeze=False)
+    fig, axes = plt.subplots(2, len(names) // 2, figsize=(3 * len(names) // 2, 5.6), squeeze=False)
     for ax, name in zip(axes.flat, names):
         theta = torch.zeros(5, dtype=torch.float64)
         runner = Runner(name, 2)
