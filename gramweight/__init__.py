@@ -6,39 +6,8 @@ loss gradients; the update is ``w @ J``. See ``WEIGHTINGS`` for the full list.
 
 from collections.abc import Callable
 
-from . import autogram, testing
-from .weightings import (  # noqa: A004
-    CRMOGMState,
-    GradVacState,
-    MoDoState,
-    NashMTLState,
-    SDMGradState,
-    aligned_mtl,
-    cagrad,
-    config,
-    constant,
-    cr_mogm,
-    cr_mogm_init,
-    dualproj,
-    fairgrad,
-    gradvac,
-    gradvac_init,
-    imtl_g,
-    krum,
-    mean,
-    mgda,
-    modo,
-    modo_init,
-    nash_mtl,
-    nash_mtl_init,
-    pcgrad,
-    random,
-    sdmgrad,
-    sdmgrad_init,
-    sum,
-    upgrad,
-    visiting_orders,
-)
+from . import autogram, testing, weightings
+from .weightings import *  # noqa: F403 - the flat public API is the weightings' own list
 
 __version__ = "0.1.0"
 
@@ -65,38 +34,4 @@ WEIGHTINGS: dict[str, Callable] = {
 }
 """Every weighting of the library, by name (the same name as the function)."""
 
-__all__ = [
-    "CRMOGMState",
-    "GradVacState",
-    "MoDoState",
-    "NashMTLState",
-    "SDMGradState",
-    "WEIGHTINGS",
-    "aligned_mtl",
-    "autogram",
-    "cagrad",
-    "config",
-    "constant",
-    "cr_mogm",
-    "cr_mogm_init",
-    "dualproj",
-    "fairgrad",
-    "gradvac",
-    "gradvac_init",
-    "imtl_g",
-    "krum",
-    "mean",
-    "mgda",
-    "modo",
-    "modo_init",
-    "nash_mtl",
-    "nash_mtl_init",
-    "pcgrad",
-    "random",
-    "sdmgrad",
-    "sdmgrad_init",
-    "sum",
-    "testing",
-    "upgrad",
-    "visiting_orders",
-]
+__all__ = ["WEIGHTINGS", "autogram", "testing", *weightings.__all__]
