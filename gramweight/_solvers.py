@@ -151,15 +151,19 @@ def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
         v = A @ v
         v = v / v.norm().clamp_min(torch.finfo(A.dtype).tiny)
     lip = 1.1 * (v @ A @ v).clamp_min(torch.finfo(A.dtype).tiny)
+    # the projected step y - (y A + C) / lip, as one fused product y B - C / lip
+    B = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) - A / lip
+    C_lip = C / lip
     x = torch.zeros_like(C)
     y = x
     t = 1.0
     for _ in range(iters):
-        x_new = (y - (y @ A + C) / lip).clamp_min(0.0)
+        x_new = torch.addmm(C_lip, y, B, beta=-1.0).clamp_min_(0.0)
         t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        # y = x_new + ((t - 1) / t_new) (x_new - x)
+        y = torch.lerp(x, x_new, 1.0 + (t - 1.0) / t_new)
         x, t = x_new, t_new
-    return (x - (x @ A + C)) > 0
+    return (x - torch.addmm(C, x, A)) > 0
 
 
 def _project_simplex(Y: Tensor) -> Tensor:
