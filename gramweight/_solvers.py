@@ -67,7 +67,12 @@ def power_reg(dtype: torch.dtype) -> float:
 
 
 def solve_free(
-    A: Tensor, C: Tensor, free: Tensor, *, simplex: Tensor | None
+    A: Tensor,
+    C: Tensor,
+    free: Tensor,
+    *,
+    simplex: Tensor | None,
+    _padded: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Minimise ``½ xᵀAx + cᵀx`` for every row ``c`` of ``C`` with ``x`` zero off ``free``.
 
@@ -77,6 +82,9 @@ def solve_free(
     Returns:
         ``x`` of shape (b, m) and the multiplier ``nu`` of the sum constraint, of shape (b,)
         (zeros without ``simplex``), such that ``(A x + c - nu s)_F = 0`` up to the jitter.
+
+    ``_padded`` (internal): ``(A padded with a zero row and column, its scale)`` from
+    :func:`_pad_scale`, when the caller solves with the same ``A`` repeatedly.
     """
     b, m = C.shape
     counts = free.sum(dim=1)
@@ -91,12 +99,10 @@ def solve_free(
     valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
     validf = valid.to(C.dtype)
     idx = torch.where(valid, order[:, :k], m)
-    A_pad = torch.nn.functional.pad(A, (0, 1, 0, 1))
+    A_pad, scale = _padded if _padded is not None else _pad_scale(A)
     Ak = A_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
         2, idx.unsqueeze(1).expand(b, k, k)
     )
-    scale = A.diagonal().abs().max()
-    scale = torch.where(scale > 0, scale, 1.0)
     Ak.diagonal(dim1=1, dim2=2).add_((1.0 - validf) * scale)  # identity on the padding
     if simplex is not None:
         # On {sᵀx = 1}, adding rho·s sᵀ to A only adds a constant to the objective, but makes
@@ -136,6 +142,13 @@ def solve_free(
         xk = sol[..., 0]
     x = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, xk * validf)[:, :m]
     return x, nu
+
+
+def _pad_scale(A: Tensor) -> tuple[Tensor, Tensor]:
+    """``A`` with an extra zero row and column (the target of padded indices in
+    :func:`solve_free`) and the scale of its diagonal (1 for a zero matrix)."""
+    scale = A.diagonal().abs().max()
+    return torch.nn.functional.pad(A, (0, 1, 0, 1)), torch.where(scale > 0, scale, 1.0)
 
 
 def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
@@ -291,6 +304,7 @@ def nonneg_qp(
     else:
         free = C < 0
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
+    padded = _pad_scale(A)
     todo = torch.arange(b, device=C.device)
     X = torch.zeros_like(C)
     H = None
@@ -308,9 +322,10 @@ def nonneg_qp(
             if rows_b.numel():
                 x = x.index_copy(0, rows_b, _solve_bound_side(A, H, Ct[rows_b], Ft[rows_b]))
             if rows_f.numel():
-                x = x.index_copy(0, rows_f, solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None)[0])
+                x_f, _ = solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None, _padded=padded)
+                x = x.index_copy(0, rows_f, x_f)
         else:
-            x, nu = solve_free(A, Ct, Ft, simplex=s)
+            x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
         mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
         X = X.index_copy(0, todo, x)
         xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
