@@ -87,28 +87,45 @@ def solve_free(
     :func:`_pad_scale`, when the caller solves with the same ``A`` repeatedly.
     """
     b, m = C.shape
-    counts = free.sum(dim=1)
-    k = int(counts.max()) if b > 0 else 0
     x = torch.zeros_like(C)
     nu = torch.zeros(b, dtype=C.dtype, device=C.device)
-    if k == 0:
-        return x, nu
-    # Gather each row's free indices first (a stable sort keeps their order), padded to k with
-    # the index m of an extra zero row and column of A.
-    order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)
-    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
-    validf = valid.to(C.dtype)
-    idx = torch.where(valid, order[:, :k], m)
-    A_pad, scale = _padded if _padded is not None else _pad_scale(A)
-    Ak = A_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
-        2, idx.unsqueeze(1).expand(b, k, k)
-    )
-    Ak.diagonal(dim1=1, dim2=2).add_((1.0 - validf) * scale)  # identity on the padding
+    if b == 1:
+        # One row (MGDA, CAGrad): its free indices need no sorting and no padding.
+        idx = free[0].nonzero().squeeze(1)
+        k = idx.numel()
+        if k == 0:
+            return x, nu
+        if _padded is not None:
+            scale = _padded[1]
+        else:
+            scale = A.diagonal().abs().max()
+            scale = torch.where(scale > 0, scale, 1.0)
+        Ak = A.index_select(0, idx).index_select(1, idx).unsqueeze(0)
+        idx = idx.unsqueeze(0)
+        validf = None
+    else:
+        counts = free.sum(dim=1)
+        k = int(counts.max()) if b > 0 else 0
+        if k == 0:
+            return x, nu
+        # Gather each row's free indices first (a stable sort keeps their order), padded to k
+        # with the index m of an extra zero row and column of A.
+        order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)
+        valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
+        validf = valid.to(C.dtype)
+        idx = torch.where(valid, order[:, :k], m)
+        A_pad, scale = _padded if _padded is not None else _pad_scale(A)
+        Ak = A_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
+            2, idx.unsqueeze(1).expand(b, k, k)
+        )
+        Ak.diagonal(dim1=1, dim2=2).add_((1.0 - validf) * scale)  # identity on the padding
+    # the free indices, clamped into range (the padding's values are masked by validf)
+    idx_in = idx if validf is None else idx.clamp_max(m - 1)
     if simplex is not None:
         # On {sᵀx = 1}, adding rho·s sᵀ to A only adds a constant to the objective, but makes
         # the block definite whenever the face problem is well posed (A may be singular: then
         # eliminating with A⁻¹ directly would cancel huge numbers). The multiplier shifts by rho.
-        sk = simplex[idx.clamp_max(m - 1)] * validf
+        sk = simplex[idx_in] if validf is None else simplex[idx_in] * validf
         rho = 1.0 / (sk * sk).sum(dim=1).clamp_min(torch.finfo(C.dtype).tiny)
         Ak = Ak + rho.view(-1, 1, 1) * sk.unsqueeze(2) * sk.unsqueeze(1)
     jitter = _JITTER * scale
@@ -119,7 +136,8 @@ def solve_free(
         Ak.diagonal(dim1=1, dim2=2).add_(1e-7 * scale)
         jitter = jitter + 1e-7 * scale
         L, _ = torch.linalg.cholesky_ex(Ak)
-    rhs = -(C.gather(1, idx.clamp_max(m - 1)) * validf).unsqueeze(2)
+    Ck = C.gather(1, idx_in)
+    rhs = -(Ck if validf is None else Ck * validf).unsqueeze(2)
     if simplex is not None:
         rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
 
@@ -140,6 +158,8 @@ def solve_free(
         nu = nu - rho
     else:
         xk = sol[..., 0]
+    if validf is None:
+        return x.scatter(1, idx, xk), nu
     x = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, xk * validf)[:, :m]
     return x, nu
 
