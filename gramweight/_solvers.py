@@ -324,7 +324,7 @@ def nonneg_qp(
     else:
         free = C < 0
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
-    padded = _pad_scale(A)
+    padded = _pad_scale(A) if b > 1 else None  # one row needs no padding (see solve_free)
     todo = torch.arange(b, device=C.device)
     X = torch.zeros_like(C)
     H = None
