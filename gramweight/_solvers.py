@@ -331,7 +331,8 @@ def nonneg_qp(
     if definite and not simplex and m >= _SCHUR_MIN_M:
         H = torch.cholesky_inverse(torch.linalg.cholesky(A))
     for _ in range(min(max_iters, _PDAS_ITERS)):
-        Ct, Ft = C[todo], free[todo]
+        every = todo.numel() == b  # (no need to gather or scatter the rows)
+        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
         if H is not None:
             # each row factors the smaller of its free and bound sets
             nf = Ft.sum(dim=1)
@@ -347,8 +348,8 @@ def nonneg_qp(
         else:
             x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
         mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
-        X = X.index_copy(0, todo, x)
-        xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        X = x if every else X.index_copy(0, todo, x)
+        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
         mtol = xtol + rtol * nu.abs().unsqueeze(1) * S
         # on the free set mu is zero by construction (up to the jitter): only the others count
         ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
@@ -359,7 +360,7 @@ def nonneg_qp(
             new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
         # a free set that reproduces itself satisfies the KKT conditions up to round-off
         ok = ok | (new_free == Ft).all(dim=1)
-        free = free.index_copy(0, todo, new_free)
+        free = new_free if every else free.index_copy(0, todo, new_free)
         todo = todo[~ok]
         if todo.numel() == 0:
             break
