@@ -67,7 +67,12 @@ def power_reg(dtype: torch.dtype) -> float:
 
 
 def solve_free(
-    A: Tensor, C: Tensor, free: Tensor, *, simplex: Tensor | None
+    A: Tensor,
+    C: Tensor,
+    free: Tensor,
+    *,
+    simplex: Tensor | None,
+    _padded: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Minimise ``½ xᵀAx + cᵀx`` for every row ``c`` of ``C`` with ``x`` zero off ``free``.
 
@@ -77,32 +82,50 @@ def solve_free(
     Returns:
         ``x`` of shape (b, m) and the multiplier ``nu`` of the sum constraint, of shape (b,)
         (zeros without ``simplex``), such that ``(A x + c - nu s)_F = 0`` up to the jitter.
+
+    ``_padded`` (internal): ``(A padded with a zero row and column, its scale)`` from
+    :func:`_pad_scale`, when the caller solves with the same ``A`` repeatedly.
     """
     b, m = C.shape
-    counts = free.sum(dim=1)
-    k = int(counts.max()) if b > 0 else 0
     x = torch.zeros_like(C)
     nu = torch.zeros(b, dtype=C.dtype, device=C.device)
-    if k == 0:
-        return x, nu
-    # Gather each row's free indices first (a stable sort keeps their order), padded to k with
-    # the index m of an extra zero row and column of A.
-    order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)
-    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
-    validf = valid.to(C.dtype)
-    idx = torch.where(valid, order[:, :k], m)
-    A_pad = torch.nn.functional.pad(A, (0, 1, 0, 1))
-    Ak = A_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
-        2, idx.unsqueeze(1).expand(b, k, k)
-    )
-    scale = A.diagonal().abs().max()
-    scale = torch.where(scale > 0, scale, 1.0)
-    Ak.diagonal(dim1=1, dim2=2).add_((1.0 - validf) * scale)  # identity on the padding
+    if b == 1:
+        # One row (MGDA, CAGrad): its free indices need no sorting and no padding.
+        idx = free[0].nonzero().squeeze(1)
+        k = idx.numel()
+        if k == 0:
+            return x, nu
+        if _padded is not None:
+            scale = _padded[1]
+        else:
+            scale = A.diagonal().abs().max()
+            scale = torch.where(scale > 0, scale, 1.0)
+        Ak = A.index_select(0, idx).index_select(1, idx).unsqueeze(0)
+        idx = idx.unsqueeze(0)
+        validf = None
+    else:
+        counts = free.sum(dim=1)
+        k = int(counts.max()) if b > 0 else 0
+        if k == 0:
+            return x, nu
+        # Gather each row's free indices first (a stable sort keeps their order), padded to k
+        # with the index m of an extra zero row and column of A.
+        order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)
+        valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
+        validf = valid.to(C.dtype)
+        idx = torch.where(valid, order[:, :k], m)
+        A_pad, scale = _padded if _padded is not None else _pad_scale(A)
+        Ak = A_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
+            2, idx.unsqueeze(1).expand(b, k, k)
+        )
+        Ak.diagonal(dim1=1, dim2=2).add_((1.0 - validf) * scale)  # identity on the padding
+    # the free indices, clamped into range (the padding's values are masked by validf)
+    idx_in = idx if validf is None else idx.clamp_max(m - 1)
     if simplex is not None:
         # On {sᵀx = 1}, adding rho·s sᵀ to A only adds a constant to the objective, but makes
         # the block definite whenever the face problem is well posed (A may be singular: then
         # eliminating with A⁻¹ directly would cancel huge numbers). The multiplier shifts by rho.
-        sk = simplex[idx.clamp_max(m - 1)] * validf
+        sk = simplex[idx_in] if validf is None else simplex[idx_in] * validf
         rho = 1.0 / (sk * sk).sum(dim=1).clamp_min(torch.finfo(C.dtype).tiny)
         Ak = Ak + rho.view(-1, 1, 1) * sk.unsqueeze(2) * sk.unsqueeze(1)
     jitter = _JITTER * scale
@@ -113,7 +136,8 @@ def solve_free(
         Ak.diagonal(dim1=1, dim2=2).add_(1e-7 * scale)
         jitter = jitter + 1e-7 * scale
         L, _ = torch.linalg.cholesky_ex(Ak)
-    rhs = -(C.gather(1, idx.clamp_max(m - 1)) * validf).unsqueeze(2)
+    Ck = C.gather(1, idx_in)
+    rhs = -(Ck if validf is None else Ck * validf).unsqueeze(2)
     if simplex is not None:
         rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
 
@@ -134,8 +158,17 @@ def solve_free(
         nu = nu - rho
     else:
         xk = sol[..., 0]
+    if validf is None:
+        return x.scatter(1, idx, xk), nu
     x = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, xk * validf)[:, :m]
     return x, nu
+
+
+def _pad_scale(A: Tensor) -> tuple[Tensor, Tensor]:
+    """``A`` with an extra zero row and column (the target of padded indices in
+    :func:`solve_free`) and the scale of its diagonal (1 for a zero matrix)."""
+    scale = A.diagonal().abs().max()
+    return torch.nn.functional.pad(A, (0, 1, 0, 1)), torch.where(scale > 0, scale, 1.0)
 
 
 def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
@@ -151,15 +184,19 @@ def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
         v = A @ v
         v = v / v.norm().clamp_min(torch.finfo(A.dtype).tiny)
     lip = 1.1 * (v @ A @ v).clamp_min(torch.finfo(A.dtype).tiny)
+    # the projected step y - (y A + C) / lip, as one fused product y B - C / lip
+    B = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) - A / lip
+    C_lip = C / lip
     x = torch.zeros_like(C)
     y = x
     t = 1.0
     for _ in range(iters):
-        x_new = (y - (y @ A + C) / lip).clamp_min(0.0)
+        x_new = torch.addmm(C_lip, y, B, beta=-1.0).clamp_min_(0.0)
         t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
+        # y = x_new + ((t - 1) / t_new) (x_new - x)
+        y = torch.lerp(x, x_new, 1.0 + (t - 1.0) / t_new)
         x, t = x_new, t_new
-    return (x - (x @ A + C)) > 0
+    return (x - torch.addmm(C, x, A)) > 0
 
 
 def _project_simplex(Y: Tensor) -> Tensor:
@@ -287,13 +324,15 @@ def nonneg_qp(
     else:
         free = C < 0
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
+    padded = _pad_scale(A) if b > 1 else None  # one row needs no padding (see solve_free)
     todo = torch.arange(b, device=C.device)
     X = torch.zeros_like(C)
     H = None
     if definite and not simplex and m >= _SCHUR_MIN_M:
         H = torch.cholesky_inverse(torch.linalg.cholesky(A))
     for _ in range(min(max_iters, _PDAS_ITERS)):
-        Ct, Ft = C[todo], free[todo]
+        every = todo.numel() == b  # (no need to gather or scatter the rows)
+        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
         if H is not None:
             # each row factors the smaller of its free and bound sets
             nf = Ft.sum(dim=1)
@@ -304,12 +343,13 @@ def nonneg_qp(
             if rows_b.numel():
                 x = x.index_copy(0, rows_b, _solve_bound_side(A, H, Ct[rows_b], Ft[rows_b]))
             if rows_f.numel():
-                x = x.index_copy(0, rows_f, solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None)[0])
+                x_f, _ = solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None, _padded=padded)
+                x = x.index_copy(0, rows_f, x_f)
         else:
-            x, nu = solve_free(A, Ct, Ft, simplex=s)
+            x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
         mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
-        X = X.index_copy(0, todo, x)
-        xtol = tol[todo] * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        X = x if every else X.index_copy(0, todo, x)
+        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
         mtol = xtol + rtol * nu.abs().unsqueeze(1) * S
         # on the free set mu is zero by construction (up to the jitter): only the others count
         ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
@@ -320,7 +360,7 @@ def nonneg_qp(
             new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
         # a free set that reproduces itself satisfies the KKT conditions up to round-off
         ok = ok | (new_free == Ft).all(dim=1)
-        free = free.index_copy(0, todo, new_free)
+        free = new_free if every else free.index_copy(0, todo, new_free)
         todo = todo[~ok]
         if todo.numel() == 0:
             break
