@@ -106,14 +106,18 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
     # (amin and amax separately: aminmax with a dim argument is much slower on CPU)
     lo, hi = flat.amin(dim=-1), flat.amax(dim=-1)
     dlo, dhi = diff.amin(dim=-1), diff.amax(dim=-1)
-    scale = torch.maximum(-lo, hi)
-    asym = torch.maximum(-dlo, dhi)
     diag_min = G.diagonal(dim1=-2, dim2=-1).amin(dim=-1)
     if G.dim() == 2:
-        scale_max, asym_rel, diag_rel = torch.stack([scale, asym, diag_min]).tolist()
+        # Five scalars, combined in Python: cheaper than more tensor operations on small G.
+        lo_, hi_, dlo_, dhi_, diag_ = torch.stack([lo, hi, dlo, dhi, diag_min]).tolist()
+        if not all(math.isfinite(x) for x in (lo_, hi_, dlo_, dhi_)):
+            raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
+        scale_max, asym_rel, diag_rel = max(-lo_, hi_), max(-dlo_, dhi_), diag_
         asym_rel = asym_rel / scale_max if scale_max > 0 else asym_rel
         diag_rel = diag_rel / scale_max if scale_max > 0 else diag_rel
     else:
+        scale = torch.maximum(-lo, hi)
+        asym = torch.maximum(-dlo, dhi)
         safe = scale.clamp_min(torch.finfo(G.dtype).tiny)
         scale_max, asym_rel, diag_rel = torch.stack(
             [scale.amax(), (asym / safe).amax(), (diag_min / safe).amin()]

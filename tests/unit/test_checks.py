@@ -36,6 +36,8 @@ def test_m_equal_one_is_valid():
         (torch.ones(0, 0), ValueError, "`G` must be at least 1 x 1, got shape (0, 0)."),
         (torch.tensor([[1.0, math.nan], [math.nan, 1.0]]), ValueError, "`G` must be finite (no NaN or Inf), got a non-finite entry."),
         (torch.tensor([[1.0, 0.0], [0.0, math.inf]]), ValueError, "`G` must be finite (no NaN or Inf), got a non-finite entry."),
+        (torch.tensor([[math.nan, 0.0], [0.0, 1.0]]), ValueError, "`G` must be finite (no NaN or Inf), got a non-finite entry."),
+        (torch.tensor([[1.0, 0.0], [0.0, -math.inf]]), ValueError, "`G` must be finite (no NaN or Inf), got a non-finite entry."),
         (torch.tensor([[1.0, 2.0], [0.0, 1.0]]), ValueError, "`G` must be symmetric up to round-off, got a relative asymmetry of 1."),
         (torch.tensor([[-1.0, 0.0], [0.0, 1.0]]), ValueError, "`G` must be positive semi-definite (non-negative diagonal), got diagonal entry -1."),
         (torch.ones(2, 2, dtype=torch.int64), TypeError, "`G` must be a real floating-point tensor, got dtype torch.int64."),
