@@ -8,7 +8,7 @@ Every error raised here uses one template::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ __all__ = [
     "check_number",
     "check_state",
     "check_vector",
+    "format_shape",
     "message",
 ]
 
@@ -30,8 +31,10 @@ def message(name: str, requirement: str, got: str) -> str:
     return f"`{name}` must be {requirement}, got {got}."
 
 
-def _shape(t: Tensor) -> str:
-    return "(" + ", ".join(str(d) for d in t.shape) + ("," if t.dim() == 1 else "") + ")"
+def format_shape(shape: Iterable[int]) -> str:
+    """A shape as it appears in error messages: ``(3, 4)``, ``(3,)``."""
+    dims = tuple(shape)
+    return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _roundoff_tol(dtype: torch.dtype) -> float:
@@ -57,13 +60,17 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
     _check_float_tensor(M, name)
     if batched:
         if M.dim() < 2:
-            raise ValueError(message(name, "a matrix of shape (..., m, m)", f"shape {_shape(M)}"))
+            raise ValueError(
+                message(name, "a matrix of shape (..., m, m)", f"shape {format_shape(M.shape)}")
+            )
     elif M.dim() != 2:
-        raise ValueError(message(name, "a matrix of shape (m, m)", f"shape {_shape(M)}"))
+        raise ValueError(
+            message(name, "a matrix of shape (m, m)", f"shape {format_shape(M.shape)}")
+        )
     if M.shape[-1] != M.shape[-2]:
-        raise ValueError(message(name, "a square matrix", f"shape {_shape(M)}"))
+        raise ValueError(message(name, "a square matrix", f"shape {format_shape(M.shape)}"))
     if M.shape[-1] == 0:
-        raise ValueError(message(name, "at least 1 x 1", f"shape {_shape(M)}"))
+        raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(M.shape)}"))
     # amin/amax propagate NaN and are much cheaper than isfinite(M).all() on large matrices.
     flat = M.reshape(-1)
     extremes = torch.stack([flat.amin(), flat.amax()]).tolist()
@@ -87,13 +94,17 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
     _check_float_tensor(G, name)
     if batched:
         if G.dim() < 2:
-            raise ValueError(message(name, "a matrix of shape (..., m, m)", f"shape {_shape(G)}"))
+            raise ValueError(
+                message(name, "a matrix of shape (..., m, m)", f"shape {format_shape(G.shape)}")
+            )
     elif G.dim() != 2:
-        raise ValueError(message(name, "a matrix of shape (m, m)", f"shape {_shape(G)}"))
+        raise ValueError(
+            message(name, "a matrix of shape (m, m)", f"shape {format_shape(G.shape)}")
+        )
     if G.shape[-1] != G.shape[-2]:
-        raise ValueError(message(name, "a square matrix", f"shape {_shape(G)}"))
+        raise ValueError(message(name, "a square matrix", f"shape {format_shape(G.shape)}"))
     if G.shape[-1] == 0:
-        raise ValueError(message(name, "at least 1 x 1", f"shape {_shape(G)}"))
+        raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(G.shape)}"))
     if G.numel() == 0:
         return G.clone()
 
@@ -154,7 +165,7 @@ def check_vector(
         if v.is_complex() or not (v.dtype.is_floating_point or v.dtype in _INT_DTYPES):
             raise TypeError(message(name, "a real tensor", f"dtype {v.dtype}"))
         if v.dim() != 1:
-            raise ValueError(message(name, "a 1-D vector", f"shape {_shape(v)}"))
+            raise ValueError(message(name, "a 1-D vector", f"shape {format_shape(v.shape)}"))
         values = v
     elif isinstance(v, Sequence) and not isinstance(v, str):
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
@@ -230,6 +241,6 @@ def check_state(state: Any, cls: type, name: str = "state", **expected_shapes: t
         if tuple(value.shape) != tuple(shape):
             raise ValueError(
                 message(f"{name}.{field}", f"of shape {tuple(shape)} (state built for another m or K?)",
-                        f"shape {_shape(value)}")
+                        f"shape {format_shape(value.shape)}")
             )
     return state

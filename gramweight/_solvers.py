@@ -42,6 +42,7 @@ __all__ = [
     "psd_pinv",
     "solve_free",
     "spectral_rtol",
+    "project_simplex",
     "work_dtype",
 ]
 
@@ -199,16 +200,30 @@ def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
     return (x - torch.addmm(C, x, A)) > 0
 
 
-def _project_simplex(Y: Tensor) -> Tensor:
-    """Euclidean projection of each row onto the probability simplex (sort-based)."""
-    m = Y.shape[-1]
-    U = Y.sort(dim=-1, descending=True).values
-    css = U.cumsum(dim=-1) - 1.0
-    ks = torch.arange(1, m + 1, dtype=Y.dtype, device=Y.device)
-    cond = U - css / ks > 0
-    rho = cond.to(Y.dtype).cumsum(dim=-1).argmax(dim=-1, keepdim=True)  # last True
-    theta = css.gather(-1, rho) / (rho + 1).to(Y.dtype)
-    return (Y - theta).clamp_min(0.0)
+def project_simplex(v: Tensor, *, shift: bool = True) -> Tensor:
+    r"""Project each row of ``v`` (..., m) onto :math:`\{x \ge 0, \sum_i x_i = 1\}`.
+
+    The sort-based algorithm (Held et al. 1974; Duchi et al., ICML 2008): with :math:`u` the
+    entries sorted in decreasing order and :math:`\rho` the largest ``k`` such that
+    :math:`u_k > (\sum_{l \le k} u_l - 1) / k`, the projection is
+    :math:`\max(v - \theta, 0)` with :math:`\theta = (\sum_{l \le \rho} u_l - 1) / \rho`.
+    Exact, O(m log m), no iteration and no host synchronisation; batched over leading
+    dimensions.
+
+    The projection commutes with adding a constant to every entry, so the entries are first
+    shifted by their maximum: the largest becomes 0, and a 1 is never lost next to entries of
+    magnitude 1e16 (the update of MoDo and SDMGrad on a Gramian scaled by 1e15). Callers whose
+    entries are already of order 1 (the solver's equilibrated guesses) pass ``shift=False``.
+    """
+    if shift:
+        v = v - v.amax(dim=-1, keepdim=True)
+    u = torch.sort(v, dim=-1, descending=True).values
+    excess = u.cumsum(dim=-1) - 1.0
+    k = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)
+    # The condition holds on a prefix of the sorted entries, and always for k = 1.
+    rho = (u - excess / k > 0).sum(dim=-1, keepdim=True).clamp(min=1)
+    theta = excess.gather(-1, rho - 1) / rho.to(v.dtype)
+    return (v - theta).clamp(min=0.0)
 
 
 def _guess_free_simplex(A: Tensor, C: Tensor, iters: int = 40) -> Tensor:
@@ -226,7 +241,7 @@ def _guess_free_simplex(A: Tensor, C: Tensor, iters: int = 40) -> Tensor:
     y = x
     t = 1.0
     for _ in range(iters):
-        x_new = _project_simplex(y - (y @ A + C) / lip)
+        x_new = project_simplex(y - (y @ A + C) / lip, shift=False)
         t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         y = x_new + ((t - 1.0) / t_new) * (x_new - x)
         x, t = x_new, t_new

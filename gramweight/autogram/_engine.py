@@ -13,7 +13,7 @@ from torch.autograd.graph import get_gradient_edge
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
-from .._checks import message
+from .._checks import format_shape, message
 from .rules import RULES, Factor, PerLoss, Rule
 from .rules._attention import DECOMPOSITIONS
 from .rules._linear import linear as _linear_rule
@@ -23,11 +23,6 @@ __all__ = ["Engine"]
 # Tensor properties that return a differentiable function of the tensor. Every other
 # property (shape, dtype, grad, data, ...) is read on the parameter itself.
 _DIFFERENTIABLE_PROPERTIES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
-
-
-def _shape(shape: Iterable[int]) -> str:
-    shape = tuple(shape)
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _total(tensors: Iterable[Tensor]) -> Tensor:
@@ -369,13 +364,13 @@ class Engine:
         if self.batch_dim is None:
             if losses.dim() == 0 or losses.numel() == 0:
                 raise ValueError(message("losses", "of shape (m,) with m >= 1 when batch_dim "
-                                         "is None", f"shape {_shape(losses.shape)}"))
+                                         "is None", f"shape {format_shape(losses.shape)}"))
             m = losses.numel()
             eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
             return eye.reshape(m, *losses.shape), True, 1, m
         if losses.dim() not in (1, 2) or losses.numel() == 0:
             raise ValueError(message("losses", "of shape (B,) or (B, t) when batch_dim=0 (one "
-                                     "row per sample)", f"shape {_shape(losses.shape)}"))
+                                     "row per sample)", f"shape {format_shape(losses.shape)}"))
         if losses.dim() == 1:
             return torch.ones_like(losses), False, losses.shape[0], 1
         B, t = losses.shape
@@ -546,7 +541,7 @@ class Engine:
                             "forward of the hooked modules (compute a weight penalty inside "
                             "the forward, or add its gradient after engine.backward)",
                             f"a use of a {type(var).__name__} of shape "
-                            f"{_shape(var.shape)} outside it"))
+                            f"{format_shape(var.shape)} outside it"))
                 else:
                     todo.append(nxt)
 
@@ -594,7 +589,7 @@ class Engine:
             raise TypeError(message("weights", "a tensor", type(weights).__name__))
         if tuple(weights.shape) not in ((m,), (K, m)):
             raise ValueError(message("weights", f"of shape ({m},) or ({K}, {m})",
-                                     f"shape {_shape(weights.shape)}"))
+                                     f"shape {format_shape(weights.shape)}"))
         if not bool(torch.isfinite(weights).all()):
             raise ValueError(message("weights", "finite (no NaN or Inf)", "a non-finite entry"))
         kept, self._kept = self._kept, None

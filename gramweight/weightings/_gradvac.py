@@ -8,8 +8,9 @@ import torch
 from torch import Tensor
 
 from .._checks import check_key, check_number, check_state
+from .._solvers import work_dtype
 from ._orders import visiting_orders
-from ._surgery import as_blocks, gradvac_weights, working_dtype
+from ._surgery import as_blocks, gradvac_weights
 
 __all__ = ["GradVacState", "gradvac", "gradvac_init"]
 
@@ -144,7 +145,7 @@ def gradvac(
     check_number(beta, "beta", low=0.0, high=1.0)
     check_number(eps, "eps", low=0.0)
     key = check_key(key)
-    dtype = working_dtype(G.dtype)
+    dtype = work_dtype(G.dtype)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
     targets = state.targets.to(dtype=dtype, device=G.device)
     w, targets = gradvac_weights(G.to(dtype), targets, orders, beta, eps)

@@ -8,8 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state
-from ._simplex import project_simplex
-from ._surgery import working_dtype
+from .._solvers import project_simplex, work_dtype
 
 __all__ = ["MoDoState", "modo", "modo_init"]
 
@@ -92,7 +91,7 @@ def modo(
     check_number(rho, "rho", low=0.0)
     # The matrix-vector product runs in M's precision (float32 or float64): converting the
     # whole matrix would cost more than the step; the m-vectors are handled in float64.
-    Mw = M.to(working_dtype(M.dtype))
+    Mw = M.to(work_dtype(M.dtype))
     lam = state.weights.to(dtype=torch.float64, device=M.device)
     M_lam = (Mw @ lam.to(Mw.dtype)).to(torch.float64)
     lam = project_simplex(lam - gamma * (M_lam + rho * lam))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from torch import Tensor
 
 from .._checks import check_key
+from .._solvers import work_dtype
 from ._orders import visiting_orders
-from ._surgery import as_blocks, pcgrad_weights, working_dtype
+from ._surgery import as_blocks, pcgrad_weights
 
 
 def pcgrad(G: Tensor, /, *, key: int) -> Tensor:
@@ -55,5 +56,5 @@ def pcgrad(G: Tensor, /, *, key: int) -> Tensor:
     G = as_blocks(G).detach()  # a sequence of hard decisions: not differentiated through
     key = check_key(key)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
-    w = pcgrad_weights(G.to(working_dtype(G.dtype)), orders)
+    w = pcgrad_weights(G.to(work_dtype(G.dtype)), orders)
     return w.to(G.dtype)

@@ -9,8 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state, check_vector
-from ._simplex import project_simplex
-from ._surgery import working_dtype
+from .._solvers import project_simplex, work_dtype
 
 __all__ = ["SDMGradState", "sdmgrad", "sdmgrad_init"]
 
@@ -112,7 +111,7 @@ def sdmgrad(
             dtype=torch.float64, device=M.device
         )
     # Matrix-vector products run in M's precision (float32 or float64); m-vectors in float64.
-    Mw = M.to(working_dtype(M.dtype))
+    Mw = M.to(work_dtype(M.dtype))
     scale = Mw.diagonal().to(torch.float64).clamp(min=0.0).sqrt().mean()
     inv_scale2 = 1.0 / (scale * scale + 1e-8)
     w = state.weights.to(dtype=torch.float64, device=M.device)

@@ -18,24 +18,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import check_gramian, message
+from .._checks import check_gramian, format_shape, message
 
-__all__ = ["as_blocks", "pcgrad_weights", "gradvac_weights", "working_dtype"]
-
-
-def working_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; everything else is computed in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+__all__ = ["as_blocks", "pcgrad_weights", "gradvac_weights"]
 
 
 def as_blocks(G: Tensor) -> Tensor:
     """Validate a Gramian (m, m) or a stack of block Gramians (K, m, m)."""
     G = check_gramian(G, batched=True)
     if G.dim() > 3:
-        shape = "(" + ", ".join(str(d) for d in G.shape) + ")"
         raise ValueError(
             message(
-                "G", "a Gramian (m, m) or a stack of block Gramians (K, m, m)", f"shape {shape}"
+                "G", "a Gramian (m, m) or a stack of block Gramians (K, m, m)",
+                f"shape {format_shape(G.shape)}",
             )
         )
     return G
