@@ -8,7 +8,9 @@ Every error raised here uses one template::
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 import torch
@@ -16,6 +18,7 @@ from torch import Tensor
 
 __all__ = [
     "check_gramian",
+    "check_gramian_scale",
     "check_key",
     "check_matrix",
     "check_number",
@@ -79,6 +82,36 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
     return M
 
 
+# Up to this many entries, a matrix is checked on Python floats: one copy to the host costs
+# less than the few tensor reductions (each a dispatch of about a microsecond).
+_PYTHON_CHECK_NUMEL = 64
+# From this many entries on, the asymmetry pass reads a contiguous transpose.
+_CONTIGUOUS_T_NUMEL = 1 << 16
+
+
+def _extremes(G: Tensor) -> tuple[float, float, float, float]:
+    """``(min G, max G, max |G - Gᵀ|, min diag G)`` of a matrix, in one host synchronisation.
+
+    A NaN or an infinity anywhere makes one of the first three non-finite.
+    """
+    if G.numel() <= _PYTHON_CHECK_NUMEL:
+        rows = G.tolist()
+        flat = list(chain.from_iterable(rows))
+        if not all(map(math.isfinite, flat)):
+            return math.nan, math.nan, math.nan, math.nan
+        # entry by entry against the transpose's (each pair twice; C-level loops only)
+        asym = max(map(abs, map(operator.sub, flat, chain.from_iterable(zip(*rows)))))
+        return min(flat), max(flat), asym, min(flat[:: len(rows) + 1])
+    T = G.mT.contiguous() if G.numel() >= _CONTIGUOUS_T_NUMEL else G.mT
+    diff = G - T
+    # (amin and amax separately: aminmax is not faster here; both propagate NaN)
+    return tuple(
+        torch.stack(
+            [G.amin(), G.amax(), diff.abs().amax(), G.diagonal().amin()]
+        ).tolist()
+    )
+
+
 def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
     """Validate a Gramian and return it symmetrised, with its diagonal clamped at 0.
 
@@ -91,6 +124,22 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
         TypeError: ``G`` is not a tensor, or its dtype is integer, boolean or complex.
         ValueError: wrong shape, NaN/Inf, clear asymmetry or clearly negative diagonal.
     """
+    return _check_gramian(G, name, batched)[0]
+
+
+def check_gramian_scale(G: Any, name: str = "G") -> tuple[Tensor, float]:
+    """:func:`check_gramian` of one matrix, detached from autograd, also returning its largest
+    absolute entry as a Python float (0.0 for a zero matrix), read in the same host
+    synchronisation.
+
+    The closed-form weightings normalise by it without another reduction or a test on the
+    device.
+    """
+    S, scale = _check_gramian(G, name, False)
+    return (S.detach() if S.requires_grad else S), scale
+
+
+def _check_gramian(G: Any, name: str, batched: bool) -> tuple[Tensor, float]:
     _check_float_tensor(G, name)
     if batched:
         if G.dim() < 2:
@@ -106,27 +155,26 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
     if G.shape[-1] == 0:
         raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(G.shape)}"))
     if G.numel() == 0:
-        return G.clone()
+        return G.clone(), 0.0
 
-    # All the checks reduce to a few numbers fetched in one host sync. amin/amax propagate
-    # NaN, so a non-finite entry shows up as a non-finite extreme; a contiguous transpose
-    # makes the asymmetry pass several times faster than a strided one on large matrices.
+    # All the checks reduce to a few numbers fetched in one host sync.
     tol = _roundoff_tol(G.dtype)
-    flat = G.reshape(*G.shape[:-2], -1)
-    diff = flat - G.mT.contiguous().reshape(flat.shape)
-    # (amin and amax separately: aminmax with a dim argument is much slower on CPU)
-    lo, hi = flat.amin(dim=-1), flat.amax(dim=-1)
-    dlo, dhi = diff.amin(dim=-1), diff.amax(dim=-1)
-    diag_min = G.diagonal(dim1=-2, dim2=-1).amin(dim=-1)
     if G.dim() == 2:
-        # Five scalars, combined in Python: cheaper than more tensor operations on small G.
-        lo_, hi_, dlo_, dhi_, diag_ = torch.stack([lo, hi, dlo, dhi, diag_min]).tolist()
-        if not all(math.isfinite(x) for x in (lo_, hi_, dlo_, dhi_)):
+        lo_, hi_, asym_, diag_ = _extremes(G)
+        if not (math.isfinite(lo_) and math.isfinite(hi_) and math.isfinite(asym_)):
             raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
-        scale_max, asym_rel, diag_rel = max(-lo_, hi_), max(-dlo_, dhi_), diag_
-        asym_rel = asym_rel / scale_max if scale_max > 0 else asym_rel
-        diag_rel = diag_rel / scale_max if scale_max > 0 else diag_rel
+        scale_max = max(-lo_, hi_)
+        asym_rel = asym_ / scale_max if scale_max > 0 else asym_
+        diag_rel = diag_ / scale_max if scale_max > 0 else diag_
     else:
+        # amin/amax propagate NaN, so a non-finite entry shows up as a non-finite extreme; a
+        # contiguous transpose makes the asymmetry pass several times faster than a strided
+        # one on large matrices (amin and amax separately: aminmax with a dim is slow on CPU).
+        flat = G.reshape(*G.shape[:-2], -1)
+        diff = flat - G.mT.contiguous().reshape(flat.shape)
+        lo, hi = flat.amin(dim=-1), flat.amax(dim=-1)
+        dlo, dhi = diff.amin(dim=-1), diff.amax(dim=-1)
+        diag_min = G.diagonal(dim1=-2, dim2=-1).amin(dim=-1)
         scale = torch.maximum(-lo, hi)
         asym = torch.maximum(-dlo, dhi)
         safe = scale.clamp_min(torch.finfo(G.dtype).tiny)
@@ -148,7 +196,7 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
     S = G if asym_rel == 0 else (G + G.mT) / 2
     if diag_rel < 0:
         S = S.diagonal_scatter(S.diagonal(dim1=-2, dim2=-1).clamp_min(0), dim1=-2, dim2=-1)
-    return S
+    return S, scale_max
 
 
 def check_vector(

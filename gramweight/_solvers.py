@@ -16,8 +16,8 @@ without numpy, scipy or any external QP solver.
   ``(G w) ⊙ w = 1`` is the case ``alpha = 1``), by a damped Newton method on its convex
   potential.
 - :func:`cagrad_simplex`: CAGrad's inner problem, as a parametric simplex QP.
-- :func:`psd_eigh`, :func:`psd_pinv`, :func:`spectral_rtol`: spectral tools with one rank
-  cut-off for the closed forms (IMTL-G, Aligned-MTL, ConFIG).
+- :func:`psd_spectrum`, :func:`spectral_rtol`: the spectrum of a Gramian with one rank cut-off
+  for the closed forms (IMTL-G, Aligned-MTL, ConFIG).
 
 The iterative parts stop on exact optimality tests, one host synchronisation per step; the
 active-set steps are few (typically 1 to 5), since a cheap projected-gradient guess or the sign
@@ -38,8 +38,7 @@ __all__ = [
     "nonneg_qp",
     "power_balance",
     "power_reg",
-    "psd_eigh",
-    "psd_pinv",
+    "psd_spectrum",
     "solve_free",
     "spectral_rtol",
     "project_simplex",
@@ -621,47 +620,40 @@ def spectral_rtol(G: Tensor, dtype: torch.dtype) -> float:
     return 1e3 * G.shape[-1] * torch.finfo(dtype).eps
 
 
-def psd_eigh(G: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
-    """Eigenpairs of a PSD matrix, keeping those above ``rtol · λ_max`` (descending order).
+def psd_spectrum(G: Tensor, rtol: float, *, graded: bool = False) -> tuple[list[float], Tensor]:
+    """Eigenpairs of a PSD matrix in ascending order, the eigenvalues on the host.
 
-    Returns the kept eigenvalues (r,) and eigenvectors (m, r); r = 0 for a zero matrix.
+    An eigenvalue is kept when it exceeds ``rtol · λ_max`` (so never when it is <= 0, and
+    none is kept for a zero matrix); the others are returned as ``0.0``. The consumers turn
+    the kept eigenvalues into the coefficients they need on the host, in one list, instead of
+    a chain of small tensor operations (one synchronisation, the eigenvalues' copy).
+
+    With ``graded``, the eigenpairs stay accurate also when the diagonal spans many orders of
+    magnitude: a symmetric eigensolver loses the small eigenvalues of ``G = D C D`` to round-off
+    of the large ones when ``D`` is badly scaled (one gradient 1e6 times larger than the
+    others). When the diagonal spreads over more than a factor 1e4, the equilibrated ``C`` is
+    decomposed instead, giving a square factor ``F = D Q Λ_C^½`` with ``F Fᵀ = G`` whose SVD
+    has the eigenpairs of ``G`` to high relative accuracy.
+
+    Returns:
+        ``lam`` (a list of m floats) and ``V`` (m, m) with ``G ≈ V diag(lam) Vᵀ``.
     """
-    lam, V = torch.linalg.eigh(G)
-    lam, V = lam.flip(0), V.flip(1)
-    keep = lam > rtol * lam[0].clamp_min(0)
-    keep = keep & (lam > 0)
-    r = int(keep.sum())
-    return lam[:r], V[:, :r]
-
-
-def psd_eigh_graded(G: Tensor, rtol: float) -> tuple[Tensor, Tensor]:
-    """Like :func:`psd_eigh`, accurate also when the diagonal spans many orders of magnitude.
-
-    A symmetric eigensolver loses the small eigenvalues of ``G = D C D`` to round-off of the
-    large ones when ``D`` is badly scaled (one gradient 1e6 times larger than the others). Then
-    the equilibrated ``C`` is decomposed instead, giving a square factor ``F = D Q Λ_C^½`` with
-    ``F Fᵀ = G``, whose SVD has the eigenpairs of ``G`` to high relative accuracy.
-    """
-    d = G.diagonal().clamp_min(0)
-    positive = d > 0
-    spread = d.max() / torch.where(positive, d, d.max()).min().clamp_min(torch.finfo(G.dtype).tiny)
-    if not bool(positive.any()) or float(spread) <= 1e4:
-        return psd_eigh(G, rtol)
-    root = d.sqrt()
-    inv = torch.where(positive, 1.0 / torch.where(positive, root, 1.0), 0.0)
-    lam_c, Q = torch.linalg.eigh(inv.unsqueeze(1) * G * inv.unsqueeze(0))
-    F = root.unsqueeze(1) * Q * lam_c.clamp_min(0).sqrt()
-    U, S, _ = torch.linalg.svd(F)
-    lam = S * S
-    keep = (lam > rtol * lam[0].clamp_min(0)) & (lam > 0)
-    r = int(keep.sum())
-    return lam[:r], U[:, :r]
-
-
-def psd_pinv(G: Tensor, rtol: float) -> Tensor:
-    """Pseudo-inverse of a PSD matrix with the relative eigenvalue cut-off ``rtol``."""
-    lam, V = psd_eigh(G, rtol)
-    return (V / lam) @ V.T
+    lam = V = None
+    if graded:
+        d = G.diagonal().tolist()
+        top = max(d)
+        low = min((x for x in d if x > 0), default=0.0)
+        if top > 1e4 * low:
+            root = G.diagonal().clamp_min(0).sqrt()
+            inv = root.masked_fill(root == 0, torch.inf).reciprocal()
+            lam_c, Q = torch.linalg.eigh(inv.unsqueeze(1) * G * inv)
+            U, S, _ = torch.linalg.svd(root.unsqueeze(1) * Q * lam_c.clamp_min(0).sqrt())
+            lam, V = (S * S).flip(0), U.flip(1)
+    if lam is None:
+        lam, V = torch.linalg.eigh(G)
+    values = lam.tolist()
+    cut = rtol * max(values[-1], 0.0)
+    return [x if x > cut else 0.0 for x in values], V
 
 
 def cagrad_simplex(A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50) -> Tensor:

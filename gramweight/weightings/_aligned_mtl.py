@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .._checks import check_gramian, message
-from .._solvers import psd_eigh_graded, spectral_rtol, work_dtype
-from ._upgrad import _pref
+from .._checks import check_gramian_scale, check_vector, message
+from .._solvers import psd_spectrum, spectral_rtol, work_dtype
 
 _SCALES = ("min", "median", "rmse")
 
@@ -62,19 +63,29 @@ def aligned_mtl(
         >>> gw.aligned_mtl(G)
         tensor([0.5591, 0.4083], dtype=torch.float64)
     """
-    G = check_gramian(G).detach()
+    G, top = check_gramian_scale(G)
     if scale not in _SCALES:
         raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
-    Gw = G.to(work_dtype(G.dtype))
-    p = _pref(pref, G).to(Gw.dtype)
-    lam, V = psd_eigh_graded(Gw, spectral_rtol(G, G.dtype))
-    if lam.numel() == 0:
-        return p.to(G.dtype)
+    m = G.shape[-1]
+    wd = work_dtype(G.dtype)
+    p = None if pref is None else check_vector(pref, "pref", length=m, like=G).to(wd)
+    if top == 0.0:  # B = I
+        return torch.full((m,), 1.0 / m, dtype=G.dtype, device=G.device) if p is None else p.to(G.dtype)
+    Gw = G if G.dtype == wd else G.to(wd)
+    if not 1e-10 <= top <= 1e10:
+        Gw = Gw * (1.0 / top)  # (scale-invariant) keeps extreme scales in range
+    lam, V = psd_spectrum(Gw, spectral_rtol(G, G.dtype), graded=True)
+    kept = [x for x in lam if x]  # ascending
     if scale == "min":
-        sigma = lam[-1]
+        sigma = kept[0]
     elif scale == "median":
-        sigma = lam.median()
+        sigma = kept[(len(kept) - 1) // 2]  # the lower middle one
     else:
-        sigma = lam.mean()
-    B = (V * (sigma / lam).sqrt()) @ V.T
-    return (B @ p).to(G.dtype)
+        sigma = math.fsum(kept) / len(kept)
+    # w = V diag(sqrt(sigma / lam)) Vᵀ pref on the kept eigenpairs, as matrix-vector products
+    # (the default pref's 1/m goes into the coefficients)
+    f = 1.0 / m if p is None else 1.0
+    coef = [f * math.sqrt(sigma / x) if x else 0.0 for x in lam]
+    q = (V.sum(dim=0) if p is None else p @ V).tolist()
+    w = V @ torch.as_tensor(list(map(operator.mul, coef, q)), dtype=wd, device=G.device)
+    return w if w.dtype == G.dtype else w.to(G.dtype)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+import operator
+
 import torch
 from torch import Tensor
 
-from .._checks import check_gramian, check_vector
-from .._solvers import psd_eigh, spectral_rtol, work_dtype
+from .._checks import check_gramian_scale, check_vector
+from .._solvers import psd_spectrum, spectral_rtol, work_dtype
 
 
 def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Tensor:
@@ -51,23 +54,33 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
         >>> gw.config(J @ J.T) @ J
         tensor([0.1588, 2.0706, 2.0706], dtype=torch.float64)
     """
-    G = check_gramian(G).detach()
+    G, top = check_gramian_scale(G)
     m = G.shape[-1]
-    Gw = G.to(work_dtype(G.dtype))
+    wd = work_dtype(G.dtype)
     if pref is None:
-        p = torch.ones(m, dtype=Gw.dtype, device=G.device)
+        p, p_norm = None, math.sqrt(m)
     else:
-        p = check_vector(pref, "pref", length=m, like=G).to(Gw.dtype)
+        p = check_vector(pref, "pref", length=m, like=G).to(wd)
+        p_norm = float(p.norm())
+    if top == 0.0:
+        return torch.zeros(m, dtype=G.dtype, device=G.device)
+    Gw = G if G.dtype == wd else G.to(wd)
+    if not 1e-10 <= top <= 1e10:
+        Gw = Gw * (1.0 / top)  # (scale-invariant) keeps extreme scales in range
     d = Gw.diagonal().sqrt()
-    dinv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), 0.0)
-    C = dinv.unsqueeze(1) * Gw * dinv.unsqueeze(0)
+    dinv = d.masked_fill(d == 0, torch.inf).reciprocal()
     rtol = spectral_rtol(G, G.dtype)
-    lam, V = psd_eigh(C, rtol)
-    y = V.T @ p
-    v = dinv * (V @ (y / lam))
-    Gv = Gw @ v
-    vGv = v @ Gv
+    # the cosine matrix C = D⁺ G D⁺ = V Λ Vᵀ, and q = Vᵀ pref
+    lam, V = psd_spectrum(dinv.unsqueeze(1) * Gw * dinv, rtol)
+    q = (V.sum(dim=0) if p is None else p @ V).tolist()
+    # v = D⁺ V z with z = Λ⁺ q. On the kept eigenpairs D v = V z, so G v = D V Λ z = D V y
+    # with y = q there: vᵀGv = yᵀz and 1ᵀGv = (Vᵀd)ᵀ y, all on the host.
+    z = [qk / x if x else 0.0 for qk, x in zip(q, lam)]
+    y = [qk if x else 0.0 for qk, x in zip(q, lam)]
+    vGv = math.fsum(map(operator.mul, y, z))
     # pref orthogonal to the span of the cosine matrix (to round-off): no direction at all
-    ok = (vGv > 0) & (y.norm() > rtol**0.5 * p.norm())
-    w = torch.where(ok, Gv.sum() / torch.where(ok, vGv, 1.0), 0.0) * v
-    return w.to(G.dtype)
+    if not (vGv > 0 and math.sqrt(math.fsum(map(operator.mul, y, y))) > rtol**0.5 * p_norm):
+        return torch.zeros(m, dtype=G.dtype, device=G.device)
+    factor = math.fsum(map(operator.mul, (d @ V).tolist(), y)) / vGv
+    w = dinv * (V @ torch.as_tensor([factor * zk for zk in z], dtype=wd, device=G.device))
+    return w if w.dtype == G.dtype else w.to(G.dtype)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import operator
+
 import torch
 from torch import Tensor
 
-from .._checks import check_gramian
-from .._solvers import psd_pinv, spectral_rtol, work_dtype
+from .._checks import check_gramian_scale
+from .._solvers import psd_spectrum, spectral_rtol, work_dtype
 
 
 def imtl_g(G: Tensor, /) -> Tensor:
@@ -44,12 +47,21 @@ def imtl_g(G: Tensor, /) -> Tensor:
         >>> gw.imtl_g(G)
         tensor([0.5923, 0.4077], dtype=torch.float64)
     """
-    G = check_gramian(G).detach()
-    Gw = G.to(work_dtype(G.dtype))
-    scale = Gw.diagonal().max()
-    Gn = torch.where(scale > 0, Gw / torch.where(scale > 0, scale, 1.0), 0.0)
-    v = psd_pinv(Gn, spectral_rtol(G, G.dtype)) @ Gn.diagonal().sqrt()
-    total = v.sum()
-    ok = total.abs() > 1e-12 * v.abs().sum()
-    w = torch.where(ok, v / torch.where(ok, total, 1.0), 0.0)
-    return w.to(G.dtype)
+    G, top = check_gramian_scale(G)
+    m = G.shape[-1]
+    if top == 0.0:
+        return torch.zeros(m, dtype=G.dtype, device=G.device)
+    wd = work_dtype(G.dtype)
+    Gw = G if G.dtype == wd else G.to(wd)
+    if not 1e-10 <= top <= 1e10:
+        Gw = Gw * (1.0 / top)  # (scale-invariant) keeps extreme scales in range
+    lam, V = psd_spectrum(Gw, spectral_rtol(G, G.dtype))
+    # v = V Λ⁺ Vᵀ d and its sum 1ᵀv = (Vᵀ1)ᵀ Λ⁺ Vᵀ d: the coefficients Λ⁺ Vᵀ d, normalised,
+    # are formed on the host, then one product gives w
+    u = (Gw.diagonal().sqrt() @ V).tolist()
+    coef = [uk / x if x else 0.0 for uk, x in zip(u, lam)]
+    total = math.fsum(map(operator.mul, V.sum(dim=0).tolist(), coef))
+    if abs(total) <= 1e-12 * math.fsum(map(abs, coef)):
+        return torch.zeros(m, dtype=G.dtype, device=G.device)
+    w = V @ torch.as_tensor([c / total for c in coef], dtype=wd, device=G.device)
+    return w if w.dtype == G.dtype else w.to(G.dtype)

@@ -98,3 +98,36 @@ def test_check_key_and_number():
         check_number(-1, "eps", low=0)
     with pytest.raises(ValueError, match=r"^`alpha` must be finite, got nan\.$"):
         check_number(math.nan, "alpha", low=0)
+
+
+@pytest.mark.parametrize("m", [1, 2, 8, 9, 40, 300])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_host_and_tensor_extremes_agree_with_a_direct_computation(m, dtype):
+    # Small matrices are checked on Python floats, larger ones by tensor reductions (with a
+    # contiguous transpose from 65536 entries): every size gives the same four numbers as a
+    # direct float64 computation, and the same refusals.
+    from gramweight._checks import _extremes, check_gramian_scale
+
+    gen = torch.Generator().manual_seed(m)
+    J = torch.randn(m, m + 2, generator=gen, dtype=torch.float64)
+    G = (J @ J.T).to(dtype)
+    G[0, -1] += 0.25 if m > 1 else 0.0  # asymmetric by 0.25 (when m > 1)
+    G64 = G.double()
+    expected = (
+        G64.min().item(),
+        G64.max().item(),
+        (G64 - G64.T).abs().max().item(),
+        G64.diagonal().min().item(),
+    )
+    assert _extremes(G) == pytest.approx(expected, rel=1e-6, abs=1e-6)
+    if m > 1:
+        with pytest.raises(ValueError, match="symmetric up to round-off"):
+            check_gramian(G)
+    G = (G + G.T) / 2
+    S, scale = check_gramian_scale(G)
+    assert S is G and scale == pytest.approx(G.abs().max().item())
+    for bad in (math.nan, math.inf, -math.inf):
+        H = G.clone()
+        H[m // 2, m // 3] = bad
+        with pytest.raises(ValueError, match="finite"):
+            check_gramian(H)
