@@ -40,6 +40,13 @@ def format_shape(shape: Iterable[int]) -> str:
     return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
 
 
+# Up to this many entries, a matrix is checked on Python floats: one copy to the host costs
+# less than the few tensor reductions (each a dispatch of about a microsecond).
+_PYTHON_CHECK_NUMEL = 64
+# From this many entries on, the asymmetry pass reads a contiguous transpose.
+_CONTIGUOUS_T_NUMEL = 1 << 16
+
+
 def _roundoff_tol(dtype: torch.dtype) -> float:
     # Gramians accumulated over layers or in another order than ``J @ J.T`` differ from
     # their transpose by a few ulps of the largest entry; sqrt(eps) leaves ample room
@@ -74,19 +81,15 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
         raise ValueError(message(name, "a square matrix", f"shape {format_shape(M.shape)}"))
     if M.shape[-1] == 0:
         raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(M.shape)}"))
-    # amin/amax propagate NaN and are much cheaper than isfinite(M).all() on large matrices.
-    flat = M.reshape(-1)
-    extremes = torch.stack([flat.amin(), flat.amax()]).tolist()
-    if not all(math.isfinite(x) for x in extremes):
+    if M.numel() <= _PYTHON_CHECK_NUMEL:
+        extremes = M.reshape(-1).tolist()
+    else:
+        # amin/amax propagate NaN and are much cheaper than isfinite(M).all() on large matrices.
+        flat = M.reshape(-1)
+        extremes = torch.stack([flat.amin(), flat.amax()]).tolist()
+    if not all(map(math.isfinite, extremes)):
         raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
     return M
-
-
-# Up to this many entries, a matrix is checked on Python floats: one copy to the host costs
-# less than the few tensor reductions (each a dispatch of about a microsecond).
-_PYTHON_CHECK_NUMEL = 64
-# From this many entries on, the asymmetry pass reads a contiguous transpose.
-_CONTIGUOUS_T_NUMEL = 1 << 16
 
 
 def _extremes(G: Tensor) -> tuple[float, float, float, float]:
