@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .._checks import check_key
@@ -55,6 +56,19 @@ def pcgrad(G: Tensor, /, *, key: int) -> Tensor:
     """
     G = as_blocks(G).detach()  # a sequence of hard decisions: not differentiated through
     key = check_key(key)
+    if G.shape == (2, 2):
+        return _pcgrad_2(G)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
     w = pcgrad_weights(G.to(work_dtype(G.dtype)), orders)
     return w.to(G.dtype)
+
+
+def _pcgrad_2(G: Tensor) -> Tensor:
+    """PCGrad for two tasks, on Python floats: each gradient visits the other one whatever
+    the key, so there is no draw, and the two projections are closed forms (the common case,
+    where the fixed cost of the vectorised loop would dominate)."""
+    (g00, g01), (_, g11) = G.tolist()
+    # g_0 loses its component along g_1 when they conflict (a zero g_1 has none): w_1 grows
+    a0 = -g01 / g11 if g01 < 0.0 and g11 > 0.0 else 0.0
+    a1 = -g01 / g00 if g01 < 0.0 and g00 > 0.0 else 0.0
+    return torch.tensor([1.0 + a1, 1.0 + a0], dtype=G.dtype, device=G.device)

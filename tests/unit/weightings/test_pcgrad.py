@@ -127,3 +127,19 @@ def test_errors():
 def test_a_gramian_with_a_graph_is_detached():
     J = torch.randn(3, 5, generator=torch.Generator().manual_seed(7), requires_grad=True)
     assert not gw.pcgrad(J @ J.T, key=0).requires_grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_two_task_closed_form_matches_the_vectorised_loop(dtype):
+    # gw.pcgrad answers m = 2 on Python floats; the general coefficient-space loop must agree.
+    from gramweight.weightings._surgery import pcgrad_weights
+
+    gen = torch.Generator().manual_seed(3)
+    orders = gw.visiting_orders(2, key=0)
+    for rows in range(1, 4):
+        for _ in range(20):
+            J = torch.randn(2, rows, generator=gen, dtype=torch.float64)
+            J[0] *= float(torch.rand((), generator=gen)) * 10.0 ** int(torch.randint(-3, 4, (), generator=gen))
+            G = (J @ J.T).to(dtype)
+            loop = pcgrad_weights(G.double(), orders).to(dtype)
+            assert torch.allclose(gw.pcgrad(G, key=5), loop, rtol=1e-5 if dtype == torch.float32 else 1e-12)
