@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
 import torch
@@ -145,8 +147,40 @@ def gradvac(
     check_number(beta, "beta", low=0.0, high=1.0)
     check_number(eps, "eps", low=0.0)
     key = check_key(key)
+    if G.shape == (2, 2):
+        w, targets = _gradvac_2(G, state.targets, beta, eps)
+        return w, GradVacState(targets)
     dtype = work_dtype(G.dtype)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
     targets = state.targets.to(dtype=dtype, device=G.device)
     w, targets = gradvac_weights(G.to(dtype), targets, orders, beta, eps)
     return w.to(G.dtype), GradVacState(targets.to(G.dtype))
+
+
+def _gradvac_2(G: Tensor, targets: Tensor, beta: float, eps: float) -> tuple[Tensor, Tensor]:
+    """GradVac for two tasks, on Python floats: each gradient visits the other one whatever the
+    key, so there is no draw and one correction per row (the steps of
+    :func:`~gramweight.weightings._surgery.gradvac_weights`, for the common two-task case)."""
+    (g00, g01), (_, g11) = G.tolist()
+    hats = targets.tolist()
+    norms = (math.sqrt(max(g00, 0.0)), math.sqrt(max(g11, 0.0)))
+    w = [1.0, 1.0]
+    new = [list(row) for row in hats]
+    for i, j in ((0, 1), (1, 0)):
+        ni, nj, hat = norms[i], norms[j], hats[i][j]
+        den = ni * nj
+        if eps > 0:
+            phi = g01 / (den + eps)
+        else:
+            phi = g01 / den if den > 0 else 0.0
+        sh = math.sqrt(max(1.0 - hat * hat, 0.0))
+        den_a = nj * sh + eps
+        # a correction towards a zero g_j, or with a vanishing denominator, is skipped
+        inv_den_a = 1.0 / den_a if den_a > 0 and nj > 0 else 0.0
+        a = max(hat * math.sqrt(max(1.0 - phi * phi, 0.0)) - phi * sh, 0.0) * ni * inv_den_a
+        w[j] += a
+        new[i][j] = (1.0 - beta) * hat + beta * phi
+    return (
+        torch.tensor(w, dtype=G.dtype, device=G.device),
+        torch.tensor(new, dtype=G.dtype, device=G.device),
+    )
