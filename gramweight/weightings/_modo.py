@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state
+from .._host import matvec, on_host, project_simplex_list
 from .._solvers import project_simplex, work_dtype
 
 __all__ = ["MoDoState", "modo", "modo_init"]
@@ -89,11 +90,19 @@ def modo(
     check_state(state, MoDoState, weights=(m,))
     check_number(gamma, "gamma", low=0.0, low_open=True)
     check_number(rho, "rho", low=0.0)
+    if on_host(M):
+        lam = state.weights.tolist()
+        M_lam = matvec(M.tolist(), lam)
+        new = project_simplex_list([x - gamma * (y + rho * x) for x, y in zip(lam, M_lam)])
+        return (
+            torch.tensor(new, dtype=M.dtype),
+            MoDoState(torch.tensor(new, dtype=M.dtype)),
+        )
     # The matrix-vector product runs in M's precision (float32 or float64): converting the
     # whole matrix would cost more than the step; the m-vectors are handled in float64.
-    Mw = M.to(work_dtype(M.dtype))
+    Mw = M if M.dtype == work_dtype(M.dtype) else M.to(work_dtype(M.dtype))
     lam = state.weights.to(dtype=torch.float64, device=M.device)
     M_lam = (Mw @ lam.to(Mw.dtype)).to(torch.float64)
-    lam = project_simplex(lam - gamma * (M_lam + rho * lam))
+    lam = project_simplex(lam.mul(1.0 - gamma * rho).sub_(M_lam, alpha=gamma))
     w = lam.to(M.dtype)
     return w, MoDoState(w.clone())

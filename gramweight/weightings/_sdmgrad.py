@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -9,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state, check_vector
+from .._host import matvec, on_host, project_simplex_list
 from .._solvers import project_simplex, work_dtype
 
 __all__ = ["SDMGradState", "sdmgrad", "sdmgrad_init"]
@@ -110,15 +113,43 @@ def sdmgrad(
         w_tilde = check_vector(pref, "pref", length=m, non_negative=True).to(
             dtype=torch.float64, device=M.device
         )
+    if on_host(M):
+        return _sdmgrad_host(M, state, w_tilde.tolist(), lr, momentum, n_iters, lambda_)
     # Matrix-vector products run in M's precision (float32 or float64); m-vectors in float64.
-    Mw = M.to(work_dtype(M.dtype))
+    Mw = M if M.dtype == work_dtype(M.dtype) else M.to(work_dtype(M.dtype))
     scale = Mw.diagonal().to(torch.float64).clamp(min=0.0).sqrt().mean()
     inv_scale2 = 1.0 / (scale * scale + 1e-8)
     w = state.weights.to(dtype=torch.float64, device=M.device)
     velocity = torch.zeros_like(w)
+    # M̂ (w + λ w̃) = M̂ w + λ M̂ w̃, the second term fixed over the iterations
+    pull = (Mw @ w_tilde.to(Mw.dtype)).to(torch.float64).mul_(lambda_ * inv_scale2)
     for _ in range(n_iters):
-        direction = (w + lambda_ * w_tilde).to(Mw.dtype)
-        velocity = momentum * velocity + (Mw @ direction).to(torch.float64) * inv_scale2
+        grad = (Mw @ w.to(Mw.dtype)).to(torch.float64).mul_(inv_scale2).add_(pull)
+        velocity = grad.add_(velocity, alpha=momentum)
         w = project_simplex(w - lr * velocity)
     out = ((w + lambda_ * w_tilde) / (1.0 + lambda_)).to(M.dtype)
     return out, SDMGradState(w.to(M.dtype))
+
+
+def _sdmgrad_host(
+    M: Tensor,
+    state: SDMGradState,
+    w_tilde: list[float],
+    lr: float,
+    momentum: float,
+    n_iters: int,
+    lambda_: float,
+) -> tuple[Tensor, SDMGradState]:
+    """:func:`sdmgrad` on Python floats (the same steps, for a small matrix on the CPU)."""
+    rows = M.tolist()
+    m = len(rows)
+    scale = math.fsum(math.sqrt(max(rows[i][i], 0.0)) for i in range(m)) / m
+    inv_scale2 = 1.0 / (scale * scale + 1e-8)
+    w = state.weights.tolist()
+    velocity = [0.0] * m
+    for _ in range(n_iters):
+        grad = matvec(rows, [x + lambda_ * t for x, t in zip(w, w_tilde)])
+        velocity = [momentum * v + g * inv_scale2 for v, g in zip(velocity, grad)]
+        w = project_simplex_list([x - lr * v for x, v in zip(w, velocity)])
+    out = [(x + lambda_ * t) / (1.0 + lambda_) for x, t in zip(w, w_tilde)]
+    return torch.tensor(out, dtype=M.dtype), SDMGradState(torch.tensor(w, dtype=M.dtype))
