@@ -84,9 +84,8 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
     if M.numel() <= _PYTHON_CHECK_NUMEL:
         extremes = M.reshape(-1).tolist()
     else:
-        # amin/amax propagate NaN and are much cheaper than isfinite(M).all() on large matrices.
-        flat = M.reshape(-1)
-        extremes = torch.stack([flat.amin(), flat.amax()]).tolist()
+        # min/max propagate NaN and are much cheaper than isfinite(M).all() on large matrices.
+        extremes = torch.stack(torch.aminmax(M)).tolist()
     if not all(map(math.isfinite, extremes)):
         raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
     return M
@@ -107,12 +106,9 @@ def _extremes(G: Tensor) -> tuple[float, float, float, float]:
         return min(flat), max(flat), asym, min(flat[:: len(rows) + 1])
     T = G.mT.contiguous() if G.numel() >= _CONTIGUOUS_T_NUMEL else G.mT
     diff = G - T
-    # (amin and amax separately: aminmax is not faster here; both propagate NaN)
-    return tuple(
-        torch.stack(
-            [G.amin(), G.amax(), diff.abs().amax(), G.diagonal().amin()]
-        ).tolist()
-    )
+    # (min and max propagate NaN)
+    lo, hi = torch.aminmax(G)
+    return tuple(torch.stack([lo, hi, diff.abs().amax(), G.diagonal().amin()]).tolist())
 
 
 def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:

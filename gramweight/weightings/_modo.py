@@ -98,11 +98,10 @@ def modo(
             torch.tensor(new, dtype=M.dtype),
             MoDoState(torch.tensor(new, dtype=M.dtype)),
         )
-    # The matrix-vector product runs in M's precision (float32 or float64): converting the
-    # whole matrix would cost more than the step; the m-vectors are handled in float64.
-    Mw = M if M.dtype == work_dtype(M.dtype) else M.to(work_dtype(M.dtype))
-    lam = state.weights.to(dtype=torch.float64, device=M.device)
-    M_lam = (Mw @ lam.to(Mw.dtype)).to(torch.float64)
-    lam = project_simplex(lam.mul(1.0 - gamma * rho).sub_(M_lam, alpha=gamma))
+    # In M's precision (float32 or float64): one fused lam (1 - gamma rho) - gamma M lam
+    wd = work_dtype(M.dtype)
+    Mw = M if M.dtype == wd else M.to(wd)
+    lam = state.weights.to(dtype=wd, device=M.device)
+    lam = project_simplex(torch.addmv(lam, Mw, lam, beta=1.0 - gamma * rho, alpha=-gamma))
     w = lam.to(M.dtype)
     return w, MoDoState(w.clone())
