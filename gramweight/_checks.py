@@ -126,19 +126,19 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
     return _check_gramian(G, name, batched)[0]
 
 
-def check_gramian_scale(G: Any, name: str = "G") -> tuple[Tensor, float]:
+def check_gramian_scale(G: Any, name: str = "G") -> tuple[Tensor, float, float]:
     """:func:`check_gramian` of one matrix, detached from autograd, also returning its largest
-    absolute entry as a Python float (0.0 for a zero matrix), read in the same host
-    synchronisation.
+    absolute entry and its smallest diagonal entry (after the repair, so >= 0) as Python
+    floats, read in the same host synchronisation.
 
-    The closed-form weightings normalise by it without another reduction or a test on the
-    device.
+    The closed-form weightings normalise by the first and skip the zero-row guards when the
+    second is positive, without another reduction or a test on the device.
     """
-    S, scale = _check_gramian(G, name, False)
-    return (S.detach() if S.requires_grad else S), scale
+    S, scale, diag_min = _check_gramian(G, name, False)
+    return (S.detach() if S.requires_grad else S), scale, max(diag_min, 0.0)
 
 
-def _check_gramian(G: Any, name: str, batched: bool) -> tuple[Tensor, float]:
+def _check_gramian(G: Any, name: str, batched: bool) -> tuple[Tensor, float, float]:
     _check_float_tensor(G, name)
     if batched:
         if G.dim() < 2:
@@ -154,7 +154,7 @@ def _check_gramian(G: Any, name: str, batched: bool) -> tuple[Tensor, float]:
     if G.shape[-1] == 0:
         raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(G.shape)}"))
     if G.numel() == 0:
-        return G.clone(), 0.0
+        return G.clone(), 0.0, 0.0
 
     # All the checks reduce to a few numbers fetched in one host sync.
     tol = _roundoff_tol(G.dtype)
@@ -180,6 +180,7 @@ def _check_gramian(G: Any, name: str, batched: bool) -> tuple[Tensor, float]:
         scale_max, asym_rel, diag_rel = torch.stack(
             [scale.amax(), (asym / safe).amax(), (diag_min / safe).amin()]
         ).tolist()
+        diag_ = math.nan  # (not needed by the batched callers)
     if not math.isfinite(scale_max) or not math.isfinite(asym_rel):
         raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
     if asym_rel > tol:
@@ -195,7 +196,7 @@ def _check_gramian(G: Any, name: str, batched: bool) -> tuple[Tensor, float]:
     S = G if asym_rel == 0 else (G + G.mT) / 2
     if diag_rel < 0:
         S = S.diagonal_scatter(S.diagonal(dim1=-2, dim2=-1).clamp_min(0), dim1=-2, dim2=-1)
-    return S, scale_max
+    return S, scale_max, diag_
 
 
 def check_vector(

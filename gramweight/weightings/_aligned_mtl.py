@@ -63,7 +63,7 @@ def aligned_mtl(
         >>> gw.aligned_mtl(G)
         tensor([0.5591, 0.4083], dtype=torch.float64)
     """
-    G, top = check_gramian_scale(G)
+    G, top, diag_min = check_gramian_scale(G)
     if scale not in _SCALES:
         raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
     m = G.shape[-1]

@@ -54,7 +54,7 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
         >>> gw.config(J @ J.T) @ J
         tensor([0.1588, 2.0706, 2.0706], dtype=torch.float64)
     """
-    G, top = check_gramian_scale(G)
+    G, top, diag_min = check_gramian_scale(G)
     m = G.shape[-1]
     wd = work_dtype(G.dtype)
     if pref is None:
@@ -68,7 +68,8 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
     if not 1e-10 <= top <= 1e10:
         Gw = Gw * (1.0 / top)  # (scale-invariant) keeps extreme scales in range
     d = Gw.diagonal().sqrt()
-    dinv = d.masked_fill(d == 0, torch.inf).reciprocal()
+    # (zero gradients get a zero row and column in D⁺)
+    dinv = d.reciprocal() if diag_min > 1e-30 * top else d.masked_fill(d == 0, torch.inf).reciprocal()
     rtol = spectral_rtol(G, G.dtype)
     # the cosine matrix C = D⁺ G D⁺ = V Λ Vᵀ, and q = Vᵀ pref
     lam, V = psd_spectrum(dinv.unsqueeze(1) * Gw * dinv, rtol)

@@ -47,7 +47,7 @@ def imtl_g(G: Tensor, /) -> Tensor:
         >>> gw.imtl_g(G)
         tensor([0.5923, 0.4077], dtype=torch.float64)
     """
-    G, top = check_gramian_scale(G)
+    G, top, diag_min = check_gramian_scale(G)
     m = G.shape[-1]
     if top == 0.0:
         return torch.zeros(m, dtype=G.dtype, device=G.device)

@@ -131,8 +131,9 @@ def test_host_and_tensor_extremes_agree_with_a_direct_computation(m, dtype):
         with pytest.raises(ValueError, match="symmetric up to round-off"):
             check_gramian(G)
     G = (G + G.T) / 2
-    S, scale = check_gramian_scale(G)
+    S, scale, diag_min = check_gramian_scale(G)
     assert S is G and scale == pytest.approx(G.abs().max().item())
+    assert diag_min == pytest.approx(max(G.diagonal().min().item(), 0.0))
     for bad in (math.nan, math.inf, -math.inf):
         H = G.clone()
         H[m // 2, m // 3] = bad
