@@ -664,16 +664,81 @@ def psd_pinv(G: Tensor, rtol: float) -> Tensor:
     return (V / lam) @ V.T
 
 
-def cagrad_simplex(A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50) -> Tensor:
+def cagrad_simplex(
+    A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50, face_steps: int = 12
+) -> Tensor:
     """The minimiser over the simplex of ``bᵀw + kappa · sqrt(wᵀAw)`` (``kappa > 0``).
 
     Its optimality conditions are those of ``min ½ wᵀAw + ρ bᵀw`` over the simplex at the
-    ``ρ >= 0`` with ``kappa · ρ = sqrt(wᵀAw)``. On a fixed active set the QP's solution is
-    affine in ``ρ``, so that scalar equation is a quadratic, solved exactly; the new ``ρ`` gives
-    a new active set, until it no longer changes (the root is kept inside a shrinking bracket,
-    bisecting when the quadratic's root leaves it).
+    ``ρ >= 0`` with ``kappa · ρ = sqrt(wᵀAw)``. On a fixed free set (face) the QP's solution is
+    affine in ``ρ`` (one factorisation, two right-hand sides), so that scalar equation is a
+    quadratic, solved exactly. An active-set method moves the free set until the solution at
+    that ``ρ`` satisfies the KKT conditions (usually a few steps from the full set, or one from
+    ``init_free``-like warm starts); each step is exact on its face.
+
+    If those steps do not settle within ``face_steps`` (they can cycle), or the solution is at
+    ``wᵀAw = 0`` (where the objective is not differentiable), a monotone search finishes: ``ρ``
+    kept in a shrinking bracket, the simplex QP re-solved at each ``ρ`` (warm-started from the
+    previous free set), the root of the face's quadratic taken when it stays inside the bracket.
     """
     m = A.shape[-1]
+    tiny = torch.finfo(A.dtype).tiny
+    # Equilibrate (w = S y, S = diag(A)^(-1/2)): every coordinate is judged at its own scale.
+    d = A.diagonal()
+    S = torch.where(d > 0, d.clamp_min(tiny).rsqrt(), 1.0)
+    As = S.unsqueeze(1) * A * S
+    bs = b * S
+    free = torch.ones(m, dtype=torch.bool, device=A.device)
+    # ρ = ‖g_w‖ / kappa: start from the norm of the mean gradient, ‖g_0‖ = sqrt(bᵀ1 / m)
+    rho = math.sqrt(max(float(b.sum()) / m, 0.0)) / kappa
+    for _ in range(face_steps):
+        idx = free.nonzero().squeeze(1)
+        Ak = As.index_select(0, idx).index_select(1, idx)
+        sk = S.index_select(0, idx)
+        # On {sᵀy = 1}, adding sᵀs-scaled s sᵀ only shifts the multiplier, but makes the block
+        # definite whenever the face problem is well posed (As may be singular); the jitter
+        # keeps duplicated rows solvable (with equal shares), and one refinement step against
+        # the block without it removes its first-order effect.
+        M = torch.addr(Ak, sk, sk, alpha=1.0 / float(sk @ sk))
+        M.diagonal().add_(_JITTER)
+        L, info = torch.linalg.cholesky_ex(M)
+        R = torch.stack([sk, bs.index_select(0, idx)], dim=1)
+        P = torch.cholesky_solve(R, L)
+        P = P + torch.cholesky_solve(R - (M @ P - _JITTER * P), L)
+        p, q = P[:, 0], P[:, 1]
+        sp, sq = sk @ p, sk @ q
+        # the face's solution y(ρ) = y0 + ρ y1 (sᵀy0 = 1, sᵀy1 = 0)
+        y0 = p / sp
+        y1 = (sq / sp) * p - q
+        u0, u1 = Ak @ y0, Ak @ y1
+        qa, qb, qc, ok_chol = torch.stack(
+            [kappa**2 - y1 @ u1, -2.0 * (y0 @ u1), -(y0 @ u0), (info == 0).to(A.dtype)]
+        ).tolist()
+        if ok_chol == 0.0:
+            break  # a face that round-off made indefinite: leave it to the search below
+        # the root ρ > 0 of qa ρ² + qb ρ + qc (qa > 0 >= qc), without cancellation; a face
+        # without one is not the optimal face: keep ρ, to move the free set
+        root = math.sqrt(max(qb * qb - 4.0 * qa * min(qc, 0.0), 0.0)) if qa > 0.0 else math.nan
+        exact = False
+        if root == root:
+            new_rho = -2.0 * min(qc, 0.0) / (qb + root) if qb > 0 else (root - qb) / (2.0 * qa)
+            if new_rho > 0.0:
+                rho, exact = new_rho, True
+        y = torch.zeros(m, dtype=A.dtype, device=A.device).index_copy(0, idx, y0 + rho * y1)
+        g = As @ y + rho * bs
+        mu = g - (y @ g) * S  # the multipliers of y >= 0 (zero on the face up to the jitter)
+        tol = _KKT_TOL * (1.0 + rho * bs.abs().max()) * (1.0 + y.abs().max())
+        ok = ((y >= -tol) & ((mu >= -tol) | free)).all()
+        new_free = (y - torch.where(free, 0.0, mu)) > 0
+        new_free = new_free | (torch.nn.functional.one_hot(y.argmax(), m).bool() & ~new_free.any())
+        done, same = torch.stack([ok, (new_free == free).all()]).tolist()
+        if exact and (done or same):
+            w = y.clamp_min(0.0) * S
+            return w / w.sum()
+        if same:
+            break
+        free = new_free
+
     C01 = torch.stack([torch.zeros_like(b), b])
     # bracket: psi(rho) = kappa·rho - ‖g_w(rho)‖ is non-decreasing, psi(0) <= 0 and
     # psi(max‖g_i‖ / kappa) >= 0
@@ -692,8 +757,8 @@ def cagrad_simplex(A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50) -
         if abs(psi) <= 1e-13 * (kappa * rho + norm) or hi - lo <= 1e-15 * hi:
             break
         # affine pieces on the current free set: w(r) = w0 + r w1
-        free = (w > 0).unsqueeze(0).expand(2, m)
-        W, _ = solve_free(A, C01, free, simplex=torch.ones_like(b))
+        free2 = (w > 0).unsqueeze(0).expand(2, m)
+        W, _ = solve_free(A, C01, free2, simplex=torch.ones_like(b))
         w0, w1 = W[0], W[1] - W[0]
         qa = kappa**2 - float(w1 @ A @ w1)
         qb = -2.0 * float(w0 @ A @ w1)
