@@ -665,21 +665,23 @@ def psd_pinv(G: Tensor, rtol: float) -> Tensor:
 
 
 def cagrad_simplex(
-    A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50, face_steps: int = 12
+    A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50, face_steps: int = 8
 ) -> Tensor:
     """The minimiser over the simplex of ``bᵀw + kappa · sqrt(wᵀAw)`` (``kappa > 0``).
 
     Its optimality conditions are those of ``min ½ wᵀAw + ρ bᵀw`` over the simplex at the
-    ``ρ >= 0`` with ``kappa · ρ = sqrt(wᵀAw)``. On a fixed free set (face) the QP's solution is
-    affine in ``ρ`` (one factorisation, two right-hand sides), so that scalar equation is a
-    quadratic, solved exactly. An active-set method moves the free set until the solution at
-    that ``ρ`` satisfies the KKT conditions (usually a few steps from the full set, or one from
-    ``init_free``-like warm starts); each step is exact on its face.
+    ``ρ >= 0`` with ``kappa · ρ = sqrt(wᵀAw)``. On a fixed free set (face) the QP's solution and
+    its multipliers are affine in ``ρ`` (one factorisation, two right-hand sides), so that
+    scalar equation is a quadratic, solved exactly. Active-set steps move the free set until the
+    solution at that root satisfies the KKT conditions, starting from the full set at the
+    ``ρ`` of the mean gradient (``b = A 1 / m``, as in CAGrad); a face without a root moves
+    ``ρ`` to its next breakpoint instead. Usually 2 to 4 steps, each exact on its face.
 
-    If those steps do not settle within ``face_steps`` (they can cycle), or the solution is at
-    ``wᵀAw = 0`` (where the objective is not differentiable), a monotone search finishes: ``ρ``
-    kept in a shrinking bracket, the simplex QP re-solved at each ``ρ`` (warm-started from the
-    previous free set), the root of the face's quadratic taken when it stays inside the bracket.
+    If those steps do not settle within ``face_steps`` (they can cycle on singular problems),
+    or the solution is at ``wᵀAw = 0`` (where the objective is not differentiable), a monotone
+    search finishes: ``ρ`` kept in a shrinking bracket, the simplex QP re-solved at each ``ρ``
+    (warm-started from the previous free set), the root of the face's quadratic taken when it
+    stays inside the bracket.
     """
     m = A.shape[-1]
     tiny = torch.finfo(A.dtype).tiny
@@ -724,19 +726,44 @@ def cagrad_simplex(
             new_rho = -2.0 * min(qc, 0.0) / (qb + root) if qb > 0 else (root - qb) / (2.0 * qa)
             if new_rho > 0.0:
                 rho, exact = new_rho, True
-        y = torch.zeros(m, dtype=A.dtype, device=A.device).index_copy(0, idx, y0 + rho * y1)
-        g = As @ y + rho * bs
-        mu = g - (y @ g) * S  # the multipliers of y >= 0 (zero on the face up to the jitter)
-        tol = _KKT_TOL * (1.0 + rho * bs.abs().max()) * (1.0 + y.abs().max())
-        ok = ((y >= -tol) & ((mu >= -tol) | free)).all()
+        # y(ρ) and the multipliers mu(ρ) of y >= 0 are affine in ρ: mu = As y + ρ bs - nu S,
+        # with nu(ρ) = y(ρ)ᵀ(As y(ρ) + ρ bs) (mu is zero on the face up to the jitter)
+        Y = torch.zeros(2, m, dtype=A.dtype, device=A.device)
+        Y = Y.index_copy(1, idx, torch.stack([y0, y0 + y1]))  # at ρ = 0 and ρ = 1
+        AY = Y @ As
+        gY = AY + torch.stack([torch.zeros_like(bs), bs])
+        MU = gY - (Y * gY).sum(dim=1, keepdim=True) * S
+        y_0, y_1 = Y[0], Y[1] - Y[0]
+        mu_0, mu_1 = MU[0], MU[1] - MU[0]
+        y, mu = y_0 + rho * y_1, mu_0 + rho * mu_1
+        # Relative to the terms of mu themselves: divided by ρ, they are the multipliers of the
+        # original problem, which must be judged at their own scale even when ρ and ‖g_w‖ are
+        # tiny (a gradient of norm 1e-12 is not the minimiser just because it is nearly 0).
+        tol_mu = _KKT_TOL * (rho * bs.abs().max() + (AY[0] + rho * (AY[1] - AY[0])).abs().max())
+        ok = ((y >= -_KKT_TOL * y.abs().max()) & ((mu >= -tol_mu) | free)).all()
         new_free = (y - torch.where(free, 0.0, mu)) > 0
-        new_free = new_free | (torch.nn.functional.one_hot(y.argmax(), m).bool() & ~new_free.any())
-        done, same = torch.stack([ok, (new_free == free).all()]).tolist()
+        done, same, none_free = torch.stack([ok, (new_free == free).all(), ~new_free.any()]).tolist()
         if exact and (done or same):
             w = y.clamp_min(0.0) * S
             return w / w.sum()
-        if same:
-            break
+        if same or none_free:
+            if exact:
+                break
+            # The face is optimal for the QP at this ρ but holds no root of the equation: move ρ
+            # towards it (up where kappa ρ < ‖g_w‖) to the first breakpoint, where an index
+            # enters or leaves the face; the free set at ρ just past it is the next face.
+            up = qa * rho * rho + qb * rho + qc < 0
+            dy, dmu = (y_1, mu_1) if up else (-y_1, -mu_1)
+            t = torch.cat([torch.where(free & (dy < 0), -y / dy, math.inf),
+                           torch.where(~free & (dmu < 0), -mu / dmu, math.inf)]).amin()
+            step = float(t)
+            if not step < math.inf:
+                break
+            rho = rho + (1.0 + 1e-9) * step if up else max(rho - (1.0 + 1e-9) * step, 0.5 * rho)
+            y, mu = y_0 + rho * y_1, mu_0 + rho * mu_1
+            new_free = (y - torch.where(free, 0.0, mu)) > 0
+            if not bool(new_free.any()):
+                break
         free = new_free
 
     C01 = torch.stack([torch.zeros_like(b), b])
