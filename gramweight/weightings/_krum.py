@@ -67,6 +67,10 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
     dist2 = (d.unsqueeze(1) + d).sub_(G, alpha=2.0).clamp_min_(0.0)
     nearest = dist2.topk(m - n_byzantine - 1, dim=1, largest=False, sorted=False).values
     scores = nearest.sum(dim=1)
-    # a stable sort breaks ties by the lower index
-    chosen = torch.argsort(scores, stable=True)[:n_selected]
+    # argmin returns the first minimal index, and a stable sort keeps equal scores in index
+    # order: ties go to the lower index
+    if n_selected == 1:
+        chosen = scores.argmin(dim=0, keepdim=True)
+    else:
+        chosen = torch.argsort(scores, stable=True)[:n_selected]
     return torch.zeros(m, dtype=w_dtype, device=G.device).index_fill_(0, chosen, 1.0 / n_selected)
