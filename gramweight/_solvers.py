@@ -697,7 +697,7 @@ def cagrad_simplex(
         idx = free.nonzero().squeeze(1)
         Ak = As.index_select(0, idx).index_select(1, idx)
         sk = S.index_select(0, idx)
-        # On {sᵀy = 1}, adding sᵀs-scaled s sᵀ only shifts the multiplier, but makes the block
+        # On {sᵀy = 1}, adding s sᵀ / sᵀs only shifts the multiplier, but makes the block
         # definite whenever the face problem is well posed (As may be singular); the jitter
         # keeps duplicated rows solvable (with equal shares), and one refinement step against
         # the block without it removes its first-order effect.
