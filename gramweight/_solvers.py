@@ -690,81 +690,87 @@ def cagrad_simplex(
     S = torch.where(d > 0, d.clamp_min(tiny).rsqrt(), 1.0)
     As = S.unsqueeze(1) * A * S
     bs = b * S
-    free = torch.ones(m, dtype=torch.bool, device=A.device)
+    b_sum, bs_max = torch.stack([b.sum(), bs.abs().max()]).tolist()
     # ρ = ‖g_w‖ / kappa: start from the norm of the mean gradient, ‖g_0‖ = sqrt(bᵀ1 / m)
-    rho = math.sqrt(max(float(b.sum()) / m, 0.0)) / kappa
+    rho = math.sqrt(max(b_sum / m, 0.0)) / kappa
+    free = torch.ones(m, dtype=torch.bool, device=A.device)
     for _ in range(face_steps):
         idx = free.nonzero().squeeze(1)
-        Ak = As.index_select(0, idx).index_select(1, idx)
-        sk = S.index_select(0, idx)
+        A_col = As.index_select(1, idx)
+        Ak = A_col.index_select(0, idx)
+        sk, bk = S.index_select(0, idx), bs.index_select(0, idx)
         # On {sᵀy = 1}, adding s sᵀ / sᵀs only shifts the multiplier, but makes the block
         # definite whenever the face problem is well posed (As may be singular); the jitter
         # keeps duplicated rows solvable (with equal shares), and one refinement step against
         # the block without it removes its first-order effect.
-        M = torch.addr(Ak, sk, sk, alpha=1.0 / float(sk @ sk))
+        ss = float(sk @ sk)
+        if not ss > 0.0:
+            break  # no free index left (round-off): leave it to the search below
+        M = torch.addr(Ak, sk, sk, alpha=1.0 / ss)
         M.diagonal().add_(_JITTER)
         L, info = torch.linalg.cholesky_ex(M)
-        R = torch.stack([sk, bs.index_select(0, idx)], dim=1)
+        R = torch.stack([sk, bk], dim=1)
         P = torch.cholesky_solve(R, L)
         P = P + torch.cholesky_solve(R - (M @ P - _JITTER * P), L)
-        p, q = P[:, 0], P[:, 1]
-        sp, sq = sk @ p, sk @ q
-        # the face's solution y(ρ) = y0 + ρ y1 (sᵀy0 = 1, sᵀy1 = 0)
-        y0 = p / sp
-        y1 = (sq / sp) * p - q
-        u0, u1 = Ak @ y0, Ak @ y1
-        qa, qb, qc, ok_chol = torch.stack(
-            [kappa**2 - y1 @ u1, -2.0 * (y0 @ u1), -(y0 @ u0), (info == 0).to(A.dtype)]
-        ).tolist()
-        if ok_chol == 0.0:
+        sp, sq = (sk @ P).tolist()
+        if not sp > 0.0:
+            break  # round-off: leave the face to the search below
+        # the face's solution y(ρ) = y0 + ρ y1, the columns of Y (sᵀy0 = 1, sᵀy1 = 0)
+        Y = P @ P.new_tensor([[1.0 / sp, sq / sp], [0.0, -1.0]])
+        # yᵢᵀ As yⱼ and yᵢᵀ bs: ‖g_w‖² and the multiplier nu of sᵀy = 1 are polynomials in ρ
+        Q = Y.mT @ torch.cat([Ak @ Y, bk.unsqueeze(1)], dim=1)
+        (q00, q01, q02), (_, q11, q12) = Q.tolist()
+        if int(info) != 0:
             break  # a face that round-off made indefinite: leave it to the search below
-        # the root ρ > 0 of qa ρ² + qb ρ + qc (qa > 0 >= qc), without cancellation; a face
-        # without one is not the optimal face: keep ρ, to move the free set
-        root = math.sqrt(max(qb * qb - 4.0 * qa * min(qc, 0.0), 0.0)) if qa > 0.0 else math.nan
+
+        def nu_at(r: float) -> float:
+            return q00 + 2.0 * r * q01 + r * r * q11 + r * (q02 + r * q12)
+
+        # the root ρ > 0 of qa ρ² + qb ρ + qc = kappa² ρ² - ‖g_w(ρ)‖² (qa > 0 >= qc), without
+        # cancellation; a face without one is not the optimal face: keep ρ, to move the free set
+        qa, qb, qc = kappa**2 - q11, -2.0 * q01, min(-q00, 0.0)
+        root = math.sqrt(max(qb * qb - 4.0 * qa * qc, 0.0)) if qa > 0.0 else math.nan
         exact = False
         if root == root:
-            new_rho = -2.0 * min(qc, 0.0) / (qb + root) if qb > 0 else (root - qb) / (2.0 * qa)
+            new_rho = -2.0 * qc / (qb + root) if qb > 0 else (root - qb) / (2.0 * qa)
             if new_rho > 0.0:
                 rho, exact = new_rho, True
-        # y(ρ) and the multipliers mu(ρ) of y >= 0 are affine in ρ: mu = As y + ρ bs - nu S,
-        # with nu(ρ) = y(ρ)ᵀ(As y(ρ) + ρ bs) (mu is zero on the face up to the jitter)
-        Y = torch.zeros(2, m, dtype=A.dtype, device=A.device)
-        Y = Y.index_copy(1, idx, torch.stack([y0, y0 + y1]))  # at ρ = 0 and ρ = 1
-        AY = Y @ As
-        gY = AY + torch.stack([torch.zeros_like(bs), bs])
-        MU = gY - (Y * gY).sum(dim=1, keepdim=True) * S
-        y_0, y_1 = Y[0], Y[1] - Y[0]
-        mu_0, mu_1 = MU[0], MU[1] - MU[0]
-        y, mu = y_0 + rho * y_1, mu_0 + rho * mu_1
-        # Relative to the terms of mu themselves: divided by ρ, they are the multipliers of the
-        # original problem, which must be judged at their own scale even when ρ and ‖g_w‖ are
-        # tiny (a gradient of norm 1e-12 is not the minimiser just because it is nearly 0).
-        tol_mu = _KKT_TOL * (rho * bs.abs().max() + (AY[0] + rho * (AY[1] - AY[0])).abs().max())
-        ok = ((y >= -_KKT_TOL * y.abs().max()) & ((mu >= -tol_mu) | free)).all()
-        new_free = (y - torch.where(free, 0.0, mu)) > 0
-        done, same, none_free = torch.stack([ok, (new_free == free).all(), ~new_free.any()]).tolist()
-        if exact and (done or same):
-            w = y.clamp_min(0.0) * S
+        y = torch.add(Y[:, 0], Y[:, 1], alpha=rho)
+        # the multipliers of y >= 0: mu = As y + ρ bs - nu S (zero on the face up to the jitter)
+        mu = torch.addmv(torch.add(bs * rho, S, alpha=-nu_at(rho)), A_col, y)
+        y_min, y_sum, mu_min = torch.stack(
+            [y.amin(), y.abs().sum(), torch.where(free, math.inf, mu).amin()]
+        ).tolist()
+        # Tolerances relative to the terms of mu themselves (|As_ij| <= 1, so |As y| <= ‖y‖₁):
+        # divided by ρ, they are the multipliers of the original problem, which must be judged
+        # at their own scale even when ρ and ‖g_w‖ are tiny (a gradient of norm 1e-12 is not
+        # the minimiser just because it is nearly 0).
+        ok = y_min >= -_KKT_TOL * y_sum and mu_min >= -_KKT_TOL * (rho * bs_max + y_sum)
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        same = y_min > 0.0 and mu_min >= 0.0
+        if exact and (ok or same):
+            w = torch.zeros_like(b).index_copy_(0, idx, y.clamp_min(0.0) * sk)
             return w / w.sum()
-        if same or none_free:
-            if exact:
-                break
+        if same:
             # The face is optimal for the QP at this ρ but holds no root of the equation: move ρ
             # towards it (up where kappa ρ < ‖g_w‖) to the first breakpoint, where an index
-            # enters or leaves the face; the free set at ρ just past it is the next face.
+            # leaves or enters the face; the free set at ρ just past it is the next face.
             up = qa * rho * rho + qb * rho + qc < 0
-            dy, dmu = (y_1, mu_1) if up else (-y_1, -mu_1)
-            t = torch.cat([torch.where(free & (dy < 0), -y / dy, math.inf),
+            sign = 1.0 if up else -1.0
+            dy = sign * Y[:, 1]
+            nu_slope = nu_at(rho + 1.0) - nu_at(rho)
+            dmu = sign * torch.addmv(torch.add(bs, S, alpha=-nu_slope), A_col, Y[:, 1])
+            t = torch.cat([torch.where(dy < 0, -y / dy, math.inf),
                            torch.where(~free & (dmu < 0), -mu / dmu, math.inf)]).amin()
             step = float(t)
             if not step < math.inf:
                 break
-            rho = rho + (1.0 + 1e-9) * step if up else max(rho - (1.0 + 1e-9) * step, 0.5 * rho)
-            y, mu = y_0 + rho * y_1, mu_0 + rho * mu_1
-            new_free = (y - torch.where(free, 0.0, mu)) > 0
-            if not bool(new_free.any()):
-                break
-        free = new_free
+            step = (1.0 + 1e-9) * step
+            rho = rho + step if up else max(rho - step, 0.5 * rho)
+            y = torch.add(Y[:, 0], Y[:, 1], alpha=rho)
+            mu = torch.addmv(torch.add(bs * rho, S, alpha=-nu_at(rho)), A_col, y)
+        y_full = torch.zeros_like(b).index_copy_(0, idx, y)
+        free = torch.where(free, y_full > 0, mu < 0)
 
     C01 = torch.stack([torch.zeros_like(b), b])
     # bracket: psi(rho) = kappa·rho - ‖g_w(rho)‖ is non-decreasing, psi(0) <= 0 and

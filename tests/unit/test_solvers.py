@@ -144,7 +144,10 @@ def _cagrad_problems():
         J = torch.randn(m, rank, generator=gen, dtype=torch.float64) @ torch.randn(
             rank, 4 * m, generator=gen, dtype=torch.float64
         )
-        variants = {("plain" if rank < m else "full_rank"): J, "duplicated": torch.cat([J[: m // 2], J[: m - m // 2]])}
+        variants = {
+            "plain" if rank < m else "full_rank": J,
+            "duplicated": torch.cat([J[: m // 2], J[: m - m // 2]]),
+        }
         scales = torch.logspace(-6, 6, m, dtype=torch.float64)
         variants["row_scales"] = J * scales[torch.randperm(m, generator=gen)].unsqueeze(1)
         for name, JJ in variants.items():
