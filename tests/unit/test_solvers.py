@@ -136,8 +136,8 @@ def test_cagrad_simplex_against_a_grid():
 
 
 def _cagrad_problems():
-    """(A, b, kappa) as CAGrad builds them, on generic, rank-deficient, duplicated and badly
-    scaled Gramians, for several radii."""
+    """(name, A, b, kappa) as CAGrad builds them, on generic (full-rank or not), duplicated and
+    badly scaled Gramians, for several radii."""
     gen = torch.Generator().manual_seed(0)
     for m, rank, c in [(2, 2, 0.5), (5, 5, 0.5), (9, 3, 0.5), (30, 30, 0.5), (30, 12, 1.0),
                        (70, 70, 0.5), (70, 70, 3.0), (120, 40, 0.2)]:
@@ -163,18 +163,19 @@ def _cagrad_objective(A, b, kappa, w):
 
 def test_cagrad_simplex_face_steps_agree_with_the_search():
     # the active-set steps on the exact face equation against the bracketing search alone
-    # (face_steps=0): both are optimal, and a strictly convex problem has one minimiser
+    # (face_steps=0): the steps' answer is at least as good, and satisfies the KKT conditions
     for name, A, b, kappa in _cagrad_problems():
         w = cagrad_simplex(A, b, kappa)
         w_search = cagrad_simplex(A, b, kappa, face_steps=0)
         if name == "full_rank":  # the steps alone settle (no search: max_iters=0)
-            assert torch.equal(cagrad_simplex(A, b, kappa, max_iters=0), w)
+            w_steps = cagrad_simplex(A, b, kappa, max_iters=0)
+            assert w_steps is not None and torch.equal(w_steps, w)
         assert bool((w >= 0).all()) and abs(float(w.sum()) - 1) < 1e-12
         f, f_search = (_cagrad_objective(A, b, kappa, v) for v in (w, w_search))
         assert f <= f_search + 1e-12 * (abs(f_search) + kappa)
         # the KKT conditions: b + kappa A w / ‖g_w‖ - nu >= 0, = 0 where w > 0 (where g_w = 0
         # the objective is not differentiable: then only the objective is compared). With row
-        # norms spread over 1e12 the steps hand over to the search, whose multipliers are only
+        # norms spread over 1e12, some problems go to the search, whose multipliers are only
         # accurate to about 1e-4 of the gradient's scale there: only the objective is compared.
         norm = float((w @ A @ w).sqrt())
         if norm < 1e-9 or name == "row_scales":
