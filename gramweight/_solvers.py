@@ -690,7 +690,10 @@ def cagrad_simplex(
     S = torch.where(d > 0, d.clamp_min(tiny).rsqrt(), 1.0)
     As = S.unsqueeze(1) * A * S
     bs = b * S
-    b_sum, bs_max = torch.stack([b.sum(), bs.abs().max()]).tolist()
+    b_sum, bs_max, d_max = torch.stack([b.sum(), bs.abs().max(), d.max()]).tolist()
+    # A root where ‖g_w‖ = kappa ρ is zero up to round-off is not a solution of the equation:
+    # there the objective is not differentiable (left to the search below)
+    norm_floor = 1e-10 * math.sqrt(max(d_max, 0.0))
     # ρ = ‖g_w‖ / kappa: start from the norm of the mean gradient, ‖g_0‖ = sqrt(bᵀ1 / m)
     rho = math.sqrt(max(b_sum / m, 0.0)) / kappa
     free = torch.ones(m, dtype=torch.bool, device=A.device)
@@ -727,13 +730,14 @@ def cagrad_simplex(
             return q00 + 2.0 * r * q01 + r * r * q11 + r * (q02 + r * q12)
 
         # the root ρ > 0 of qa ρ² + qb ρ + qc = kappa² ρ² - ‖g_w(ρ)‖² (qa > 0 >= qc), without
-        # cancellation; a face without one is not the optimal face: keep ρ, to move the free set
+        # cancellation; a face without one (or with ‖g_w‖ = 0 there) is not the optimal face:
+        # keep ρ, to move the free set
         qa, qb, qc = kappa**2 - q11, -2.0 * q01, min(-q00, 0.0)
         root = math.sqrt(max(qb * qb - 4.0 * qa * qc, 0.0)) if qa > 0.0 else math.nan
         exact = False
         if root == root:
             new_rho = -2.0 * qc / (qb + root) if qb > 0 else (root - qb) / (2.0 * qa)
-            if new_rho > 0.0:
+            if kappa * new_rho > norm_floor:
                 rho, exact = new_rho, True
         y = torch.add(Y[:, 0], Y[:, 1], alpha=rho)
         # the multipliers of y >= 0: mu = As y + ρ bs - nu S (zero on the face up to the jitter)
