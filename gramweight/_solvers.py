@@ -665,7 +665,7 @@ def psd_pinv(G: Tensor, rtol: float) -> Tensor:
 
 
 def cagrad_simplex(
-    A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50, face_steps: int = 8
+    A: Tensor, b: Tensor, kappa: float, *, max_iters: int = 50, face_steps: int = 16
 ) -> Tensor:
     """The minimiser over the simplex of ``bᵀw + kappa · sqrt(wᵀAw)`` (``kappa > 0``).
 

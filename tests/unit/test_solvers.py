@@ -136,11 +136,11 @@ def test_cagrad_simplex_against_a_grid():
 
 
 def _cagrad_problems():
-    """(name, A, b, kappa) as CAGrad builds them, on generic (full-rank or not), duplicated and
-    badly scaled Gramians, for several radii."""
+    """(name, A, b, kappa) as CAGrad builds them, on generic (full-rank or not), duplicated,
+    opposite and badly scaled Gramians, for several radii."""
     gen = torch.Generator().manual_seed(0)
     for m, rank, c in [(2, 2, 0.5), (5, 5, 0.5), (9, 3, 0.5), (30, 30, 0.5), (30, 12, 1.0),
-                       (70, 70, 0.5), (70, 70, 3.0), (120, 40, 0.2)]:
+                       (31, 26, 0.5), (70, 70, 0.5), (70, 70, 3.0), (120, 40, 0.2)]:
         J = torch.randn(m, rank, generator=gen, dtype=torch.float64) @ torch.randn(
             rank, 4 * m, generator=gen, dtype=torch.float64
         )
@@ -148,13 +148,18 @@ def _cagrad_problems():
             "plain" if rank < m else "full_rank": J,
             "duplicated": torch.cat([J[: m // 2], J[: m - m // 2]]),
         }
+        opposite = J.clone()
+        opposite[0] = -J[1]  # 0 in the hull: a face holds a root at ‖g_w‖ = 0, not the optimum
+        variants["opposite"] = opposite
         scales = torch.logspace(-6, 6, m, dtype=torch.float64)
         variants["row_scales"] = J * scales[torch.randperm(m, generator=gen)].unsqueeze(1)
         for name, JJ in variants.items():
             G = JJ @ JJ.T
             A = G / G.trace()
             b = A @ torch.full((m,), 1 / m, dtype=torch.float64)
-            yield name, A, b, c * float(b.sum() / m) ** 0.5
+            kappa = c * float(b.sum() / m) ** 0.5
+            if kappa > 1e-12:  # (cagrad returns the mean when g_0 = 0)
+                yield name, A, b, kappa
 
 
 def _cagrad_objective(A, b, kappa, w):
