@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -64,14 +66,15 @@ def cagrad(G: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
     m = G.shape[-1]
     G64 = G.to(torch.float64)
     mean = torch.full((m,), 1.0 / m, dtype=torch.float64, device=G.device)
-    trace = G64.diagonal().sum()
-    if bool(trace < norm_eps) or not bool(trace > 0):
+    trace = float(G64.diagonal().sum())
+    if trace < norm_eps or not trace > 0:
         return torch.zeros(m, dtype=G.dtype, device=G.device)
     Gn = G64 / trace
-    sqrt_phi = c * float((mean @ Gn @ mean).clamp_min(0).sqrt())
+    b = Gn @ mean
+    sqrt_phi = c * math.sqrt(max(float(b.sum()) / m, 0.0))  # c ‖g_0‖, ‖g_0‖² = bᵀ1 / m
     if sqrt_phi == 0.0:
         return mean.to(G.dtype)
-    w = cagrad_simplex(Gn, Gn @ mean, sqrt_phi)
+    w = cagrad_simplex(Gn, b, sqrt_phi)
     gw_norm = float((w @ Gn @ w).clamp_min(0).sqrt())
     # below 1e-10 (the trace-normalised scale is O(1)) g_w is zero up to the solver's accuracy
     if gw_norm <= 1e-10 or gw_norm < norm_eps:

@@ -46,6 +46,7 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
         tensor([0.2500, 0.2500, 0.0000, 0.2500, 0.2500])
     """
     G = check_gramian(G).detach()
+    w_dtype = G.dtype
     m = G.shape[-1]
     check_number(n_byzantine, "n_byzantine", low=0, integer=True)
     check_number(n_selected, "n_selected", low=1, integer=True)
@@ -55,13 +56,21 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
         )
     if n_selected > m:
         raise ValueError(message("n_selected", f"<= m = {m}", repr(n_selected)))
-    Gw = G.to(work_dtype(G.dtype))
-    diag = Gw.diagonal()
-    dist2 = (diag.unsqueeze(0) + diag.unsqueeze(1) - 2.0 * Gw).clamp_min(0.0)
-    dist2 = dist2.fill_diagonal_(torch.inf)
-    nearest = dist2.topk(m - n_byzantine - 2, dim=1, largest=False).values
+    if G.dtype not in (torch.float32, torch.float64):
+        G = G.to(work_dtype(G.dtype))
+    # (d_i + d_j) - 2 G_ij is exactly symmetric, so a pair of mutual nearest neighbours ties
+    # exactly. A row's own entry is exactly 0, the least possible value: the sum of its
+    # k + 1 = m - f - 1 smallest entries is the sum of the k smallest distances to the others,
+    # with no diagonal to mask. An unsorted selection (a partial sort) is enough for a sum.
+    # Duplicated gradients have identical rows, hence identical scores.
+    d = G.diagonal()
+    dist2 = (d.unsqueeze(1) + d).sub_(G, alpha=2.0).clamp_min_(0.0)
+    nearest = dist2.topk(m - n_byzantine - 1, dim=1, largest=False, sorted=False).values
     scores = nearest.sum(dim=1)
-    # a stable sort breaks ties by the lower index
-    chosen = torch.argsort(scores, stable=True)[:n_selected]
-    w = torch.zeros(m, dtype=G.dtype, device=G.device)
-    return w.index_fill(0, chosen, 1.0 / n_selected)
+    # argmin returns the first minimal index, and a stable sort keeps equal scores in index
+    # order: ties go to the lower index
+    if n_selected == 1:
+        chosen = scores.argmin(dim=0, keepdim=True)
+    else:
+        chosen = torch.argsort(scores, stable=True)[:n_selected]
+    return torch.zeros(m, dtype=w_dtype, device=G.device).index_fill_(0, chosen, 1.0 / n_selected)

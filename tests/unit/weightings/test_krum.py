@@ -47,3 +47,46 @@ def test_errors():
         gw.krum(GK, n_byzantine=1.0)
     with pytest.raises(TypeError, match="n_byzantine"):
         gw.krum(GK)
+
+
+def _krum_by_hand(J, n_byzantine, n_selected):
+    """Scores from the rows' squared distances, sorted in Python; ties to the lower index."""
+    m = J.shape[0]
+    rows = J.tolist()
+    scores = []
+    for i in range(m):
+        d = sorted(sum((a - b) ** 2 for a, b in zip(rows[i], rows[j])) for j in range(m) if j != i)
+        scores.append(sum(d[: m - n_byzantine - 2]))
+    chosen = sorted(range(m), key=lambda i: (scores[i], i))[:n_selected]
+    w = torch.zeros(m, dtype=torch.float64)
+    w[chosen] = 1.0 / n_selected
+    return w, scores
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("m", "n_byzantine", "seed"), [(6, 1, 0), (40, 18, 1), (200, 98, 2)])
+def test_duplicated_gradients_tie_to_the_lower_index(dtype, m, n_byzantine, seed):
+    # Integer gradients: the Gramian is exact, so duplicated gradients give identical rows.
+    gen = torch.Generator().manual_seed(seed)
+    J = torch.randint(-300, 301, (m, 5), generator=gen).to(torch.float64)
+    perm = torch.randperm(m, generator=gen).tolist()
+    for dst, src in zip(perm[: m // 3], perm[m // 3 : 2 * (m // 3)]):
+        J[dst] = J[src]
+    _, scores = _krum_by_hand(J, n_byzantine, 1)
+    ordered = sorted(scores)
+    # a cut inside a run of equal scores: only the lower indices of the run are selected
+    cut = next(r for r in range(1, m) if ordered[r] == ordered[r - 1])
+    for n_selected in (1, 2, cut, m // 3):
+        expected, _ = _krum_by_hand(J, n_byzantine, n_selected)
+        w = gw.krum((J @ J.T).to(dtype), n_byzantine=n_byzantine, n_selected=n_selected)
+        assert torch.equal(w, expected.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mutual_nearest_neighbours_tie_to_the_lower_index(dtype):
+    # collinear gradients a, 3.4a, -7a with f = 0: rows 0 and 1 are each other's nearest
+    # neighbour, so their scores are the same distance (whatever its round-off)
+    a = torch.tensor([0.2953, -0.1546, -0.4437], dtype=torch.float64)
+    J = torch.stack([a, 3.4 * a, -7.0 * a])
+    w = gw.krum((J @ J.T).to(dtype), n_byzantine=0)
+    assert torch.equal(w, torch.tensor([1.0, 0, 0], dtype=dtype))
