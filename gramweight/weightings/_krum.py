@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, message
+from .._host import on_host
 from .._solvers import work_dtype
 
 
@@ -56,6 +59,8 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
         )
     if n_selected > m:
         raise ValueError(message("n_selected", f"<= m = {m}", repr(n_selected)))
+    if on_host(G):
+        return _krum_host(G, m - n_byzantine - 1, n_selected)
     if G.dtype not in (torch.float32, torch.float64):
         G = G.to(work_dtype(G.dtype))
     # (d_i + d_j) - 2 G_ij is exactly symmetric, so a pair of mutual nearest neighbours ties
@@ -74,3 +79,20 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
     else:
         chosen = torch.argsort(scores, stable=True)[:n_selected]
     return torch.zeros(m, dtype=w_dtype, device=G.device).index_fill_(0, chosen, 1.0 / n_selected)
+
+
+def _krum_host(G: Tensor, k: int, n_selected: int) -> Tensor:
+    """:func:`krum` on Python floats (a small matrix on the CPU), with the same exactly
+    symmetric distances, the sum of each row's ``k`` smallest (its own 0 included), and ties
+    to the lower index (a stable sort)."""
+    rows = G.tolist()
+    m = len(rows)
+    d = [rows[i][i] for i in range(m)]
+    scores = [
+        math.fsum(sorted(max((di + dj) - 2.0 * g, 0.0) for dj, g in zip(d, row))[:k])
+        for di, row in zip(d, rows)
+    ]
+    w = [0.0] * m
+    for i in sorted(range(m), key=scores.__getitem__)[:n_selected]:
+        w[i] = 1.0 / n_selected
+    return torch.tensor(w, dtype=G.dtype)

@@ -53,3 +53,24 @@ def test_checks_give_the_same_matrix(name, G):
     # The check's host path and its tensor reductions accept, repair and pass on the same G.
     w1, w2 = both_paths(lambda: gw.WEIGHTINGS[name](G))
     assert torch.equal(w1, w2) or close(w1, w2)
+
+
+@given(
+    G=gramians(m=st.integers(3, 8), dtype=torch.float64),
+    f=st.integers(0, 5),
+    selected=st.integers(1, 8),
+)
+def test_krum(G, f, selected):
+    m = G.shape[0]
+    f, selected = min(f, m - 3), min(selected, m)
+    w1, w2 = both_paths(lambda: gw.krum(G, n_byzantine=f, n_selected=selected))
+    if torch.equal(w1, w2):
+        return
+    # the paths round the distances differently: they may only differ on scores tied to
+    # round-off, and then pick as many gradients
+    assert int((w1 > 0).sum()) == int((w2 > 0).sum()) == selected
+    d = G.diagonal()
+    dist2 = (d.unsqueeze(1) + d - 2 * G).clamp_min(0)
+    scores = dist2.sort(dim=1).values[:, : m - f - 1].sum(dim=1)
+    picked1, picked2 = scores[w1 > 0].sort().values, scores[w2 > 0].sort().values
+    assert torch.allclose(picked1, picked2, rtol=1e-9, atol=1e-9 * float(G.abs().max()))
