@@ -104,11 +104,16 @@ def _extremes(G: Tensor) -> tuple[float, float, float, float]:
         # entry by entry against the transpose's (each pair twice; C-level loops only)
         asym = max(map(abs, map(operator.sub, flat, chain.from_iterable(zip(*rows)))))
         return min(flat), max(flat), asym, min(flat[:: len(rows) + 1])
-    T = G.mT.contiguous() if G.numel() >= _CONTIGUOUS_T_NUMEL else G.mT
-    diff = G - T
     # (min and max propagate NaN)
     lo, hi = torch.aminmax(G)
-    return tuple(torch.stack([lo, hi, diff.abs().amax(), G.diagonal().amin()]).tolist())
+    if G.numel() < _CONTIGUOUS_T_NUMEL and G.device.type == "cpu" and torch.equal(G, G.mT):
+        # Exactly symmetric (as a product J @ J.T usually is): no asymmetry pass. A NaN is
+        # never equal to itself, so a matrix with one takes the full path below.
+        lo_, hi_, diag_ = torch.stack([lo, hi, G.diagonal().amin()]).tolist()
+        return lo_, hi_, 0.0, diag_
+    T = G.mT.contiguous() if G.numel() >= _CONTIGUOUS_T_NUMEL else G.mT
+    asym = (G - T).abs().amax()
+    return tuple(torch.stack([lo, hi, asym, G.diagonal().amin()]).tolist())
 
 
 def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:

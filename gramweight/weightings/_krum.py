@@ -67,18 +67,13 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
     # exactly. A row's own entry is exactly 0, the least possible value: the sum of its
     # k + 1 = m - f - 1 smallest entries is the sum of the k smallest distances to the others,
     # with no diagonal to mask. An unsorted selection (a partial sort) is enough for a sum.
-    # Duplicated gradients have identical rows, hence identical scores.
+    # Duplicated gradients have identical rows, hence identical scores. Near-duplicates can
+    # get a distance of a few ulps below 0: it moves a score by round-off only, like the
+    # Gramian's own round-off, so it is not clamped (one operation less).
     d = G.diagonal()
-    dist2 = (d.unsqueeze(1) + d).sub_(G, alpha=2.0).clamp_min_(0.0)
+    dist2 = (d.unsqueeze(1) + d).sub_(G, alpha=2.0)
     nearest = dist2.topk(m - n_byzantine - 1, dim=1, largest=False, sorted=False).values
-    scores = nearest.sum(dim=1)
-    # argmin returns the first minimal index, and a stable sort keeps equal scores in index
-    # order: ties go to the lower index
-    if n_selected == 1:
-        chosen = scores.argmin(dim=0, keepdim=True)
-    else:
-        chosen = torch.argsort(scores, stable=True)[:n_selected]
-    return torch.zeros(m, dtype=w_dtype, device=G.device).index_fill_(0, chosen, 1.0 / n_selected)
+    return _select(nearest.sum(dim=1).tolist(), n_selected, w_dtype, G.device)
 
 
 def _krum_host(G: Tensor, k: int, n_selected: int) -> Tensor:
@@ -89,10 +84,18 @@ def _krum_host(G: Tensor, k: int, n_selected: int) -> Tensor:
     m = len(rows)
     d = [rows[i][i] for i in range(m)]
     scores = [
-        math.fsum(sorted(max((di + dj) - 2.0 * g, 0.0) for dj, g in zip(d, row))[:k])
+        math.fsum(sorted((di + dj) - 2.0 * g for dj, g in zip(d, row))[:k])
         for di, row in zip(d, rows)
     ]
-    w = [0.0] * m
-    for i in sorted(range(m), key=scores.__getitem__)[:n_selected]:
+    return _select(scores, n_selected, G.dtype, G.device)
+
+
+def _select(
+    scores: list[float], n_selected: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """Weight ``1 / n_selected`` on the ``n_selected`` lowest scores, ties to the lower index
+    (a stable sort, on the host: cheaper than the tensor sort and scatter at these sizes)."""
+    w = [0.0] * len(scores)
+    for i in sorted(range(len(scores)), key=scores.__getitem__)[:n_selected]:
         w[i] = 1.0 / n_selected
-    return torch.tensor(w, dtype=G.dtype)
+    return torch.tensor(w, dtype=dtype, device=device)
