@@ -8,7 +8,11 @@ without numpy, scipy or any external QP solver.
   primal-dual active-set method (a semismooth Newton method on the KKT conditions): each step
   solves, for every row at once, the linear system on its current free set, then moves every
   index whose sign condition fails. It stops when every row satisfies the KKT conditions to
-  round-off, so the result is exact, not iterative-approximate.
+  round-off, so the result is exact, not iterative-approximate. Small problems on the CPU run
+  the same steps on Python floats (a few hundred float operations cost less than the dispatch
+  of the tensor operations); small batches factor each row's system as one m x m matrix (free
+  block, identity elsewhere); large ones gather and factor each row's free block, or, for a
+  well-conditioned matrix, the smaller of its free block of ``A`` and bound block of ``A⁻¹``.
 - :func:`dual_cone_weights`: UPGrad's and DualProj's projection onto the dual cone of the rows
   of ``J``, from ``G`` alone (box-constrained form of the Jacobian descent paper, Prop. 1).
 - :func:`min_norm_simplex`: MGDA's min-norm point of the convex hull of the rows.
@@ -21,12 +25,14 @@ without numpy, scipy or any external QP solver.
 
 The iterative parts stop on exact optimality tests, one host synchronisation per step; the
 active-set steps are few (typically 1 to 5), since a cheap projected-gradient guess or the sign
-of the linear term gives them a good start.
+of the linear term gives them a good start. Steps that cycle fall back to the (monotone)
+primal active-set method.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch import Tensor
@@ -58,6 +64,10 @@ _PDAS_ITERS = 30
 _SIMPLEX_GUESS_M = 256
 # Below this size the factorisations are cheap and the bound-side path only adds overhead.
 _SCHUR_MIN_M = 48
+# Up to this much work (rows x m²), a problem on the CPU is solved on Python floats.
+_LISTS_WORK = 1024
+# Size of the batches of blocks factored at once in large problems.
+_BLOCK_BYTES = 1 << 22
 
 
 def power_reg(dtype: torch.dtype) -> float:
@@ -172,11 +182,12 @@ def _pad_scale(A: Tensor) -> tuple[Tensor, Tensor]:
     return torch.nn.functional.pad(A, (0, 1, 0, 1)), torch.where(scale > 0, scale, 1.0)
 
 
-def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
-    """A guess of the free sets of the box problems from a few accelerated projected-gradient
-    steps (matrix products with the shared ``A`` only). The active-set method then starts from
-    it: on well-conditioned problems the guess is usually exact and one step suffices; a wrong
-    guess only costs more steps, never accuracy."""
+def _guess_free_set(A: Tensor, C: Tensor, iters: int = 15) -> Tensor:
+    """A guess of the free sets of the equilibrated box problems from a few accelerated
+    projected-gradient steps (matrix products with the shared ``A`` only), started from the
+    minimiser of each coordinate alone, ``max(-c, 0)`` (the diagonal of ``A`` is 1). The
+    active-set method then starts from it: on well-conditioned problems the guess is usually
+    exact and one step suffices; a wrong guess only costs more steps, never accuracy."""
     # a guess needs no float64: single precision halves the cost of the products
     A = A.to(torch.float32)
     C = C.to(torch.float32)
@@ -188,7 +199,7 @@ def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
     # the projected step y - (y A + C) / lip, as one fused product y B - C / lip
     B = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) - A / lip
     C_lip = C / lip
-    x = torch.zeros_like(C)
+    x = (-C).clamp_min(0.0)
     y = x
     t = 1.0
     for _ in range(iters):
@@ -303,6 +314,9 @@ def nonneg_qp(
     coordinate is judged at its own scale: a Gramian whose rows differ in norm by 1e6 is solved
     as accurately as a balanced one.
 
+    Small problems on the CPU run the same steps on Python floats (:func:`_nonneg_qp_lists`);
+    the others run them batched over the rows (:func:`_nonneg_qp_tensor`).
+
     Args:
         A: Shared PSD matrix (m, m), float64.
         C: Linear terms (b, m), same dtype and device.
@@ -311,7 +325,8 @@ def nonneg_qp(
         rtol: With ``simplex``, also accept multipliers ``mu_j = (A x + c)_j - nu`` down to
             ``-rtol * |nu|`` (for MGDA: every ``(A x)_j >= (1 - rtol) xᵀAx``).
         definite: The caller guarantees that ``A`` is well conditioned (e.g. regularised): the
-            box steps may then factor the smaller of each row's free and bound sets.
+            blocks are then factored without the jitter, and for large m the box steps may
+            factor the smaller of each row's free and bound sets.
         init_free: A starting guess of the free sets (b, m), e.g. from a neighbouring problem.
 
     Returns:
@@ -320,6 +335,40 @@ def nonneg_qp(
     b, m = C.shape
     if b == 0:
         return C.clone()
+    if A.device.type == "cpu" and _lists_pay(b, m):
+        X = _nonneg_qp_lists(
+            A.tolist(),
+            C.tolist(),
+            simplex=simplex,
+            rtol=rtol,
+            iters=min(max_iters, _PDAS_ITERS),
+            definite=definite,
+            init_free=None if init_free is None else init_free.tolist(),
+        )
+        if X is not None:
+            return torch.tensor(X, dtype=C.dtype)
+    return _nonneg_qp_tensor(
+        A, C, simplex=simplex, max_iters=max_iters, rtol=rtol, definite=definite, init_free=init_free
+    )
+
+
+def _lists_pay(b: int, m: int) -> bool:
+    """Whether ``b`` problems of size ``m`` cost less on Python floats than as tensors."""
+    return b * m * m <= _LISTS_WORK
+
+
+def _nonneg_qp_tensor(
+    A: Tensor,
+    C: Tensor,
+    *,
+    simplex: bool,
+    max_iters: int,
+    rtol: float,
+    definite: bool,
+    init_free: Tensor | None,
+) -> Tensor:
+    """:func:`nonneg_qp` batched over the rows of ``C``, on ``A``'s device."""
+    b, m = C.shape
     if simplex and m >= _SIMPLEX_GUESS_M and init_free is None:
         free = _guess_free_simplex(A, C)
     if init_free is not None:
@@ -339,46 +388,13 @@ def nonneg_qp(
     else:
         free = C < 0
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
-    padded = _pad_scale(A) if b > 1 else None  # one row needs no padding (see solve_free)
-    todo = torch.arange(b, device=C.device)
-    X = torch.zeros_like(C)
-    H = None
-    if definite and not simplex and m >= _SCHUR_MIN_M:
-        H = torch.cholesky_inverse(torch.linalg.cholesky(A))
-    for _ in range(min(max_iters, _PDAS_ITERS)):
-        every = todo.numel() == b  # (no need to gather or scatter the rows)
-        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
-        if H is not None:
-            # each row factors the smaller of its free and bound sets
-            nf = Ft.sum(dim=1)
-            side = nf > m - nf
-            x = torch.zeros_like(Ct)
-            nu = torch.zeros(todo.numel(), dtype=C.dtype, device=C.device)
-            rows_b, rows_f = side.nonzero().squeeze(1), (~side).nonzero().squeeze(1)
-            if rows_b.numel():
-                x = x.index_copy(0, rows_b, _solve_bound_side(A, H, Ct[rows_b], Ft[rows_b]))
-            if rows_f.numel():
-                x_f, _ = solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None, _padded=padded)
-                x = x.index_copy(0, rows_f, x_f)
-        else:
-            x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
-        mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
-        X = x if every else X.index_copy(0, todo, x)
-        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
-        mtol = xtol + rtol * nu.abs().unsqueeze(1) * S
-        # on the free set mu is zero by construction (up to the jitter): only the others count
-        ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
-        new_free = (x - mu) > 0
-        if simplex:
-            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
-            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
-            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
-        # a free set that reproduces itself satisfies the KKT conditions up to round-off
-        ok = ok | (new_free == Ft).all(dim=1)
-        free = new_free if every else free.index_copy(0, todo, new_free)
-        todo = todo[~ok]
-        if todo.numel() == 0:
-            break
+    iters = min(max_iters, _PDAS_ITERS)
+    if m < _SCHUR_MIN_M:
+        X, todo = _pdas_dense(A, C, free, tol, s, rtol, iters, 0.0 if definite else _JITTER)
+    elif definite and s is None:
+        X, todo = _pdas_definite(A, C, free, tol, iters)
+    else:
+        X, todo = _pdas_gathered(A, C, free, tol, s, rtol, iters)
     if todo.numel() > 0:
         # The primal-dual steps can cycle on some non-diagonally-dominant problems: finish
         # those rows with the (slower, monotone) primal active-set method.
@@ -389,6 +405,222 @@ def nonneg_qp(
     if simplex:
         X = X / X.sum(dim=1, keepdim=True).clamp_min(torch.finfo(C.dtype).tiny)
     return X
+
+
+def _pdas_dense(
+    A: Tensor,
+    C: Tensor,
+    free: Tensor,
+    tol: Tensor,
+    s: Tensor | None,
+    rtol: float,
+    iters: int,
+    jitter: float,
+) -> tuple[Tensor, Tensor]:
+    """Primal-dual active-set steps on the equilibrated problem, for small m: each row's
+    Newton system is one m x m matrix, its free block with the identity on its bound indices,
+    so a step is one batched factorisation and no index bookkeeping.
+
+    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
+    """
+    b, m = C.shape
+    negC = -C
+    done = torch.zeros(b, dtype=torch.bool, device=C.device)
+    x = torch.zeros_like(C)
+    for _ in range(iters):
+        f = free.to(C.dtype)
+        M = A * (f.unsqueeze(2) * f.unsqueeze(1))
+        rhs = (negC * f).unsqueeze(2)
+        if s is not None:
+            # as in solve_free: rho·s sᵀ on the free block makes it definite on {sᵀx = 1}
+            sf = s * f
+            rho = 1.0 / (sf * sf).sum(dim=1).clamp_min(torch.finfo(C.dtype).tiny)
+            M = torch.baddbmm(M, (rho.unsqueeze(1) * sf).unsqueeze(2), sf.unsqueeze(1))
+            rhs = torch.cat([rhs, sf.unsqueeze(2)], dim=2)
+        M.diagonal(dim1=1, dim2=2).add_((1.0 + jitter) - f)
+        L, info = torch.linalg.cholesky_ex(M)
+        jit: float | Tensor = jitter
+        if jitter and bool((info > 0).any()):
+            # round-off made a block indefinite beyond the jitter: a larger one for that row
+            extra = 1e-7 * (info > 0).to(C.dtype)
+            M.diagonal(dim1=1, dim2=2).add_(extra.unsqueeze(1))
+            jit = (jitter + extra).view(-1, 1, 1)
+            L, _ = torch.linalg.cholesky_ex(M)
+        sol = _cholesky_solve(L, rhs)
+        if jitter:
+            # one step of refinement against the matrix without the jitter (see solve_free)
+            sol = sol + _cholesky_solve(L, rhs - (M @ sol - jit * sol))
+        if s is not None:
+            z, a = sol[..., 0], sol[..., 1]
+            denom = (a * sf).sum(dim=1)
+            nu = (1.0 - (z * sf).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
+            x = torch.addcmul(z, nu.unsqueeze(1), a)
+            nu = (nu - rho).unsqueeze(1)
+            mu = torch.addmm(C, x, A) - nu * s
+            # the bound indices' test, shifted by MGDA's relative slack
+            bound_test = mu + rtol * nu.abs() * s
+        else:
+            x = sol.squeeze(2)
+            mu = torch.addmm(C, x, A)
+            bound_test = mu
+        xtol = tol * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        # on the free set mu is zero by construction (up to the jitter): only the others count
+        ok = (torch.where(free, x, bound_test) >= -xtol).all(dim=1)
+        new_free = x > mu
+        if s is not None:
+            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
+            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
+            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        done = ok | (new_free == free).all(dim=1)
+        if bool(done.all()):
+            break
+        # solved rows keep their free set, hence (recomputed identically) their solution
+        free = torch.where(done.unsqueeze(1), free, new_free)
+    return x, (~done).nonzero().squeeze(1)
+
+
+def _cholesky_solve(L: Tensor, r: Tensor) -> Tensor:
+    """``(L Lᵀ)⁻¹ r`` by two triangular solves (several times cheaper than
+    ``torch.cholesky_solve`` on small batched systems, which copies its operands)."""
+    return torch.linalg.solve_triangular(
+        L.mT, torch.linalg.solve_triangular(L, r, upper=False), upper=True
+    )
+
+
+def _pdas_gathered(
+    A: Tensor,
+    C: Tensor,
+    free: Tensor,
+    tol: Tensor,
+    s: Tensor | None,
+    rtol: float,
+    iters: int,
+) -> tuple[Tensor, Tensor]:
+    """Primal-dual active-set steps on the equilibrated problem, for large m: each row's free
+    block is gathered and factored (:func:`solve_free`). Solved rows leave the batch.
+
+    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
+    """
+    b, m = C.shape
+    padded = _pad_scale(A) if b > 1 else None  # one row needs no padding (see solve_free)
+    todo = torch.arange(b, device=C.device)
+    X = torch.zeros_like(C)
+    for _ in range(iters):
+        every = todo.numel() == b  # (no need to gather or scatter the rows)
+        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
+        x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
+        mu = x @ A + Ct - nu.unsqueeze(1) * (s if s is not None else 0.0)
+        X = x if every else X.index_copy(0, todo, x)
+        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        mtol = xtol + (rtol * nu.abs().unsqueeze(1) * s if s is not None else 0.0)
+        # on the free set mu is zero by construction (up to the jitter): only the others count
+        ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
+        new_free = (x - mu) > 0
+        if s is not None:
+            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
+            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
+            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        ok = ok | (new_free == Ft).all(dim=1)
+        free = new_free if every else free.index_copy(0, todo, new_free)
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            break
+    return X, todo
+
+
+def _pdas_definite(
+    A: Tensor, C: Tensor, free: Tensor, tol: Tensor, iters: int
+) -> tuple[Tensor, Tensor]:
+    """Primal-dual active-set steps on the equilibrated box problem, for large m and a well
+    conditioned ``A``: each row factors the smaller of its free block of ``A`` and its bound
+    block of ``H = A⁻¹`` (:func:`_definite_solver`), all rows in one batch, without jitter.
+    Solved rows leave the batch.
+
+    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
+    """
+    b, m = C.shape
+    H = torch.cholesky_inverse(torch.linalg.cholesky(A))
+    pad = (0, 1, 0, 1)
+    # A above H, each with the zero row and column that padded indices point to
+    AH = torch.cat([torch.nn.functional.pad(A, pad), torch.nn.functional.pad(H, pad)])
+    todo = torch.arange(b, device=C.device)
+    X = torch.zeros_like(C)
+    for _ in range(iters):
+        every = todo.numel() == b  # (no need to gather or scatter the rows)
+        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
+        solve = _definite_solver(AH, H, Ft)
+        freef = Ft.to(C.dtype)
+        x = solve(-Ct * freef)
+        mu = torch.addmm(Ct, x, A)
+        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        if bool(((mu * freef).abs() > xtol).any()):
+            # one step of refinement where the inverse's round-off shows (ill-conditioned A)
+            x = x + solve(-mu * freef)
+            mu = torch.addmm(Ct, x, A)
+        X = x if every else X.index_copy(0, todo, x)
+        # on the free set mu is zero (up to round-off): only the others count
+        ok = (torch.where(Ft, x, mu) >= -xtol).all(dim=1)
+        new_free = x > mu
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        ok = ok | (new_free == Ft).all(dim=1)
+        free = new_free if every else free.index_copy(0, todo, new_free)
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            break
+    return X, todo
+
+
+def _definite_solver(AH: Tensor, H: Tensor, free: Tensor):
+    """For the free sets ``free`` (b, m), the map ``r -> x`` with ``x_F = (A_FF)⁻¹ r_F`` and
+    ``x_B = 0`` (``r`` zero off ``F``), from one batched factorisation.
+
+    Each row factors the smaller of its two blocks: its free block of ``A``, or its bound
+    block of ``H = A⁻¹``, through the complement ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``.
+    ``AH`` is ``A`` above ``H``, each padded (see :func:`_pdas_definite`)."""
+    b, m = free.shape
+    nf = free.sum(dim=1)
+    side = nf > m - nf  # True: the bound block of H
+    small = free ^ side.unsqueeze(1)
+    counts = torch.where(side, m - nf, nf)
+    k = int(counts.max())
+    freef = free.to(H.dtype)
+    if k == 0:
+        # every row is all bound (x = 0) or all free (x = H r)
+        return lambda r: torch.where(side.unsqueeze(1), r @ H, 0.0)
+    # each row's indices of the small side first (a stable sort keeps their order), padded to
+    # k with the index m of the zero row and column
+    order = torch.argsort((~small).to(torch.int8), dim=1, stable=True)[:, :k]
+    valid = torch.arange(k, device=free.device).unsqueeze(0) < counts.unsqueeze(1)
+    idx = torch.where(valid, order, m)
+    rows = idx + side.unsqueeze(1).to(idx.dtype) * (m + 1)  # rows of AH: of A, or of H
+    pad = (~valid).to(H.dtype)
+    # The rows are factored in chunks of about _BLOCK_BYTES: a batched factorisation of large
+    # blocks runs markedly slower once they no longer fit in the cache, and the gather of
+    # all rows at once would hold b·k·m numbers (over 500 MB for m = 512).
+    chunk = max(1, _BLOCK_BYTES // (k * k * H.element_size()))
+    factors = []
+    for i in range(0, b, chunk):
+        idx_i = idx[i : i + chunk]
+        n = idx_i.shape[0]
+        blocks = AH.index_select(0, rows[i : i + chunk].reshape(-1)).view(n, k, m + 1)
+        blocks = blocks.gather(2, idx_i.unsqueeze(1).expand(n, k, k))
+        blocks.diagonal(dim1=1, dim2=2).add_(pad[i : i + chunk])  # identity on the padding
+        factors.append(torch.linalg.cholesky_ex(blocks)[0])
+    sidef = side.unsqueeze(1)
+
+    def solve(r: Tensor) -> Tensor:
+        y = torch.where(sidef, r @ H, r)
+        rhs = torch.nn.functional.pad(y, (0, 1)).gather(1, idx).unsqueeze(2)
+        z = torch.cat(
+            [_cholesky_solve(L, rhs[i : i + chunk]) for i, L in zip(range(0, b, chunk), factors)]
+        )
+        z = torch.zeros(b, m + 1, dtype=r.dtype, device=r.device).scatter(1, idx, z.squeeze(2))
+        z = z[:, :m]
+        return torch.where(sidef, (y - z @ H) * freef, z)
+
+    return solve
 
 
 def _primal_active_set(
@@ -442,11 +674,168 @@ def _primal_active_set(
     return x
 
 
+# --- The same method on Python floats -------------------------------------------------------
+# On the CPU a small problem costs less as a few hundred Python float operations than as the
+# few dozen tensor operations (1 to 3 µs of dispatch each) of one batched active-set step.
+
+
+def _cholesky_lists(M: list[list[float]], jitter: float) -> list[list[float]] | None:
+    """Lower Cholesky factor (as rows of growing length) of ``M + jitter·I``, or None if a
+    pivot is not positive."""
+    L: list[list[float]] = []
+    for i, Mi in enumerate(M):
+        Li: list[float] = []
+        for j in range(i):
+            Lj = L[j]
+            Li.append((Mi[j] - sum(map(operator.mul, Li, Lj))) / Lj[j])
+        d = Mi[i] + jitter - sum(map(operator.mul, Li, Li))
+        if not d > 0.0:
+            return None
+        Li.append(math.sqrt(d))
+        L.append(Li)
+    return L
+
+
+def _cholesky_solve_lists(L: list[list[float]], r: list[float]) -> list[float]:
+    """``(L Lᵀ)⁻¹ r`` by forward and back substitution."""
+    y: list[float] = []
+    for Li, ri in zip(L, r):
+        y.append((ri - sum(map(operator.mul, Li, y))) / Li[-1])
+    for i in range(len(L) - 1, -1, -1):
+        Li = L[i]
+        yi = y[i] / Li[i]
+        y[i] = yi
+        for j in range(i):
+            y[j] -= Li[j] * yi
+    return y
+
+
+def _solve_free_lists(
+    A: list[list[float]], c: list[float], free: list[int], s: list[float] | None, jitter: float
+) -> tuple[list[float], float] | None:
+    """:func:`solve_free` for one row on Python floats: the values on the free indices
+    ``free`` (non-empty) and the multiplier ``nu``. None if the block cannot be factored even
+    with the larger jitter."""
+    M = [[row[j] for j in free] for row in (A[i] for i in free)]
+    rho = 0.0
+    if s is not None:
+        sk = [s[i] for i in free]
+        rho = 1.0 / sum(v * v for v in sk)
+        M = [[a + rho * si * sj for a, sj in zip(row, sk)] for row, si in zip(M, sk)]
+    L = _cholesky_lists(M, jitter)
+    if L is None:
+        jitter += 1e-7
+        L = _cholesky_lists(M, jitter)
+        if L is None:
+            return None
+
+    def solve(r: list[float]) -> list[float]:
+        z = _cholesky_solve_lists(L, r)
+        if jitter == 0.0:
+            return z
+        # refinement against the matrix without the jitter (see solve_free)
+        res = [ri - sum(map(operator.mul, row, z)) for ri, row in zip(r, M)]
+        return [a + b for a, b in zip(z, _cholesky_solve_lists(L, res))]
+
+    z = solve([-c[i] for i in free])
+    nu = 0.0
+    if s is not None:
+        a = solve(sk)
+        denom = sum(map(operator.mul, a, sk))
+        nu = (1.0 - sum(map(operator.mul, z, sk))) / (denom if denom > 0.0 else 1.0)
+        z = [zi + nu * ai for zi, ai in zip(z, a)]
+        nu -= rho
+    return z, nu
+
+
+def _nonneg_qp_lists(
+    A: list[list[float]],
+    C: list[list[float]],
+    *,
+    simplex: bool,
+    rtol: float,
+    iters: int,
+    definite: bool,
+    init_free: list[list[bool]] | None = None,
+) -> list[list[float]] | None:
+    """The primal-dual active-set steps of :func:`nonneg_qp` on Python floats (equilibration,
+    starting free sets, jitter, refinement and stopping tests as there). Returns None when a
+    row needs more than ``iters`` steps or a block cannot be factored: the caller then hands
+    the problem to the batched solver, which has the primal fallback (also at once when the
+    steps return to a free set they have visited: they cycle)."""
+    m = len(A)
+    S = [1.0 / math.sqrt(A[i][i]) if A[i][i] > 0.0 else 1.0 for i in range(m)]
+    A = [[si * a * sj for a, sj in zip(row, S)] for row, si in zip(A, S)]
+    # after the equilibration the diagonal is 1 (or 0): the jitter is relative to 1
+    jitter = 0.0 if definite else _JITTER
+    out = []
+    for r, c in enumerate(C):
+        c = [ci * si for ci, si in zip(c, S)]
+        tol = _KKT_TOL * (1.0 + max(map(abs, c)))
+        if init_free is not None:
+            free = [j for j in range(m) if init_free[r][j]]
+            if simplex and not free:
+                free = list(range(m))
+        elif simplex:
+            free = list(range(m))
+        else:
+            free = [j for j in range(m) if c[j] < 0.0]
+        seen = set()
+        for _ in range(iters):
+            x = [0.0] * m
+            nu = 0.0
+            if free:
+                sol = _solve_free_lists(A, c, free, S if simplex else None, jitter)
+                if sol is None:
+                    return None
+                z, nu = sol
+                for j, v in zip(free, z):
+                    x[j] = v
+            xtol = tol * (1.0 + max(map(abs, x)))
+            ok = True
+            new_free = []
+            mu_best, j_best = math.inf, 0
+            k = 0
+            for j in range(m):
+                if k < len(free) and free[k] == j:
+                    # on the free set the multiplier is zero (up to round-off) by construction
+                    k += 1
+                    ok = ok and x[j] >= -xtol
+                    if x[j] > 0.0:
+                        new_free.append(j)
+                    continue
+                mu = sum(map(operator.mul, A[j], x)) + c[j]
+                if simplex:
+                    mu -= nu * S[j]
+                    ok = ok and mu >= -(xtol + rtol * abs(nu) * S[j])
+                else:
+                    ok = ok and mu >= -xtol
+                if mu < 0.0:
+                    new_free.append(j)
+                if mu < mu_best:
+                    mu_best, j_best = mu, j
+            if simplex and not new_free:
+                # keep at least one free index (the best one) so Σx = 1 stays solvable
+                new_free = [j_best]
+            if ok or new_free == free:
+                break
+            seen.add(tuple(free))
+            if tuple(new_free) in seen:
+                return None  # the steps cycle
+            free = new_free
+        else:
+            return None
+        x = [max(v, 0.0) * sj for v, sj in zip(x, S)]
+        if simplex:
+            total = sum(x)
+            x = [v / total for v in x] if total > 0.0 else x
+        out.append(x)
+    return out
+
+
 def _box_qp_2(A: Tensor, C: Tensor) -> Tensor:
-    """:func:`nonneg_qp` (box) for m = 2, by comparing its four candidate active sets at once
-    (the common two-task case, where the general method's fixed costs dominate)."""
-    if A.device.type == "cpu":
-        return _box_qp_2_python(A, C)
+    """:func:`nonneg_qp` (box) for m = 2 off the CPU, by comparing its four candidate active
+    sets at once (the common two-task case, where the general method's fixed costs dominate)."""
     a11, a12, a22 = A[0, 0], A[0, 1], A[1, 1]
     c1, c2 = C[:, 0], C[:, 1]
     zero = torch.zeros_like(c1)
@@ -465,33 +854,6 @@ def _box_qp_2(A: Tensor, C: Tensor) -> Tensor:
     return cands.gather(1, vals.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
 
 
-def _box_qp_2_python(A: Tensor, C: Tensor) -> Tensor:
-    """:func:`_box_qp_2` on Python floats: on the CPU, a handful of scalars cost less than the
-    dispatch of the tensor operations."""
-    (a11, a12), (_, a22) = A.tolist()
-    det = a11 * a22 - a12 * a12
-    rows = []
-    for c1, c2 in C.tolist():
-        cands = [(0.0, 0.0)]
-        if a11 > 0:
-            cands.append((max(-c1 / a11, 0.0), 0.0))
-        if a22 > 0:
-            cands.append((0.0, max(-c2 / a22, 0.0)))
-        if det > 1e-12 * a11 * a22 and det > 0:
-            x1, x2 = (-a22 * c1 + a12 * c2) / det, (a12 * c1 - a11 * c2) / det
-            if x1 >= 0 and x2 >= 0:
-                cands.append((x1, x2))
-        rows.append(
-            min(
-                cands,
-                key=lambda x: 0.5 * (a11 * x[0] ** 2 + 2 * a12 * x[0] * x[1] + a22 * x[1] ** 2)
-                + c1 * x[0]
-                + c2 * x[1],
-            )
-        )
-    return torch.tensor(rows, dtype=C.dtype)
-
-
 def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) -> Tensor:
     """Weights of the projections of the combinations ``uᵀJ`` onto the dual cone of ``J``'s rows.
 
@@ -508,15 +870,41 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
         ``V`` of shape (b, m), with ``V >= U``.
     """
     m = G.shape[-1]
+    # With reg_eps >= 1e-8 the (trace-normalised) problem has condition number <= 1e8.
+    definite = reg_eps >= 1e-8
+    if G.device.type == "cpu" and _lists_pay(U.shape[0], m):
+        V = _dual_cone_lists(G.tolist(), U.tolist(), norm_eps, reg_eps, definite)
+        if V is not None:
+            return torch.tensor(V, dtype=G.dtype)
     trace = G.diagonal().sum()
     usable = (trace > 0) & (trace >= norm_eps)
     Gn = torch.where(usable, G / torch.where(usable, trace, 1.0), 0.0)
     A = Gn + reg_eps * torch.eye(m, dtype=G.dtype, device=G.device)
     if m == 2:
         return U + _box_qp_2(A, U @ A)
-    # With reg_eps >= 1e-8 the (trace-normalised) problem has condition number <= 1e8.
-    X = nonneg_qp(A, U @ A, definite=reg_eps >= 1e-8)
+    X = _nonneg_qp_tensor(
+        A, U @ A, simplex=False, max_iters=100, rtol=0.0, definite=definite, init_free=None
+    )
     return U + X
+
+
+def _dual_cone_lists(
+    G: list[list[float]], U: list[list[float]], norm_eps: float, reg_eps: float, definite: bool
+) -> list[list[float]] | None:
+    """:func:`dual_cone_weights` on Python floats (None: see :func:`_nonneg_qp_lists`)."""
+    m = len(G)
+    trace = sum(G[i][i] for i in range(m))
+    if trace > 0.0 and trace >= norm_eps:
+        A = [[g / trace for g in row] for row in G]
+    else:
+        A = [[0.0] * m for _ in range(m)]
+    for i in range(m):
+        A[i][i] += reg_eps
+    C = [[sum(map(operator.mul, u, row)) for row in A] for u in U]  # (u A, A symmetric)
+    X = _nonneg_qp_lists(A, C, simplex=False, rtol=0.0, iters=_PDAS_ITERS, definite=definite)
+    if X is None:
+        return None
+    return [[ui + xi for ui, xi in zip(u, x)] for u, x in zip(U, X)]
 
 
 def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> Tensor:
@@ -524,7 +912,12 @@ def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> T
 
     Stops when every ``(G w)_j >= (1 - rtol) wᵀGw`` (up to round-off).
     """
-    if G.shape[-1] == 2:
+    m = G.shape[-1]
+    if G.device.type == "cpu" and _lists_pay(1, m):
+        w = _min_norm_lists(G.tolist(), max_iters, rtol)
+        if w is not None:
+            return torch.tensor(w, dtype=G.dtype)
+    if m == 2:
         # the closest point of a segment to 0, in closed form (the common two-task case)
         denom = G[0, 0] + G[1, 1] - 2.0 * G[0, 1]
         t = torch.where(denom > 0, (G[1, 1] - G[0, 1]) / torch.where(denom > 0, denom, 1.0), 0.5)
@@ -532,8 +925,27 @@ def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> T
         return torch.stack([t, 1.0 - t])
     scale = G.diagonal().max()
     A = torch.where(scale > 0, G / torch.where(scale > 0, scale, 1.0), 0.0)
-    C = torch.zeros(1, G.shape[-1], dtype=G.dtype, device=G.device)
-    return nonneg_qp(A, C, simplex=True, max_iters=max_iters, rtol=rtol)[0]
+    C = torch.zeros(1, m, dtype=G.dtype, device=G.device)
+    return _nonneg_qp_tensor(
+        A, C, simplex=True, max_iters=max_iters, rtol=rtol, definite=False, init_free=None
+    )[0]
+
+
+def _min_norm_lists(G: list[list[float]], max_iters: int, rtol: float) -> list[float] | None:
+    """:func:`min_norm_simplex` on Python floats (None: see :func:`_nonneg_qp_lists`)."""
+    m = len(G)
+    if m == 2:
+        (g11, g12), (_, g22) = G
+        denom = g11 + g22 - 2.0 * g12
+        t = (g22 - g12) / denom if denom > 0.0 else 0.5
+        t = min(max(t, 0.0), 1.0)
+        return [t, 1.0 - t]
+    scale = max(G[i][i] for i in range(m))
+    A = [[g / scale for g in row] for row in G] if scale > 0.0 else [[0.0] * m for _ in range(m)]
+    X = _nonneg_qp_lists(
+        A, [[0.0] * m], simplex=True, rtol=rtol, iters=min(max_iters, _PDAS_ITERS), definite=False
+    )
+    return None if X is None else X[0]
 
 
 def power_balance(
