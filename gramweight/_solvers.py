@@ -64,8 +64,9 @@ _PDAS_ITERS = 30
 _SIMPLEX_GUESS_M = 256
 # Below this size the factorisations are cheap and the bound-side path only adds overhead.
 _SCHUR_MIN_M = 48
-# Up to this much work (rows x m²), a problem on the CPU is solved on Python floats.
-_LISTS_WORK = 1024
+# Up to this much work (rows x m², a third of it for the simplex), a problem on the CPU is
+# solved on Python floats.
+_LISTS_WORK = 768
 # Size of the batches of blocks factored at once in large problems.
 _BLOCK_BYTES = 1 << 22
 
@@ -335,7 +336,7 @@ def nonneg_qp(
     b, m = C.shape
     if b == 0:
         return C.clone()
-    if A.device.type == "cpu" and _lists_pay(b, m):
+    if A.device.type == "cpu" and _lists_pay(b, m, simplex):
         X = _nonneg_qp_lists(
             A.tolist(),
             C.tolist(),
@@ -352,9 +353,10 @@ def nonneg_qp(
     )
 
 
-def _lists_pay(b: int, m: int) -> bool:
-    """Whether ``b`` problems of size ``m`` cost less on Python floats than as tensors."""
-    return b * m * m <= _LISTS_WORK
+def _lists_pay(b: int, m: int, simplex: bool = False) -> bool:
+    """Whether ``b`` problems of size ``m`` cost less on Python floats than as tensors (the
+    simplex problems start from a full free set, so they take more steps)."""
+    return b * m * m <= (_LISTS_WORK // 3 if simplex else _LISTS_WORK)
 
 
 def _nonneg_qp_tensor(
@@ -368,21 +370,45 @@ def _nonneg_qp_tensor(
     init_free: Tensor | None,
 ) -> Tensor:
     """:func:`nonneg_qp` batched over the rows of ``C``, on ``A``'s device."""
-    b, m = C.shape
+    m = C.shape[1]
+    free = init_free
     if simplex and m >= _SIMPLEX_GUESS_M and init_free is None:
         free = _guess_free_simplex(A, C)
-    if init_free is not None:
-        free = init_free if not simplex else init_free | ~init_free.any(dim=1, keepdim=True)
     d = A.diagonal()
     S = torch.where(d > 0, d.clamp_min(torch.finfo(A.dtype).tiny).rsqrt(), 1.0)
-    A = S.unsqueeze(1) * A * S.unsqueeze(0)
-    C = C * S
+    return _nonneg_qp_equilibrated(
+        S.unsqueeze(1) * A * S,
+        C * S,
+        S,
+        simplex=simplex,
+        max_iters=max_iters,
+        rtol=rtol,
+        definite=definite,
+        free=free,
+    )
+
+
+def _nonneg_qp_equilibrated(
+    A: Tensor,
+    C: Tensor,
+    S: Tensor,
+    *,
+    simplex: bool,
+    max_iters: int,
+    rtol: float,
+    definite: bool,
+    free: Tensor | None,
+) -> Tensor:
+    """:func:`nonneg_qp` for ``S A S`` and ``C S`` given as ``A`` (unit or zero diagonal) and
+    ``C``: returns ``S y`` for the minimisers ``y`` of the equilibrated problems (with
+    ``simplex``, ``Σ (S y) = 1``). ``free``: a starting guess of the free sets, or None."""
+    b, m = C.shape
     s = S if simplex else None
-    if init_free is not None:
-        pass
+    if free is not None:
+        if simplex:
+            free = free | ~free.any(dim=1, keepdim=True)
     elif simplex:
-        if m < _SIMPLEX_GUESS_M:
-            free = torch.ones_like(C, dtype=torch.bool)
+        free = torch.ones_like(C, dtype=torch.bool)
     elif m >= _SCHUR_MIN_M:
         free = _guess_free_set(A, C)
     else:
@@ -426,7 +452,7 @@ def _pdas_dense(
     b, m = C.shape
     negC = -C
     done = torch.zeros(b, dtype=torch.bool, device=C.device)
-    x = torch.zeros_like(C)
+    x = C
     for _ in range(iters):
         f = free.to(C.dtype)
         M = A * (f.unsqueeze(2) * f.unsqueeze(1))
@@ -457,25 +483,28 @@ def _pdas_dense(
             x = torch.addcmul(z, nu.unsqueeze(1), a)
             nu = (nu - rho).unsqueeze(1)
             mu = torch.addmm(C, x, A) - nu * s
-            # the bound indices' test, shifted by MGDA's relative slack
-            bound_test = mu + rtol * nu.abs() * s
         else:
             x = sol.squeeze(2)
             mu = torch.addmm(C, x, A)
-            bound_test = mu
-        xtol = tol * (1.0 + x.abs().amax(dim=1, keepdim=True))
-        # on the free set mu is zero by construction (up to the jitter): only the others count
-        ok = (torch.where(free, x, bound_test) >= -xtol).all(dim=1)
         new_free = x > mu
         if s is not None:
             # keep at least one free index per row (the best one) so Σx = 1 stays solvable
             best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
             new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
         # a free set that reproduces itself satisfies the KKT conditions up to round-off
-        done = ok | (new_free == free).all(dim=1)
+        if torch.equal(new_free, free):
+            return x, free.new_empty(0, dtype=torch.long)
+        # Otherwise the rows whose KKT conditions hold up to round-off are solved too (this ends
+        # the flips that round-off can cause on degenerate problems); they keep their free
+        # set, hence (recomputed identically) their solution.
+        xtol = tol * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        # the bound indices' test, shifted by MGDA's relative slack
+        bound_test = mu if s is None else mu + rtol * nu.abs() * s
+        # on the free set mu is zero by construction (up to the jitter): only the others count
+        done = (torch.where(free, x, bound_test) >= -xtol).all(dim=1)
+        done = done | (new_free == free).all(dim=1)
         if bool(done.all()):
             break
-        # solved rows keep their free set, hence (recomputed identically) their solution
         free = torch.where(done.unsqueeze(1), free, new_free)
     return x, (~done).nonzero().squeeze(1)
 
@@ -779,7 +808,13 @@ def _nonneg_qp_lists(
         elif simplex:
             free = list(range(m))
         else:
-            free = [j for j in range(m) if c[j] < 0.0]
+            # one sweep of projected coordinate descent from 0 (the diagonal is 1 or 0): on
+            # well-conditioned problems its support is usually the free set already
+            x = [0.0] * m
+            for j, row in enumerate(A):
+                if row[j] > 0.0:
+                    x[j] = max(0.0, x[j] - sum(map(operator.mul, row, x)) - c[j])
+            free = [j for j in range(m) if x[j] > 0.0]
         seen = set()
         for _ in range(iters):
             x = [0.0] * m
@@ -833,25 +868,31 @@ def _nonneg_qp_lists(
     return out
 
 
-def _box_qp_2(A: Tensor, C: Tensor) -> Tensor:
-    """:func:`nonneg_qp` (box) for m = 2 off the CPU, by comparing its four candidate active
-    sets at once (the common two-task case, where the general method's fixed costs dominate)."""
-    a11, a12, a22 = A[0, 0], A[0, 1], A[1, 1]
-    c1, c2 = C[:, 0], C[:, 1]
-    zero = torch.zeros_like(c1)
-    t1 = torch.where(a11 > 0, -c1 / torch.where(a11 > 0, a11, 1.0), zero).clamp_min(0.0)
-    t2 = torch.where(a22 > 0, -c2 / torch.where(a22 > 0, a22, 1.0), zero).clamp_min(0.0)
+def _box_qp_2_lists(A: list[list[float]], C: list[list[float]]) -> list[list[float]]:
+    """:func:`nonneg_qp` (box) for m = 2 on Python floats, by comparing its four candidate
+    active sets (the common two-task case)."""
+    (a11, a12), (_, a22) = A
     det = a11 * a22 - a12 * a12
-    ok = det > 1e-12 * (a11 * a22).clamp_min(torch.finfo(A.dtype).tiny)
-    d = torch.where(ok, det, 1.0)
-    both = torch.stack([(-a22 * c1 + a12 * c2) / d, (a12 * c1 - a11 * c2) / d], dim=1)
-    both = torch.where(ok & (both >= 0).all(dim=1, keepdim=True), both, 0.0)
-    cands = torch.stack(
-        [torch.zeros_like(C), torch.stack([t1, zero], 1), torch.stack([zero, t2], 1), both], 1
-    )
-    # every candidate is feasible; the one of least objective is the minimiser
-    vals = 0.5 * ((cands @ A) * cands).sum(-1) + (cands * C.unsqueeze(1)).sum(-1)
-    return cands.gather(1, vals.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
+    rows = []
+    for c1, c2 in C:
+        cands = [(0.0, 0.0)]
+        if a11 > 0:
+            cands.append((max(-c1 / a11, 0.0), 0.0))
+        if a22 > 0:
+            cands.append((0.0, max(-c2 / a22, 0.0)))
+        if det > 1e-12 * a11 * a22 and det > 0:
+            x1, x2 = (-a22 * c1 + a12 * c2) / det, (a12 * c1 - a11 * c2) / det
+            if x1 >= 0 and x2 >= 0:
+                cands.append((x1, x2))
+        # every candidate is feasible; the one of least objective is the minimiser
+        best = min(
+            cands,
+            key=lambda x: 0.5 * (a11 * x[0] * x[0] + 2 * a12 * x[0] * x[1] + a22 * x[1] * x[1])
+            + c1 * x[0]
+            + c2 * x[1],
+        )
+        rows.append(list(best))
+    return rows
 
 
 def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) -> Tensor:
@@ -863,11 +904,11 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     ``v = u + x``, this is :func:`nonneg_qp` with ``c = Ĝ u``.
 
     Args:
-        G: Gramian (m, m), float64.
+        G: Gramian (m, m), of any float dtype (the computation runs in float64).
         U: Rows to project, (b, m), float64.
 
     Returns:
-        ``V`` of shape (b, m), with ``V >= U``.
+        ``V`` of shape (b, m), float64, with ``V >= U``.
     """
     m = G.shape[-1]
     # With reg_eps >= 1e-8 the (trace-normalised) problem has condition number <= 1e8.
@@ -875,15 +916,23 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     if G.device.type == "cpu" and _lists_pay(U.shape[0], m):
         V = _dual_cone_lists(G.tolist(), U.tolist(), norm_eps, reg_eps, definite)
         if V is not None:
-            return torch.tensor(V, dtype=G.dtype)
-    trace = G.diagonal().sum()
-    usable = (trace > 0) & (trace >= norm_eps)
-    Gn = torch.where(usable, G / torch.where(usable, trace, 1.0), 0.0)
-    A = Gn + reg_eps * torch.eye(m, dtype=G.dtype, device=G.device)
-    if m == 2:
-        return U + _box_qp_2(A, U @ A)
-    X = _nonneg_qp_tensor(
-        A, U @ A, simplex=False, max_iters=100, rtol=0.0, definite=definite, init_free=None
+            return torch.tensor(V, dtype=U.dtype)
+    G = G.to(U.dtype)
+    # A = Ĝ equilibrated, directly: with Gr = G + reg_eps·tr(G)·I (or reg_eps·I), A is
+    # Gr_ij / sqrt(Gr_ii Gr_jj) and the scaling S = sqrt(tr) / sqrt(Gr_ii)
+    trace = float(G.diagonal().sum())
+    if trace > 0 and trace >= norm_eps:
+        Gr = G + (reg_eps * trace) * torch.eye(m, dtype=G.dtype, device=G.device)
+    else:
+        Gr, trace = reg_eps * torch.eye(m, dtype=G.dtype, device=G.device), 1.0
+    d = Gr.diagonal()
+    r = torch.where(d > 0, d.clamp_min(torch.finfo(G.dtype).tiny).rsqrt(), 1.0)
+    A = r.unsqueeze(1) * Gr * r
+    # c = S Ĝ u = (u / r) A / sqrt(tr)
+    C = (U / r) @ A if trace == 1.0 else ((U / r) @ A) / math.sqrt(trace)
+    X = _nonneg_qp_equilibrated(
+        A, C, r * math.sqrt(trace), simplex=False, max_iters=100, rtol=0.0, definite=definite,
+        free=None,
     )
     return U + X
 
@@ -901,7 +950,10 @@ def _dual_cone_lists(
     for i in range(m):
         A[i][i] += reg_eps
     C = [[sum(map(operator.mul, u, row)) for row in A] for u in U]  # (u A, A symmetric)
-    X = _nonneg_qp_lists(A, C, simplex=False, rtol=0.0, iters=_PDAS_ITERS, definite=definite)
+    if m == 2:
+        X = _box_qp_2_lists(A, C)
+    else:
+        X = _nonneg_qp_lists(A, C, simplex=False, rtol=0.0, iters=_PDAS_ITERS, definite=definite)
     if X is None:
         return None
     return [[ui + xi for ui, xi in zip(u, x)] for u, x in zip(U, X)]
@@ -913,7 +965,7 @@ def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> T
     Stops when every ``(G w)_j >= (1 - rtol) wᵀGw`` (up to round-off).
     """
     m = G.shape[-1]
-    if G.device.type == "cpu" and _lists_pay(1, m):
+    if G.device.type == "cpu" and _lists_pay(1, m, simplex=True):
         w = _min_norm_lists(G.tolist(), max_iters, rtol)
         if w is not None:
             return torch.tensor(w, dtype=G.dtype)
