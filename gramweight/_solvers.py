@@ -564,8 +564,8 @@ def _pdas_definite(
 ) -> tuple[Tensor, Tensor]:
     """Primal-dual active-set steps on the equilibrated box problem, for large m and a well
     conditioned ``A``: each row factors the smaller of its free block of ``A`` and its bound
-    block of ``H = A⁻¹`` (:func:`_definite_solver`), all rows in one batch, without jitter.
-    Solved rows leave the batch.
+    block of ``H = A⁻¹`` (:func:`_definite_solver`), without jitter. Solved rows leave the
+    batch.
 
     Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
     """
@@ -603,7 +603,7 @@ def _pdas_definite(
 
 def _definite_solver(AH: Tensor, H: Tensor, free: Tensor):
     """For the free sets ``free`` (b, m), the map ``r -> x`` with ``x_F = (A_FF)⁻¹ r_F`` and
-    ``x_B = 0`` (``r`` zero off ``F``), from one batched factorisation.
+    ``x_B = 0`` (``r`` zero off ``F``), from one factorisation per row (batched).
 
     Each row factors the smaller of its two blocks: its free block of ``A``, or its bound
     block of ``H = A⁻¹``, through the complement ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``.
@@ -786,20 +786,28 @@ def _nonneg_qp_lists(
     iters: int,
     definite: bool,
     init_free: list[list[bool]] | None = None,
+    equilibrated: bool = False,
 ) -> list[list[float]] | None:
     """The primal-dual active-set steps of :func:`nonneg_qp` on Python floats (equilibration,
     starting free sets, jitter, refinement and stopping tests as there). Returns None when a
     row needs more than ``iters`` steps or a block cannot be factored: the caller then hands
     the problem to the batched solver, which has the primal fallback (also at once when the
-    steps return to a free set they have visited: they cycle)."""
+    steps return to a free set they have visited: they cycle).
+
+    With ``equilibrated`` (box problems only), ``A`` has a unit or zero diagonal already and
+    the minimisers of the given problems are returned as they are."""
     m = len(A)
-    S = [1.0 / math.sqrt(A[i][i]) if A[i][i] > 0.0 else 1.0 for i in range(m)]
-    A = [[si * a * sj for a, sj in zip(row, S)] for row, si in zip(A, S)]
+    if equilibrated:
+        S = [1.0] * m
+    else:
+        S = [1.0 / math.sqrt(A[i][i]) if A[i][i] > 0.0 else 1.0 for i in range(m)]
+        A = [[si * a * sj for a, sj in zip(row, S)] for row, si in zip(A, S)]
     # after the equilibration the diagonal is 1 (or 0): the jitter is relative to 1
     jitter = 0.0 if definite else _JITTER
     out = []
     for r, c in enumerate(C):
-        c = [ci * si for ci, si in zip(c, S)]
+        if not equilibrated:
+            c = [ci * si for ci, si in zip(c, S)]
         tol = _KKT_TOL * (1.0 + max(map(abs, c)))
         if init_free is not None:
             free = [j for j in range(m) if init_free[r][j]]
@@ -860,7 +868,7 @@ def _nonneg_qp_lists(
             free = new_free
         else:
             return None
-        x = [max(v, 0.0) * sj for v, sj in zip(x, S)]
+        x = [max(v, 0.0) for v in x] if equilibrated else [max(v, 0.0) * sj for v, sj in zip(x, S)]
         if simplex:
             total = sum(x)
             x = [v / total for v in x] if total > 0.0 else x
@@ -940,23 +948,35 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
 def _dual_cone_lists(
     G: list[list[float]], U: list[list[float]], norm_eps: float, reg_eps: float, definite: bool
 ) -> list[list[float]] | None:
-    """:func:`dual_cone_weights` on Python floats (None: see :func:`_nonneg_qp_lists`)."""
+    """:func:`dual_cone_weights` on Python floats (None: see :func:`_nonneg_qp_lists`), with
+    the problem equilibrated directly as in the batched path."""
     m = len(G)
     trace = sum(G[i][i] for i in range(m))
     if trace > 0.0 and trace >= norm_eps:
-        A = [[g / trace for g in row] for row in G]
+        shift = reg_eps * trace
     else:
-        A = [[0.0] * m for _ in range(m)]
+        G, shift, trace = [[0.0] * m for _ in range(m)], reg_eps, 1.0
+    d = [G[i][i] + shift for i in range(m)]
+    r = [1.0 / math.sqrt(di) if di > 0.0 else 1.0 for di in d]
+    A = [[ri * g * rj for g, rj in zip(row, r)] for row, ri in zip(G, r)]
     for i in range(m):
-        A[i][i] += reg_eps
-    C = [[sum(map(operator.mul, u, row)) for row in A] for u in U]  # (u A, A symmetric)
+        A[i][i] = d[i] * r[i] * r[i]
+    root = math.sqrt(trace)
+    # c = S Ĝ u = (u / r) A / sqrt(tr), with S = sqrt(tr) r
+    C = [
+        [sum(map(operator.mul, v, row)) / root for row in A]
+        for v in ([ui / ri for ui, ri in zip(u, r)] for u in U)
+    ]
     if m == 2:
         X = _box_qp_2_lists(A, C)
     else:
-        X = _nonneg_qp_lists(A, C, simplex=False, rtol=0.0, iters=_PDAS_ITERS, definite=definite)
+        X = _nonneg_qp_lists(
+            A, C, simplex=False, rtol=0.0, iters=_PDAS_ITERS, definite=definite, equilibrated=True
+        )
     if X is None:
         return None
-    return [[ui + xi for ui, xi in zip(u, x)] for u, x in zip(U, X)]
+    S = [ri * root for ri in r]
+    return [[ui + xi * si for ui, xi, si in zip(u, x, S)] for u, x in zip(U, X)]
 
 
 def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> Tensor:
