@@ -262,43 +262,6 @@ def _guess_free_simplex(A: Tensor, C: Tensor, iters: int = 40) -> Tensor:
     return free | best
 
 
-def _solve_bound_side(A: Tensor, H: Tensor, C: Tensor, free: Tensor) -> Tensor:
-    """Like :func:`solve_free` (box case), through the complement: with ``H = A⁻¹``,
-    ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``, so each row factors a matrix of the size of its
-    bound set ``B`` instead of its free set. Cheaper when the free sets are the larger ones."""
-    b, m = C.shape
-    bound = ~free
-    counts = bound.sum(dim=1)
-    k = int(counts.max())
-    freef = free.to(C.dtype)
-    if k == 0:
-        x = (-C) @ H
-        return x + ((-C - x @ A) * freef) @ H
-    order = torch.argsort(free.to(torch.int8), dim=1, stable=True)
-    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
-    validf = valid.to(C.dtype)
-    idx = torch.where(valid, order[:, :k], m)
-    H_pad = torch.nn.functional.pad(H, (0, 1, 0, 1))
-    Hk = H_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
-        2, idx.unsqueeze(1).expand(b, k, k)
-    )
-    Hk.diagonal(dim1=1, dim2=2).add_(1.0 - validf)
-    L, _ = torch.linalg.cholesky_ex(Hk)
-
-    def solve(r: Tensor) -> Tensor:
-        y = r @ H
-        yB = (torch.nn.functional.pad(y, (0, 1)).gather(1, idx) * validf).unsqueeze(2)
-        zB = torch.linalg.solve_triangular(
-            L.mT, torch.linalg.solve_triangular(L, yB, upper=False), upper=True
-        ).squeeze(2)
-        z = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, zB * validf)
-        return (y - z[:, :m] @ H) * freef
-
-    x = solve(-C * freef)
-    # one step of iterative refinement on the free rows
-    return x + solve((-C - x @ A) * freef)
-
-
 def nonneg_qp(
     A: Tensor,
     C: Tensor,
@@ -349,7 +312,13 @@ def nonneg_qp(
         if X is not None:
             return torch.tensor(X, dtype=C.dtype)
     return _nonneg_qp_tensor(
-        A, C, simplex=simplex, max_iters=max_iters, rtol=rtol, definite=definite, init_free=init_free
+        A,
+        C,
+        simplex=simplex,
+        max_iters=max_iters,
+        rtol=rtol,
+        definite=definite,
+        init_free=init_free,
     )
 
 

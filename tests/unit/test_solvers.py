@@ -230,14 +230,16 @@ def test_python_and_tensor_paths_agree(definite):
     for G in _structured(12, 60, 12):
         m = G.shape[0]
         A = G / G.trace() + (1e-4 if definite else 0.0) * torch.eye(m, dtype=torch.float64)
-        C = torch.rand(3, m, dtype=torch.float64, generator=torch.Generator().manual_seed(m)) @ A
+        gen = torch.Generator().manual_seed(m)
+        C = torch.rand(3, m, dtype=torch.float64, generator=gen) @ A
         X_t = _tensor(A, C, False, definite)
         assert _kkt_violation(A, C, X_t, simplex=False) < 1e-12
         X_l = _lists(A, C, False, definite)
         if X_l is not None:
             assert _kkt_violation(A, C, X_l, simplex=False) < 1e-12
             # the minimiser is unique up to the null space of A: compare A x
-            assert torch.allclose(X_l @ A, X_t @ A, rtol=0, atol=1e-10 * (1 + float(X_t.abs().max())))
+            atol = 1e-10 * (1 + float(X_t.abs().max()))
+            assert torch.allclose(X_l @ A, X_t @ A, rtol=0, atol=atol)
 
 
 def test_handover_when_the_python_steps_cycle():
@@ -246,7 +248,8 @@ def test_handover_when_the_python_steps_cycle():
     handed_over = 0
     for G in _structured(16, 60, 12):
         A = G / G.trace()
-        C = torch.rand(4, G.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(1)) @ A
+        gen = torch.Generator().manual_seed(1)
+        C = torch.rand(4, G.shape[0], dtype=torch.float64, generator=gen) @ A
         if _lists(A, C, False) is None:
             handed_over += 1
             assert _kkt_violation(A, C, nonneg_qp(A, C), simplex=False) < 1e-12
@@ -282,7 +285,8 @@ def test_dual_cone_weights_paths_agree(monkeypatch, reg_eps, norm_eps):
         V_t = dual_cone_weights(G, U, norm_eps=norm_eps, reg_eps=reg_eps)
         scale = float(G.abs().max()) + 1e-300
         assert bool((V_l >= U).all()) and bool((V_t >= U).all())
-        assert torch.allclose(V_l @ G, V_t @ G, rtol=0, atol=1e-9 * scale * (1 + float(V_t.abs().max())))
+        atol = 1e-9 * scale * (1 + float(V_t.abs().max()))
+        assert torch.allclose(V_l @ G, V_t @ G, rtol=0, atol=atol)
         if reg_eps == 0.0 and norm_eps == 0.0:
             for V in (V_l, V_t):
                 assert float((V @ G).min()) >= -1e-9 * scale * float(V.abs().sum(dim=1).max())
