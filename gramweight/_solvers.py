@@ -64,8 +64,8 @@ _PDAS_ITERS = 30
 _SIMPLEX_GUESS_M = 256
 # Below this size the factorisations are cheap and the bound-side path only adds overhead.
 _SCHUR_MIN_M = 48
-# Up to this much work (rows x m², a third of it for the simplex), a problem on the CPU is
-# solved on Python floats.
+# Up to this much work (rows x m², a third of it for the simplex or several rows), a problem on
+# the CPU is solved on Python floats.
 _LISTS_WORK = 768
 # Size of the batches of blocks factored at once in large problems.
 _BLOCK_BYTES = 1 << 22
@@ -324,8 +324,9 @@ def nonneg_qp(
 
 def _lists_pay(b: int, m: int, simplex: bool = False) -> bool:
     """Whether ``b`` problems of size ``m`` cost less on Python floats than as tensors (the
-    simplex problems start from a full free set, so they take more steps)."""
-    return b * m * m <= (_LISTS_WORK // 3 if simplex else _LISTS_WORK)
+    simplex problems start from a full free set, so they take more steps; several rows share
+    the batched steps' fixed costs)."""
+    return b * m * m <= (_LISTS_WORK // 3 if simplex or b > 1 else _LISTS_WORK)
 
 
 def _nonneg_qp_tensor(
