@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -68,7 +69,7 @@ _SCHUR_MIN_M = 48
 # the CPU is solved on Python floats.
 _LISTS_WORK = 768
 # Size of the batches of blocks factored at once in large problems.
-_BLOCK_BYTES = 1 << 22
+_BLOCK_BYTES = 1 << 20
 
 
 def power_reg(dtype: torch.dtype) -> float:
@@ -540,16 +541,24 @@ def _pdas_definite(
     Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
     """
     b, m = C.shape
-    H = torch.cholesky_inverse(torch.linalg.cholesky(A))
     pad = (0, 1, 0, 1)
-    # A above H, each with the zero row and column that padded indices point to
-    AH = torch.cat([torch.nn.functional.pad(A, pad), torch.nn.functional.pad(H, pad)])
+    cache: list[Tensor] = []
+
+    def with_inverse() -> tuple[Tensor, Tensor]:
+        # H = A⁻¹ (computed once, when a row first needs it) and A above H, each with the
+        # zero row and column that padded indices point to
+        if not cache:
+            H = torch.cholesky_inverse(torch.linalg.cholesky(A))
+            cache.extend([H, torch.cat([A_pad, torch.nn.functional.pad(H, pad)])])
+        return cache[0], cache[1]
+
+    A_pad = torch.nn.functional.pad(A, pad)
     todo = torch.arange(b, device=C.device)
     X = torch.zeros_like(C)
     for _ in range(iters):
         every = todo.numel() == b  # (no need to gather or scatter the rows)
         Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
-        solve = _definite_solver(AH, H, Ft)
+        solve = _definite_solver(A_pad, with_inverse, Ft)
         freef = Ft.to(C.dtype)
         x = solve(-Ct * freef)
         mu = torch.addmm(Ct, x, A)
@@ -571,34 +580,38 @@ def _pdas_definite(
     return X, todo
 
 
-def _definite_solver(AH: Tensor, H: Tensor, free: Tensor):
+def _definite_solver(
+    A_pad: Tensor, with_inverse: Callable[[], tuple[Tensor, Tensor]], free: Tensor
+) -> Callable[[Tensor], Tensor]:
     """For the free sets ``free`` (b, m), the map ``r -> x`` with ``x_F = (A_FF)⁻¹ r_F`` and
     ``x_B = 0`` (``r`` zero off ``F``), from one factorisation per row (batched).
 
     Each row factors the smaller of its two blocks: its free block of ``A``, or its bound
     block of ``H = A⁻¹``, through the complement ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``.
-    ``AH`` is ``A`` above ``H``, each padded (see :func:`_pdas_definite`)."""
+    ``A_pad`` is ``A`` with a zero row and column; ``with_inverse()`` gives ``H`` and ``A_pad``
+    above ``H`` padded alike, and is only called when some row needs ``H``."""
     b, m = free.shape
     nf = free.sum(dim=1)
     side = nf > m - nf  # True: the bound block of H
     small = free ^ side.unsqueeze(1)
     counts = torch.where(side, m - nf, nf)
     k = int(counts.max())
-    freef = free.to(H.dtype)
+    H, AH = with_inverse() if bool(side.any()) else (None, A_pad)
+    freef = free.to(A_pad.dtype)
     if k == 0:
         # every row is all bound (x = 0) or all free (x = H r)
-        return lambda r: torch.where(side.unsqueeze(1), r @ H, 0.0)
+        return lambda r: torch.where(side.unsqueeze(1), r @ H, 0.0) if H is not None else r * 0.0
     # each row's indices of the small side first (a stable sort keeps their order), padded to
     # k with the index m of the zero row and column
     order = torch.argsort((~small).to(torch.int8), dim=1, stable=True)[:, :k]
     valid = torch.arange(k, device=free.device).unsqueeze(0) < counts.unsqueeze(1)
     idx = torch.where(valid, order, m)
     rows = idx + side.unsqueeze(1).to(idx.dtype) * (m + 1)  # rows of AH: of A, or of H
-    pad = (~valid).to(H.dtype)
+    pad = (~valid).to(A_pad.dtype)
     # The rows are factored in chunks of about _BLOCK_BYTES: a batched factorisation of large
     # blocks runs markedly slower once they no longer fit in the cache, and the gather of
     # all rows at once would hold b·k·m numbers (over 500 MB for m = 512).
-    chunk = max(1, _BLOCK_BYTES // (k * k * H.element_size()))
+    chunk = max(1, _BLOCK_BYTES // (k * k * A_pad.element_size()))
     factors = []
     for i in range(0, b, chunk):
         idx_i = idx[i : i + chunk]
@@ -610,14 +623,14 @@ def _definite_solver(AH: Tensor, H: Tensor, free: Tensor):
     sidef = side.unsqueeze(1)
 
     def solve(r: Tensor) -> Tensor:
-        y = torch.where(sidef, r @ H, r)
+        y = r if H is None else torch.where(sidef, r @ H, r)
         rhs = torch.nn.functional.pad(y, (0, 1)).gather(1, idx).unsqueeze(2)
         z = torch.cat(
             [_cholesky_solve(L, rhs[i : i + chunk]) for i, L in zip(range(0, b, chunk), factors)]
         )
         z = torch.zeros(b, m + 1, dtype=r.dtype, device=r.device).scatter(1, idx, z.squeeze(2))
         z = z[:, :m]
-        return torch.where(sidef, (y - z @ H) * freef, z)
+        return z if H is None else torch.where(sidef, (y - z @ H) * freef, z)
 
     return solve
 
