@@ -1,7 +1,8 @@
 """Torch-native solvers for the constrained problems behind the weightings.
 
 Everything here runs on the device of its input, in float64, batched over right-hand sides,
-without numpy, scipy or any external QP solver.
+without numpy, scipy or any external QP solver (small problems on the CPU run on Python floats,
+which are float64 too).
 
 - :func:`nonneg_qp`: for every row ``c`` of ``C``, the minimiser of ``½ xᵀAx + cᵀx`` over
   ``x >= 0`` (optionally also ``Σx = 1``: the simplex), for one shared PSD matrix ``A``. A
@@ -24,9 +25,9 @@ without numpy, scipy or any external QP solver.
   cut-off for the closed forms (IMTL-G, Aligned-MTL, ConFIG).
 
 The iterative parts stop on exact optimality tests, one host synchronisation per step; the
-active-set steps are few (typically 1 to 5), since a cheap projected-gradient guess or the sign
-of the linear term gives them a good start. Steps that cycle fall back to the (monotone)
-primal active-set method.
+active-set steps are few (typically 1 to 5), since a cheap projected-gradient guess, a sweep of
+coordinate descent or the sign of the linear term gives them a good start. Steps that cycle
+fall back to the (monotone) primal active-set method.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ _KKT_TOL = 1e-11
 _PDAS_ITERS = 30
 # From this size on, a projected-gradient guess of the simplex problems' free sets pays off.
 _SIMPLEX_GUESS_M = 256
-# Below this size the factorisations are cheap and the bound-side path only adds overhead.
+# Below this size each row's Newton system is factored as one m x m matrix (no gathers); from
+# it on, each row's free block (or, for definite problems, the smaller side) is gathered.
 _SCHUR_MIN_M = 48
 # Up to this much work (rows x m², a third of it for the simplex or several rows), a problem on
 # the CPU is solved on Python floats.
