@@ -155,16 +155,10 @@ def solve_free(
     rhs = -(Ck if validf is None else Ck * validf).unsqueeze(2)
     if simplex is not None:
         rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
-
-    def chol_solve(r: Tensor) -> Tensor:
-        return torch.linalg.solve_triangular(
-            L.mT, torch.linalg.solve_triangular(L, r, upper=False), upper=True
-        )
-
-    sol = chol_solve(rhs)
+    sol = _cholesky_solve(L, rhs)
     # One step of iterative refinement against the matrix without the jitter removes its
     # first-order effect (the error shrinks from jitter/λ to (jitter/λ)²).
-    sol = sol + chol_solve(rhs - (Ak @ sol - jitter * sol))
+    sol = sol + _cholesky_solve(L, rhs - (Ak @ sol - jitter * sol))
     if simplex is not None:
         z, a = sol[..., 0], sol[..., 1]
         denom = (a * sk).sum(dim=1)
