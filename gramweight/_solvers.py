@@ -1,14 +1,19 @@
 """Torch-native solvers for the constrained problems behind the weightings.
 
 Everything here runs on the device of its input, in float64, batched over right-hand sides,
-without numpy, scipy or any external QP solver.
+without numpy, scipy or any external QP solver (small problems on the CPU run on Python floats,
+which are float64 too).
 
 - :func:`nonneg_qp`: for every row ``c`` of ``C``, the minimiser of ``½ xᵀAx + cᵀx`` over
   ``x >= 0`` (optionally also ``Σx = 1``: the simplex), for one shared PSD matrix ``A``. A
   primal-dual active-set method (a semismooth Newton method on the KKT conditions): each step
   solves, for every row at once, the linear system on its current free set, then moves every
   index whose sign condition fails. It stops when every row satisfies the KKT conditions to
-  round-off, so the result is exact, not iterative-approximate.
+  round-off, so the result is exact, not iterative-approximate. Small problems on the CPU run
+  the same steps on Python floats (a few hundred float operations cost less than the dispatch
+  of the tensor operations); small batches factor each row's system as one m x m matrix (free
+  block, identity elsewhere); large ones gather and factor each row's free block, or, for a
+  well-conditioned matrix, the smaller of its free block of ``A`` and bound block of ``A⁻¹``.
 - :func:`dual_cone_weights`: UPGrad's and DualProj's projection onto the dual cone of the rows
   of ``J``, from ``G`` alone (box-constrained form of the Jacobian descent paper, Prop. 1).
 - :func:`min_norm_simplex`: MGDA's min-norm point of the convex hull of the rows.
@@ -20,13 +25,16 @@ without numpy, scipy or any external QP solver.
   for the closed forms (IMTL-G, Aligned-MTL, ConFIG).
 
 The iterative parts stop on exact optimality tests, one host synchronisation per step; the
-active-set steps are few (typically 1 to 5), since a cheap projected-gradient guess or the sign
-of the linear term gives them a good start.
+active-set steps are few (typically 1 to 5), since a cheap projected-gradient guess, a sweep of
+coordinate descent or the sign of the linear term gives them a good start. Steps that cycle
+fall back to the (monotone) primal active-set method.
 """
 
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -55,8 +63,14 @@ _KKT_TOL = 1e-11
 _PDAS_ITERS = 30
 # From this size on, a projected-gradient guess of the simplex problems' free sets pays off.
 _SIMPLEX_GUESS_M = 256
-# Below this size the factorisations are cheap and the bound-side path only adds overhead.
+# Below this size each row's Newton system is factored as one m x m matrix (no gathers); from
+# it on, each row's free block (or, for definite problems, the smaller side) is gathered.
 _SCHUR_MIN_M = 48
+# Up to this much work (rows x m², a third of it for the simplex or several rows), a problem on
+# the CPU is solved on Python floats.
+_LISTS_WORK = 768
+# Size of the batches of blocks factored at once in large problems.
+_BLOCK_BYTES = 1 << 20
 
 
 def power_reg(dtype: torch.dtype) -> float:
@@ -140,16 +154,10 @@ def solve_free(
     rhs = -(Ck if validf is None else Ck * validf).unsqueeze(2)
     if simplex is not None:
         rhs = torch.cat([rhs, sk.unsqueeze(2)], dim=2)
-
-    def chol_solve(r: Tensor) -> Tensor:
-        return torch.linalg.solve_triangular(
-            L.mT, torch.linalg.solve_triangular(L, r, upper=False), upper=True
-        )
-
-    sol = chol_solve(rhs)
+    sol = _cholesky_solve(L, rhs)
     # One step of iterative refinement against the matrix without the jitter removes its
     # first-order effect (the error shrinks from jitter/λ to (jitter/λ)²).
-    sol = sol + chol_solve(rhs - (Ak @ sol - jitter * sol))
+    sol = sol + _cholesky_solve(L, rhs - (Ak @ sol - jitter * sol))
     if simplex is not None:
         z, a = sol[..., 0], sol[..., 1]
         denom = (a * sk).sum(dim=1)
@@ -171,11 +179,12 @@ def _pad_scale(A: Tensor) -> tuple[Tensor, Tensor]:
     return torch.nn.functional.pad(A, (0, 1, 0, 1)), torch.where(scale > 0, scale, 1.0)
 
 
-def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
-    """A guess of the free sets of the box problems from a few accelerated projected-gradient
-    steps (matrix products with the shared ``A`` only). The active-set method then starts from
-    it: on well-conditioned problems the guess is usually exact and one step suffices; a wrong
-    guess only costs more steps, never accuracy."""
+def _guess_free_set(A: Tensor, C: Tensor, iters: int = 15) -> Tensor:
+    """A guess of the free sets of the equilibrated box problems from a few accelerated
+    projected-gradient steps (matrix products with the shared ``A`` only), started from the
+    minimiser of each coordinate alone, ``max(-c, 0)`` (the diagonal of ``A`` is 1). The
+    active-set method then starts from it: on well-conditioned problems the guess is usually
+    exact and one step suffices; a wrong guess only costs more steps, never accuracy."""
     # a guess needs no float64: single precision halves the cost of the products
     A = A.to(torch.float32)
     C = C.to(torch.float32)
@@ -187,7 +196,7 @@ def _guess_free_set(A: Tensor, C: Tensor, iters: int = 20) -> Tensor:
     # the projected step y - (y A + C) / lip, as one fused product y B - C / lip
     B = torch.eye(A.shape[0], dtype=A.dtype, device=A.device) - A / lip
     C_lip = C / lip
-    x = torch.zeros_like(C)
+    x = (-C).clamp_min(0.0)
     y = x
     t = 1.0
     for _ in range(iters):
@@ -247,43 +256,6 @@ def _guess_free_simplex(A: Tensor, C: Tensor, iters: int = 40) -> Tensor:
     return free | best
 
 
-def _solve_bound_side(A: Tensor, H: Tensor, C: Tensor, free: Tensor) -> Tensor:
-    """Like :func:`solve_free` (box case), through the complement: with ``H = A⁻¹``,
-    ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``, so each row factors a matrix of the size of its
-    bound set ``B`` instead of its free set. Cheaper when the free sets are the larger ones."""
-    b, m = C.shape
-    bound = ~free
-    counts = bound.sum(dim=1)
-    k = int(counts.max())
-    freef = free.to(C.dtype)
-    if k == 0:
-        x = (-C) @ H
-        return x + ((-C - x @ A) * freef) @ H
-    order = torch.argsort(free.to(torch.int8), dim=1, stable=True)
-    valid = torch.arange(k, device=C.device).unsqueeze(0) < counts.unsqueeze(1)
-    validf = valid.to(C.dtype)
-    idx = torch.where(valid, order[:, :k], m)
-    H_pad = torch.nn.functional.pad(H, (0, 1, 0, 1))
-    Hk = H_pad.index_select(0, idx.reshape(-1)).view(b, k, m + 1).gather(
-        2, idx.unsqueeze(1).expand(b, k, k)
-    )
-    Hk.diagonal(dim1=1, dim2=2).add_(1.0 - validf)
-    L, _ = torch.linalg.cholesky_ex(Hk)
-
-    def solve(r: Tensor) -> Tensor:
-        y = r @ H
-        yB = (torch.nn.functional.pad(y, (0, 1)).gather(1, idx) * validf).unsqueeze(2)
-        zB = torch.linalg.solve_triangular(
-            L.mT, torch.linalg.solve_triangular(L, yB, upper=False), upper=True
-        ).squeeze(2)
-        z = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, zB * validf)
-        return (y - z[:, :m] @ H) * freef
-
-    x = solve(-C * freef)
-    # one step of iterative refinement on the free rows
-    return x + solve((-C - x @ A) * freef)
-
-
 def nonneg_qp(
     A: Tensor,
     C: Tensor,
@@ -300,6 +272,9 @@ def nonneg_qp(
     coordinate is judged at its own scale: a Gramian whose rows differ in norm by 1e6 is solved
     as accurately as a balanced one.
 
+    Small problems on the CPU run the same steps on Python floats (:func:`_nonneg_qp_lists`);
+    the others run them batched over the rows (:func:`_nonneg_qp_tensor`).
+
     Args:
         A: Shared PSD matrix (m, m), float64.
         C: Linear terms (b, m), same dtype and device.
@@ -308,7 +283,8 @@ def nonneg_qp(
         rtol: With ``simplex``, also accept multipliers ``mu_j = (A x + c)_j - nu`` down to
             ``-rtol * |nu|`` (for MGDA: every ``(A x)_j >= (1 - rtol) xᵀAx``).
         definite: The caller guarantees that ``A`` is well conditioned (e.g. regularised): the
-            box steps may then factor the smaller of each row's free and bound sets.
+            blocks are then factored without the jitter, and for large m the box steps may
+            factor the smaller of each row's free and bound sets.
         init_free: A starting guess of the free sets (b, m), e.g. from a neighbouring problem.
 
     Returns:
@@ -317,65 +293,98 @@ def nonneg_qp(
     b, m = C.shape
     if b == 0:
         return C.clone()
+    if A.device.type == "cpu" and _lists_pay(b, m, simplex):
+        X = _nonneg_qp_lists(
+            A.tolist(),
+            C.tolist(),
+            simplex=simplex,
+            rtol=rtol,
+            iters=min(max_iters, _PDAS_ITERS),
+            definite=definite,
+            init_free=None if init_free is None else init_free.tolist(),
+        )
+        if X is not None:
+            return torch.tensor(X, dtype=C.dtype)
+    return _nonneg_qp_tensor(
+        A,
+        C,
+        simplex=simplex,
+        max_iters=max_iters,
+        rtol=rtol,
+        definite=definite,
+        init_free=init_free,
+    )
+
+
+def _lists_pay(b: int, m: int, simplex: bool = False) -> bool:
+    """Whether ``b`` problems of size ``m`` cost less on Python floats than as tensors (the
+    simplex problems start from a full free set, so they take more steps; several rows share
+    the batched steps' fixed costs)."""
+    return b * m * m <= (_LISTS_WORK // 3 if simplex or b > 1 else _LISTS_WORK)
+
+
+def _nonneg_qp_tensor(
+    A: Tensor,
+    C: Tensor,
+    *,
+    simplex: bool,
+    max_iters: int,
+    rtol: float,
+    definite: bool,
+    init_free: Tensor | None,
+) -> Tensor:
+    """:func:`nonneg_qp` batched over the rows of ``C``, on ``A``'s device."""
+    m = C.shape[1]
+    free = init_free
     if simplex and m >= _SIMPLEX_GUESS_M and init_free is None:
         free = _guess_free_simplex(A, C)
-    if init_free is not None:
-        free = init_free if not simplex else init_free | ~init_free.any(dim=1, keepdim=True)
     d = A.diagonal()
     S = torch.where(d > 0, d.clamp_min(torch.finfo(A.dtype).tiny).rsqrt(), 1.0)
-    A = S.unsqueeze(1) * A * S.unsqueeze(0)
-    C = C * S
+    return _nonneg_qp_equilibrated(
+        S.unsqueeze(1) * A * S,
+        C * S,
+        S,
+        simplex=simplex,
+        max_iters=max_iters,
+        rtol=rtol,
+        definite=definite,
+        free=free,
+    )
+
+
+def _nonneg_qp_equilibrated(
+    A: Tensor,
+    C: Tensor,
+    S: Tensor,
+    *,
+    simplex: bool,
+    max_iters: int,
+    rtol: float,
+    definite: bool,
+    free: Tensor | None,
+) -> Tensor:
+    """:func:`nonneg_qp` for ``S A S`` and ``C S`` given as ``A`` (unit or zero diagonal) and
+    ``C``: returns ``S y`` for the minimisers ``y`` of the equilibrated problems (with
+    ``simplex``, ``Σ (S y) = 1``). ``free``: a starting guess of the free sets, or None."""
+    b, m = C.shape
     s = S if simplex else None
-    if init_free is not None:
-        pass
+    if free is not None:
+        if simplex:
+            free = free | ~free.any(dim=1, keepdim=True)
     elif simplex:
-        if m < _SIMPLEX_GUESS_M:
-            free = torch.ones_like(C, dtype=torch.bool)
+        free = torch.ones_like(C, dtype=torch.bool)
     elif m >= _SCHUR_MIN_M:
         free = _guess_free_set(A, C)
     else:
         free = C < 0
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
-    padded = _pad_scale(A) if b > 1 else None  # one row needs no padding (see solve_free)
-    todo = torch.arange(b, device=C.device)
-    X = torch.zeros_like(C)
-    H = None
-    if definite and not simplex and m >= _SCHUR_MIN_M:
-        H = torch.cholesky_inverse(torch.linalg.cholesky(A))
-    for _ in range(min(max_iters, _PDAS_ITERS)):
-        every = todo.numel() == b  # (no need to gather or scatter the rows)
-        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
-        if H is not None:
-            # each row factors the smaller of its free and bound sets
-            nf = Ft.sum(dim=1)
-            side = nf > m - nf
-            x = torch.zeros_like(Ct)
-            nu = torch.zeros(todo.numel(), dtype=C.dtype, device=C.device)
-            rows_b, rows_f = side.nonzero().squeeze(1), (~side).nonzero().squeeze(1)
-            if rows_b.numel():
-                x = x.index_copy(0, rows_b, _solve_bound_side(A, H, Ct[rows_b], Ft[rows_b]))
-            if rows_f.numel():
-                x_f, _ = solve_free(A, Ct[rows_f], Ft[rows_f], simplex=None, _padded=padded)
-                x = x.index_copy(0, rows_f, x_f)
-        else:
-            x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
-        mu = x @ A + Ct - nu.unsqueeze(1) * (S if simplex else 0.0)
-        X = x if every else X.index_copy(0, todo, x)
-        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
-        mtol = xtol + rtol * nu.abs().unsqueeze(1) * S
-        # on the free set mu is zero by construction (up to the jitter): only the others count
-        ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
-        new_free = (x - mu) > 0
-        if simplex:
-            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
-            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
-            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
-        # a free set that reproduces itself satisfies the KKT conditions up to round-off
-        ok = ok | (new_free == Ft).all(dim=1)
-        free = new_free if every else free.index_copy(0, todo, new_free)
-        todo = todo[~ok]
-        if todo.numel() == 0:
-            break
+    iters = min(max_iters, _PDAS_ITERS)
+    if m < _SCHUR_MIN_M:
+        X, todo = _pdas_dense(A, C, free, tol, s, rtol, iters, 0.0 if definite else _JITTER)
+    elif definite and s is None:
+        X, todo = _pdas_definite(A, C, free, tol, iters)
+    else:
+        X, todo = _pdas_gathered(A, C, free, tol, s, rtol, iters)
     if todo.numel() > 0:
         # The primal-dual steps can cycle on some non-diagonally-dominant problems: finish
         # those rows with the (slower, monotone) primal active-set method.
@@ -386,6 +395,237 @@ def nonneg_qp(
     if simplex:
         X = X / X.sum(dim=1, keepdim=True).clamp_min(torch.finfo(C.dtype).tiny)
     return X
+
+
+def _pdas_dense(
+    A: Tensor,
+    C: Tensor,
+    free: Tensor,
+    tol: Tensor,
+    s: Tensor | None,
+    rtol: float,
+    iters: int,
+    jitter: float,
+) -> tuple[Tensor, Tensor]:
+    """Primal-dual active-set steps on the equilibrated problem, for small m: each row's
+    Newton system is one m x m matrix, its free block with the identity on its bound indices,
+    so a step is one batched factorisation and no index bookkeeping.
+
+    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
+    """
+    b, m = C.shape
+    negC = -C
+    done = torch.zeros(b, dtype=torch.bool, device=C.device)
+    x = C
+    for _ in range(iters):
+        f = free.to(C.dtype)
+        M = A * (f.unsqueeze(2) * f.unsqueeze(1))
+        rhs = (negC * f).unsqueeze(2)
+        if s is not None:
+            # as in solve_free: rho·s sᵀ on the free block makes it definite on {sᵀx = 1}
+            sf = s * f
+            rho = 1.0 / (sf * sf).sum(dim=1).clamp_min(torch.finfo(C.dtype).tiny)
+            M = torch.baddbmm(M, (rho.unsqueeze(1) * sf).unsqueeze(2), sf.unsqueeze(1))
+            rhs = torch.cat([rhs, sf.unsqueeze(2)], dim=2)
+        M.diagonal(dim1=1, dim2=2).add_((1.0 + jitter) - f)
+        L, info = torch.linalg.cholesky_ex(M)
+        jit: float | Tensor = jitter
+        if jitter and bool((info > 0).any()):
+            # round-off made a block indefinite beyond the jitter: a larger one for that row
+            extra = 1e-7 * (info > 0).to(C.dtype)
+            M.diagonal(dim1=1, dim2=2).add_(extra.unsqueeze(1))
+            jit = (jitter + extra).view(-1, 1, 1)
+            L, _ = torch.linalg.cholesky_ex(M)
+        sol = _cholesky_solve(L, rhs)
+        if jitter:
+            # one step of refinement against the matrix without the jitter (see solve_free)
+            sol = sol + _cholesky_solve(L, rhs - (M @ sol - jit * sol))
+        if s is not None:
+            z, a = sol[..., 0], sol[..., 1]
+            denom = (a * sf).sum(dim=1)
+            nu = (1.0 - (z * sf).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
+            x = torch.addcmul(z, nu.unsqueeze(1), a)
+            nu = (nu - rho).unsqueeze(1)
+            mu = torch.addmm(C, x, A) - nu * s
+        else:
+            x = sol.squeeze(2)
+            mu = torch.addmm(C, x, A)
+        new_free = x > mu
+        if s is not None:
+            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
+            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
+            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        if torch.equal(new_free, free):
+            return x, free.new_empty(0, dtype=torch.long)
+        # Otherwise the rows whose KKT conditions hold up to round-off are solved too (this ends
+        # the flips that round-off can cause on degenerate problems); they keep their free
+        # set, hence (recomputed identically) their solution.
+        xtol = tol * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        # the bound indices' test, shifted by MGDA's relative slack
+        bound_test = mu if s is None else mu + rtol * nu.abs() * s
+        # on the free set mu is zero by construction (up to the jitter): only the others count
+        done = (torch.where(free, x, bound_test) >= -xtol).all(dim=1)
+        done = done | (new_free == free).all(dim=1)
+        if bool(done.all()):
+            break
+        free = torch.where(done.unsqueeze(1), free, new_free)
+    return x, (~done).nonzero().squeeze(1)
+
+
+def _cholesky_solve(L: Tensor, r: Tensor) -> Tensor:
+    """``(L Lᵀ)⁻¹ r`` by two triangular solves (several times cheaper than
+    ``torch.cholesky_solve`` on small batched systems, which copies its operands)."""
+    return torch.linalg.solve_triangular(
+        L.mT, torch.linalg.solve_triangular(L, r, upper=False), upper=True
+    )
+
+
+def _pdas_gathered(
+    A: Tensor,
+    C: Tensor,
+    free: Tensor,
+    tol: Tensor,
+    s: Tensor | None,
+    rtol: float,
+    iters: int,
+) -> tuple[Tensor, Tensor]:
+    """Primal-dual active-set steps on the equilibrated problem, for large m: each row's free
+    block is gathered and factored (:func:`solve_free`). Solved rows leave the batch.
+
+    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
+    """
+    b, m = C.shape
+    padded = _pad_scale(A) if b > 1 else None  # one row needs no padding (see solve_free)
+    todo = torch.arange(b, device=C.device)
+    X = torch.zeros_like(C)
+    for _ in range(iters):
+        every = todo.numel() == b  # (no need to gather or scatter the rows)
+        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
+        x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
+        mu = x @ A + Ct - nu.unsqueeze(1) * (s if s is not None else 0.0)
+        X = x if every else X.index_copy(0, todo, x)
+        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        mtol = xtol + (rtol * nu.abs().unsqueeze(1) * s if s is not None else 0.0)
+        # on the free set mu is zero by construction (up to the jitter): only the others count
+        ok = ((x >= -xtol) & ((mu >= -mtol) | Ft)).all(dim=1)
+        new_free = (x - mu) > 0
+        if s is not None:
+            # keep at least one free index per row (the best one) so Σx = 1 stays solvable
+            best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
+            new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        ok = ok | (new_free == Ft).all(dim=1)
+        free = new_free if every else free.index_copy(0, todo, new_free)
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            break
+    return X, todo
+
+
+def _pdas_definite(
+    A: Tensor, C: Tensor, free: Tensor, tol: Tensor, iters: int
+) -> tuple[Tensor, Tensor]:
+    """Primal-dual active-set steps on the equilibrated box problem, for large m and a well
+    conditioned ``A``: each row factors the smaller of its free block of ``A`` and its bound
+    block of ``H = A⁻¹`` (:func:`_definite_solver`), without jitter. Solved rows leave the
+    batch.
+
+    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
+    """
+    b, m = C.shape
+    pad = (0, 1, 0, 1)
+    cache: list[Tensor] = []
+
+    def with_inverse() -> tuple[Tensor, Tensor]:
+        # H = A⁻¹ (computed once, when a row first needs it) and A above H, each with the
+        # zero row and column that padded indices point to
+        if not cache:
+            H = torch.cholesky_inverse(torch.linalg.cholesky(A))
+            cache.extend([H, torch.cat([A_pad, torch.nn.functional.pad(H, pad)])])
+        return cache[0], cache[1]
+
+    A_pad = torch.nn.functional.pad(A, pad)
+    todo = torch.arange(b, device=C.device)
+    X = torch.zeros_like(C)
+    for _ in range(iters):
+        every = todo.numel() == b  # (no need to gather or scatter the rows)
+        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
+        solve = _definite_solver(A_pad, with_inverse, Ft)
+        freef = Ft.to(C.dtype)
+        x = solve(-Ct * freef)
+        mu = torch.addmm(Ct, x, A)
+        xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
+        if bool(((mu * freef).abs() > xtol).any()):
+            # one step of refinement where the inverse's round-off shows (ill-conditioned A)
+            x = x + solve(-mu * freef)
+            mu = torch.addmm(Ct, x, A)
+        X = x if every else X.index_copy(0, todo, x)
+        # on the free set mu is zero (up to round-off): only the others count
+        ok = (torch.where(Ft, x, mu) >= -xtol).all(dim=1)
+        new_free = x > mu
+        # a free set that reproduces itself satisfies the KKT conditions up to round-off
+        ok = ok | (new_free == Ft).all(dim=1)
+        free = new_free if every else free.index_copy(0, todo, new_free)
+        todo = todo[~ok]
+        if todo.numel() == 0:
+            break
+    return X, todo
+
+
+def _definite_solver(
+    A_pad: Tensor, with_inverse: Callable[[], tuple[Tensor, Tensor]], free: Tensor
+) -> Callable[[Tensor], Tensor]:
+    """For the free sets ``free`` (b, m), the map ``r -> x`` with ``x_F = (A_FF)⁻¹ r_F`` and
+    ``x_B = 0`` (``r`` zero off ``F``), from one factorisation per row (batched).
+
+    Each row factors the smaller of its two blocks: its free block of ``A``, or its bound
+    block of ``H = A⁻¹``, through the complement ``(A_FF)⁻¹ = H_FF - H_FB (H_BB)⁻¹ H_BF``.
+    ``A_pad`` is ``A`` with a zero row and column; ``with_inverse()`` gives ``H`` and ``A_pad``
+    above ``H`` padded alike, and is only called when some row needs ``H``."""
+    b, m = free.shape
+    nf = free.sum(dim=1)
+    side = nf > m - nf  # True: the bound block of H
+    small = free ^ side.unsqueeze(1)
+    counts = torch.where(side, m - nf, nf)
+    k = int(counts.max())
+    H, AH = with_inverse() if bool(side.any()) else (None, A_pad)
+    freef = free.to(A_pad.dtype)
+    if k == 0:
+        # every row is all bound (x = 0) or all free (x = H r)
+        return lambda r: torch.where(side.unsqueeze(1), r @ H, 0.0) if H is not None else r * 0.0
+    # each row's indices of the small side first (a stable sort keeps their order), padded to
+    # k with the index m of the zero row and column
+    order = torch.argsort((~small).to(torch.int8), dim=1, stable=True)[:, :k]
+    valid = torch.arange(k, device=free.device).unsqueeze(0) < counts.unsqueeze(1)
+    idx = torch.where(valid, order, m)
+    rows = idx + side.unsqueeze(1).to(idx.dtype) * (m + 1)  # rows of AH: of A, or of H
+    pad = (~valid).to(A_pad.dtype)
+    # The rows are factored in chunks of about _BLOCK_BYTES: a batched factorisation of large
+    # blocks runs markedly slower once they no longer fit in the cache, and the gather of
+    # all rows at once would hold b·k·m numbers (over 500 MB for m = 512).
+    chunk = max(1, _BLOCK_BYTES // (k * k * A_pad.element_size()))
+    factors = []
+    for i in range(0, b, chunk):
+        idx_i = idx[i : i + chunk]
+        n = idx_i.shape[0]
+        blocks = AH.index_select(0, rows[i : i + chunk].reshape(-1)).view(n, k, m + 1)
+        blocks = blocks.gather(2, idx_i.unsqueeze(1).expand(n, k, k))
+        blocks.diagonal(dim1=1, dim2=2).add_(pad[i : i + chunk])  # identity on the padding
+        factors.append(torch.linalg.cholesky_ex(blocks)[0])
+    sidef = side.unsqueeze(1)
+
+    def solve(r: Tensor) -> Tensor:
+        y = r if H is None else torch.where(sidef, r @ H, r)
+        rhs = torch.nn.functional.pad(y, (0, 1)).gather(1, idx).unsqueeze(2)
+        z = torch.cat(
+            [_cholesky_solve(L, rhs[i : i + chunk]) for i, L in zip(range(0, b, chunk), factors)]
+        )
+        z = torch.zeros(b, m + 1, dtype=r.dtype, device=r.device).scatter(1, idx, z.squeeze(2))
+        z = z[:, :m]
+        return z if H is None else torch.where(sidef, (y - z @ H) * freef, z)
+
+    return solve
 
 
 def _primal_active_set(
@@ -439,36 +679,186 @@ def _primal_active_set(
     return x
 
 
-def _box_qp_2(A: Tensor, C: Tensor) -> Tensor:
-    """:func:`nonneg_qp` (box) for m = 2, by comparing its four candidate active sets at once
-    (the common two-task case, where the general method's fixed costs dominate)."""
-    if A.device.type == "cpu":
-        return _box_qp_2_python(A, C)
-    a11, a12, a22 = A[0, 0], A[0, 1], A[1, 1]
-    c1, c2 = C[:, 0], C[:, 1]
-    zero = torch.zeros_like(c1)
-    t1 = torch.where(a11 > 0, -c1 / torch.where(a11 > 0, a11, 1.0), zero).clamp_min(0.0)
-    t2 = torch.where(a22 > 0, -c2 / torch.where(a22 > 0, a22, 1.0), zero).clamp_min(0.0)
-    det = a11 * a22 - a12 * a12
-    ok = det > 1e-12 * (a11 * a22).clamp_min(torch.finfo(A.dtype).tiny)
-    d = torch.where(ok, det, 1.0)
-    both = torch.stack([(-a22 * c1 + a12 * c2) / d, (a12 * c1 - a11 * c2) / d], dim=1)
-    both = torch.where(ok & (both >= 0).all(dim=1, keepdim=True), both, 0.0)
-    cands = torch.stack(
-        [torch.zeros_like(C), torch.stack([t1, zero], 1), torch.stack([zero, t2], 1), both], 1
-    )
-    # every candidate is feasible; the one of least objective is the minimiser
-    vals = 0.5 * ((cands @ A) * cands).sum(-1) + (cands * C.unsqueeze(1)).sum(-1)
-    return cands.gather(1, vals.argmin(dim=1).view(-1, 1, 1).expand(-1, 1, 2)).squeeze(1)
+# --- The same method on Python floats -------------------------------------------------------
+# On the CPU a small problem costs less as a few hundred Python float operations than as the
+# few dozen tensor operations (1 to 3 µs of dispatch each) of one batched active-set step.
 
 
-def _box_qp_2_python(A: Tensor, C: Tensor) -> Tensor:
-    """:func:`_box_qp_2` on Python floats: on the CPU, a handful of scalars cost less than the
-    dispatch of the tensor operations."""
-    (a11, a12), (_, a22) = A.tolist()
+def _cholesky_lists(M: list[list[float]], jitter: float) -> list[list[float]] | None:
+    """Lower Cholesky factor (as rows of growing length) of ``M + jitter·I``, or None if a
+    pivot is not positive."""
+    L: list[list[float]] = []
+    for i, Mi in enumerate(M):
+        Li: list[float] = []
+        for j in range(i):
+            Lj = L[j]
+            Li.append((Mi[j] - sum(map(operator.mul, Li, Lj))) / Lj[j])
+        d = Mi[i] + jitter - sum(map(operator.mul, Li, Li))
+        if not d > 0.0:
+            return None
+        Li.append(math.sqrt(d))
+        L.append(Li)
+    return L
+
+
+def _cholesky_solve_lists(L: list[list[float]], r: list[float]) -> list[float]:
+    """``(L Lᵀ)⁻¹ r`` by forward and back substitution."""
+    y: list[float] = []
+    for Li, ri in zip(L, r):
+        y.append((ri - sum(map(operator.mul, Li, y))) / Li[-1])
+    for i in range(len(L) - 1, -1, -1):
+        Li = L[i]
+        yi = y[i] / Li[i]
+        y[i] = yi
+        for j in range(i):
+            y[j] -= Li[j] * yi
+    return y
+
+
+def _solve_free_lists(
+    A: list[list[float]], c: list[float], free: list[int], s: list[float] | None, jitter: float
+) -> tuple[list[float], float] | None:
+    """:func:`solve_free` for one row on Python floats: the values on the free indices
+    ``free`` (non-empty) and the multiplier ``nu``. None if the block cannot be factored even
+    with the larger jitter."""
+    M = [[row[j] for j in free] for row in (A[i] for i in free)]
+    rho = 0.0
+    if s is not None:
+        sk = [s[i] for i in free]
+        rho = 1.0 / sum(v * v for v in sk)
+        M = [[a + rho * si * sj for a, sj in zip(row, sk)] for row, si in zip(M, sk)]
+    L = _cholesky_lists(M, jitter)
+    if L is None:
+        jitter += 1e-7
+        L = _cholesky_lists(M, jitter)
+        if L is None:
+            return None
+
+    def solve(r: list[float]) -> list[float]:
+        z = _cholesky_solve_lists(L, r)
+        if jitter == 0.0:
+            return z
+        # refinement against the matrix without the jitter (see solve_free)
+        res = [ri - sum(map(operator.mul, row, z)) for ri, row in zip(r, M)]
+        return [a + b for a, b in zip(z, _cholesky_solve_lists(L, res))]
+
+    z = solve([-c[i] for i in free])
+    nu = 0.0
+    if s is not None:
+        a = solve(sk)
+        denom = sum(map(operator.mul, a, sk))
+        nu = (1.0 - sum(map(operator.mul, z, sk))) / (denom if denom > 0.0 else 1.0)
+        z = [zi + nu * ai for zi, ai in zip(z, a)]
+        nu -= rho
+    return z, nu
+
+
+def _nonneg_qp_lists(
+    A: list[list[float]],
+    C: list[list[float]],
+    *,
+    simplex: bool,
+    rtol: float,
+    iters: int,
+    definite: bool,
+    init_free: list[list[bool]] | None = None,
+    equilibrated: bool = False,
+) -> list[list[float]] | None:
+    """The primal-dual active-set steps of :func:`nonneg_qp` on Python floats (equilibration,
+    starting free sets, jitter, refinement and stopping tests as there). Returns None when a
+    row needs more than ``iters`` steps or a block cannot be factored: the caller then hands
+    the problem to the batched solver, which has the primal fallback (also at once when the
+    steps return to a free set they have visited: they cycle).
+
+    With ``equilibrated`` (box problems only), ``A`` has a unit or zero diagonal already and
+    the minimisers of the given problems are returned as they are."""
+    m = len(A)
+    if equilibrated:
+        S = [1.0] * m
+    else:
+        S = [1.0 / math.sqrt(A[i][i]) if A[i][i] > 0.0 else 1.0 for i in range(m)]
+        A = [[si * a * sj for a, sj in zip(row, S)] for row, si in zip(A, S)]
+    # after the equilibration the diagonal is 1 (or 0): the jitter is relative to 1
+    jitter = 0.0 if definite else _JITTER
+    out = []
+    for r, c in enumerate(C):
+        if not equilibrated:
+            c = [ci * si for ci, si in zip(c, S)]
+        tol = _KKT_TOL * (1.0 + max(map(abs, c)))
+        if init_free is not None:
+            free = [j for j in range(m) if init_free[r][j]]
+            if simplex and not free:
+                free = list(range(m))
+        elif simplex:
+            free = list(range(m))
+        else:
+            # one sweep of projected coordinate descent from 0 (the diagonal is 1 or 0): on
+            # well-conditioned problems its support is usually the free set already
+            x = [0.0] * m
+            for j, row in enumerate(A):
+                if row[j] > 0.0:
+                    x[j] = max(0.0, x[j] - sum(map(operator.mul, row, x)) - c[j])
+            free = [j for j in range(m) if x[j] > 0.0]
+        seen = set()
+        for _ in range(iters):
+            x = [0.0] * m
+            nu = 0.0
+            if free:
+                sol = _solve_free_lists(A, c, free, S if simplex else None, jitter)
+                if sol is None:
+                    return None
+                z, nu = sol
+                for j, v in zip(free, z):
+                    x[j] = v
+            xtol = tol * (1.0 + max(map(abs, x)))
+            ok = True
+            new_free = []
+            mu_best, j_best = math.inf, 0
+            k = 0
+            for j in range(m):
+                if k < len(free) and free[k] == j:
+                    # on the free set the multiplier is zero (up to round-off) by construction
+                    k += 1
+                    ok = ok and x[j] >= -xtol
+                    if x[j] > 0.0:
+                        new_free.append(j)
+                    continue
+                mu = sum(map(operator.mul, A[j], x)) + c[j]
+                if simplex:
+                    mu -= nu * S[j]
+                    ok = ok and mu >= -(xtol + rtol * abs(nu) * S[j])
+                else:
+                    ok = ok and mu >= -xtol
+                if mu < 0.0:
+                    new_free.append(j)
+                if mu < mu_best:
+                    mu_best, j_best = mu, j
+            if simplex and not new_free:
+                # keep at least one free index (the best one) so Σx = 1 stays solvable
+                new_free = [j_best]
+            if ok or new_free == free:
+                break
+            seen.add(tuple(free))
+            if tuple(new_free) in seen:
+                return None  # the steps cycle
+            free = new_free
+        else:
+            return None
+        x = [max(v, 0.0) for v in x] if equilibrated else [max(v, 0.0) * sj for v, sj in zip(x, S)]
+        if simplex:
+            total = sum(x)
+            x = [v / total for v in x] if total > 0.0 else x
+        out.append(x)
+    return out
+
+
+def _box_qp_2_lists(A: list[list[float]], C: list[list[float]]) -> list[list[float]]:
+    """:func:`nonneg_qp` (box) for m = 2 on Python floats, by comparing its four candidate
+    active sets (the common two-task case)."""
+    (a11, a12), (_, a22) = A
     det = a11 * a22 - a12 * a12
     rows = []
-    for c1, c2 in C.tolist():
+    for c1, c2 in C:
         cands = [(0.0, 0.0)]
         if a11 > 0:
             cands.append((max(-c1 / a11, 0.0), 0.0))
@@ -478,15 +868,15 @@ def _box_qp_2_python(A: Tensor, C: Tensor) -> Tensor:
             x1, x2 = (-a22 * c1 + a12 * c2) / det, (a12 * c1 - a11 * c2) / det
             if x1 >= 0 and x2 >= 0:
                 cands.append((x1, x2))
-        rows.append(
-            min(
-                cands,
-                key=lambda x: 0.5 * (a11 * x[0] ** 2 + 2 * a12 * x[0] * x[1] + a22 * x[1] ** 2)
-                + c1 * x[0]
-                + c2 * x[1],
-            )
+        # every candidate is feasible; the one of least objective is the minimiser
+        best = min(
+            cands,
+            key=lambda x: 0.5 * (a11 * x[0] * x[0] + 2 * a12 * x[0] * x[1] + a22 * x[1] * x[1])
+            + c1 * x[0]
+            + c2 * x[1],
         )
-    return torch.tensor(rows, dtype=C.dtype)
+        rows.append(list(best))
+    return rows
 
 
 def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) -> Tensor:
@@ -498,22 +888,71 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     ``v = u + x``, this is :func:`nonneg_qp` with ``c = Ĝ u``.
 
     Args:
-        G: Gramian (m, m), float64.
+        G: Gramian (m, m), of any float dtype (the computation runs in float64).
         U: Rows to project, (b, m), float64.
 
     Returns:
-        ``V`` of shape (b, m), with ``V >= U``.
+        ``V`` of shape (b, m), float64, with ``V >= U``.
     """
     m = G.shape[-1]
-    trace = G.diagonal().sum()
-    usable = (trace > 0) & (trace >= norm_eps)
-    Gn = torch.where(usable, G / torch.where(usable, trace, 1.0), 0.0)
-    A = Gn + reg_eps * torch.eye(m, dtype=G.dtype, device=G.device)
-    if m == 2:
-        return U + _box_qp_2(A, U @ A)
     # With reg_eps >= 1e-8 the (trace-normalised) problem has condition number <= 1e8.
-    X = nonneg_qp(A, U @ A, definite=reg_eps >= 1e-8)
+    definite = reg_eps >= 1e-8
+    if G.device.type == "cpu" and _lists_pay(U.shape[0], m):
+        V = _dual_cone_lists(G.tolist(), U.tolist(), norm_eps, reg_eps, definite)
+        if V is not None:
+            return torch.tensor(V, dtype=U.dtype)
+    G = G.to(U.dtype)
+    # A = Ĝ equilibrated, directly: with Gr = G + reg_eps·tr(G)·I (or reg_eps·I), A is
+    # Gr_ij / sqrt(Gr_ii Gr_jj) and the scaling S = sqrt(tr) / sqrt(Gr_ii)
+    trace = float(G.diagonal().sum())
+    if trace > 0 and trace >= norm_eps:
+        Gr = G + (reg_eps * trace) * torch.eye(m, dtype=G.dtype, device=G.device)
+    else:
+        Gr, trace = reg_eps * torch.eye(m, dtype=G.dtype, device=G.device), 1.0
+    d = Gr.diagonal()
+    r = torch.where(d > 0, d.clamp_min(torch.finfo(G.dtype).tiny).rsqrt(), 1.0)
+    A = r.unsqueeze(1) * Gr * r
+    # c = S Ĝ u = (u / r) A / sqrt(tr)
+    C = (U / r) @ A if trace == 1.0 else ((U / r) @ A) / math.sqrt(trace)
+    X = _nonneg_qp_equilibrated(
+        A, C, r * math.sqrt(trace), simplex=False, max_iters=100, rtol=0.0, definite=definite,
+        free=None,
+    )
     return U + X
+
+
+def _dual_cone_lists(
+    G: list[list[float]], U: list[list[float]], norm_eps: float, reg_eps: float, definite: bool
+) -> list[list[float]] | None:
+    """:func:`dual_cone_weights` on Python floats (None: see :func:`_nonneg_qp_lists`), with
+    the problem equilibrated directly as in the batched path."""
+    m = len(G)
+    trace = sum(G[i][i] for i in range(m))
+    if trace > 0.0 and trace >= norm_eps:
+        shift = reg_eps * trace
+    else:
+        G, shift, trace = [[0.0] * m for _ in range(m)], reg_eps, 1.0
+    d = [G[i][i] + shift for i in range(m)]
+    r = [1.0 / math.sqrt(di) if di > 0.0 else 1.0 for di in d]
+    A = [[ri * g * rj for g, rj in zip(row, r)] for row, ri in zip(G, r)]
+    for i in range(m):
+        A[i][i] = d[i] * r[i] * r[i]
+    root = math.sqrt(trace)
+    # c = S Ĝ u = (u / r) A / sqrt(tr), with S = sqrt(tr) r
+    C = [
+        [sum(map(operator.mul, v, row)) / root for row in A]
+        for v in ([ui / ri for ui, ri in zip(u, r)] for u in U)
+    ]
+    if m == 2:
+        X = _box_qp_2_lists(A, C)
+    else:
+        X = _nonneg_qp_lists(
+            A, C, simplex=False, rtol=0.0, iters=_PDAS_ITERS, definite=definite, equilibrated=True
+        )
+    if X is None:
+        return None
+    S = [ri * root for ri in r]
+    return [[ui + xi * si for ui, xi, si in zip(u, x, S)] for u, x in zip(U, X)]
 
 
 def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> Tensor:
@@ -521,7 +960,12 @@ def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> T
 
     Stops when every ``(G w)_j >= (1 - rtol) wᵀGw`` (up to round-off).
     """
-    if G.shape[-1] == 2:
+    m = G.shape[-1]
+    if G.device.type == "cpu" and _lists_pay(1, m, simplex=True):
+        w = _min_norm_lists(G.tolist(), max_iters, rtol)
+        if w is not None:
+            return torch.tensor(w, dtype=G.dtype)
+    if m == 2:
         # the closest point of a segment to 0, in closed form (the common two-task case)
         denom = G[0, 0] + G[1, 1] - 2.0 * G[0, 1]
         t = torch.where(denom > 0, (G[1, 1] - G[0, 1]) / torch.where(denom > 0, denom, 1.0), 0.5)
@@ -529,8 +973,27 @@ def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> T
         return torch.stack([t, 1.0 - t])
     scale = G.diagonal().max()
     A = torch.where(scale > 0, G / torch.where(scale > 0, scale, 1.0), 0.0)
-    C = torch.zeros(1, G.shape[-1], dtype=G.dtype, device=G.device)
-    return nonneg_qp(A, C, simplex=True, max_iters=max_iters, rtol=rtol)[0]
+    C = torch.zeros(1, m, dtype=G.dtype, device=G.device)
+    return _nonneg_qp_tensor(
+        A, C, simplex=True, max_iters=max_iters, rtol=rtol, definite=False, init_free=None
+    )[0]
+
+
+def _min_norm_lists(G: list[list[float]], max_iters: int, rtol: float) -> list[float] | None:
+    """:func:`min_norm_simplex` on Python floats (None: see :func:`_nonneg_qp_lists`)."""
+    m = len(G)
+    if m == 2:
+        (g11, g12), (_, g22) = G
+        denom = g11 + g22 - 2.0 * g12
+        t = (g22 - g12) / denom if denom > 0.0 else 0.5
+        t = min(max(t, 0.0), 1.0)
+        return [t, 1.0 - t]
+    scale = max(G[i][i] for i in range(m))
+    A = [[g / scale for g in row] for row in G] if scale > 0.0 else [[0.0] * m for _ in range(m)]
+    X = _nonneg_qp_lists(
+        A, [[0.0] * m], simplex=True, rtol=rtol, iters=min(max_iters, _PDAS_ITERS), definite=False
+    )
+    return None if X is None else X[0]
 
 
 def power_balance(

@@ -34,6 +34,7 @@ def supports(name: str, m: int) -> bool:
     return m >= MIN_M.get(name, 1)
 
 
+@functools.cache
 def required_keywords(name: str) -> list[str]:
     params = inspect.signature(gw.WEIGHTINGS[name]).parameters.values()
     return [

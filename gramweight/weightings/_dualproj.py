@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number
@@ -58,5 +57,5 @@ def dualproj(
     check_number(norm_eps, "norm_eps", low=0.0)
     check_number(reg_eps, "reg_eps", low=0.0)
     p = _pref(pref, G)
-    V = dual_cone_weights(G.to(torch.float64), p.unsqueeze(0), norm_eps=norm_eps, reg_eps=reg_eps)
+    V = dual_cone_weights(G, p.unsqueeze(0), norm_eps=norm_eps, reg_eps=reg_eps)
     return V[0].to(G.dtype)

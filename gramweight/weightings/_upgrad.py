@@ -74,5 +74,5 @@ def upgrad(
     check_number(norm_eps, "norm_eps", low=0.0)
     check_number(reg_eps, "reg_eps", low=0.0)
     p = _pref(pref, G)
-    V = dual_cone_weights(G.to(torch.float64), torch.diag(p), norm_eps=norm_eps, reg_eps=reg_eps)
+    V = dual_cone_weights(G, torch.diag(p), norm_eps=norm_eps, reg_eps=reg_eps)
     return V.sum(dim=0).to(G.dtype)

@@ -5,7 +5,10 @@ import itertools
 import pytest
 import torch
 
+from gramweight import _solvers as solvers
 from gramweight._solvers import (
+    _nonneg_qp_lists,
+    _nonneg_qp_tensor,
     cagrad_simplex,
     dual_cone_weights,
     min_norm_simplex,
@@ -226,3 +229,135 @@ def test_large_simplex_problems_take_the_guessed_path():
         X = nonneg_qp(A, C, simplex=True)
         assert torch.allclose(X.sum(dim=1), torch.ones(2, dtype=torch.float64))
         assert _kkt_violation(A, C, X, simplex=True) < 1e-12
+
+
+# --- Every path of the solver: Python floats, one m x m system per row, gathered blocks, and
+# the definite (both-sides) path, on random, rank-deficient and badly scaled problems.
+
+def _lists(A, C, simplex, definite=False):
+    X = _nonneg_qp_lists(
+        A.tolist(), C.tolist(), simplex=simplex, rtol=0.0, iters=30, definite=definite
+    )
+    return None if X is None else torch.tensor(X, dtype=torch.float64)
+
+
+def _tensor(A, C, simplex, definite=False):
+    return _nonneg_qp_tensor(
+        A, C, simplex=simplex, max_iters=100, rtol=0.0, definite=definite, init_free=None
+    )
+
+
+@pytest.mark.parametrize("path", [_lists, _tensor])
+@pytest.mark.parametrize("simplex", [False, True])
+def test_each_path_matches_brute_force(path, simplex):
+    solved = 0
+    for G, R in _problems(10 if simplex else 11):
+        A = G / G.diagonal().max()
+        C = R @ A if not simplex else R
+        X = path(A, C, simplex)
+        if X is None:  # the Python steps cycled: the caller hands the problem over
+            continue
+        solved += 1
+        assert bool((X >= 0).all())
+        if simplex:
+            assert torch.allclose(X.sum(dim=1), torch.ones(X.shape[0], dtype=torch.float64))
+        for x, c in zip(X, C):
+            f = float(0.5 * x @ A @ x + c @ x)
+            assert f <= _brute_force(A, c, simplex) + 1e-9 * (1 + abs(f)), (A, c, x)
+    assert solved >= 30
+
+
+def _structured(seed, count, m_max):
+    """Gramians of random Jacobians with opposite, duplicated, zero and dominant rows, fewer
+    columns than rows (singular), at scales from 1e-15 to 1e15."""
+    gen = torch.Generator().manual_seed(seed)
+    for trial in range(count):
+        m = int(torch.randint(3, m_max + 1, (1,), generator=gen))
+        n = int(torch.randint(1, 2 * m, (1,), generator=gen))
+        J = torch.randn(m, n, generator=gen, dtype=torch.float64)
+        J[1] = -0.5 * J[0] if trial % 5 == 1 else J[1]
+        J[2] = J[0] if trial % 5 == 2 else J[2]
+        J[-1] = 0.0 if trial % 5 == 3 else J[-1]
+        J[0] = 1e4 * J[0] if trial % 5 == 4 else J[0]
+        yield J @ J.T * 10.0 ** float(torch.randint(-15, 16, (1,), generator=gen))
+
+
+@pytest.mark.parametrize("definite", [False, True])
+def test_python_and_tensor_paths_agree(definite):
+    for G in _structured(12, 60, 12):
+        m = G.shape[0]
+        A = G / G.trace() + (1e-4 if definite else 0.0) * torch.eye(m, dtype=torch.float64)
+        gen = torch.Generator().manual_seed(m)
+        C = torch.rand(3, m, dtype=torch.float64, generator=gen) @ A
+        X_t = _tensor(A, C, False, definite)
+        assert _kkt_violation(A, C, X_t, simplex=False) < 1e-12
+        X_l = _lists(A, C, False, definite)
+        if X_l is not None:
+            assert _kkt_violation(A, C, X_l, simplex=False) < 1e-12
+            # the minimiser is unique up to the null space of A: compare A x
+            atol = 1e-10 * (1 + float(X_t.abs().max()))
+            assert torch.allclose(X_l @ A, X_t @ A, rtol=0, atol=atol)
+
+
+def test_handover_when_the_python_steps_cycle():
+    # on singular problems the primal-dual steps can cycle: the Python path gives up and
+    # nonneg_qp finishes them with the batched solver (and its primal fallback)
+    handed_over = 0
+    for G in _structured(16, 60, 12):
+        A = G / G.trace()
+        gen = torch.Generator().manual_seed(1)
+        C = torch.rand(4, G.shape[0], dtype=torch.float64, generator=gen) @ A
+        if _lists(A, C, False) is None:
+            handed_over += 1
+            assert _kkt_violation(A, C, nonneg_qp(A, C), simplex=False) < 1e-12
+    assert handed_over > 0
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 22, 1 << 12])
+def test_definite_path_in_chunks_and_ill_conditioned(monkeypatch, chunk_bytes):
+    # the both-sides factorisation of large definite problems, in one batch or in many
+    # chunks, with the refinement that an ill-conditioned matrix (reg 1e-8) calls for
+    monkeypatch.setattr(solvers, "_BLOCK_BYTES", chunk_bytes)
+    gen = torch.Generator().manual_seed(13)
+    for m, n, reg in ((64, 256, 1e-4), (70, 20, 1e-8), (50, 49, 1e-6)):
+        J = torch.randn(m, n, generator=gen, dtype=torch.float64)
+        J[0] *= 1e3
+        A = J @ J.T / (J * J).sum() + reg * torch.eye(m, dtype=torch.float64)
+        C = (torch.rand(m, m, generator=gen, dtype=torch.float64) * torch.eye(m)) @ A
+        X = nonneg_qp(A, C, definite=True)
+        assert _kkt_violation(A, C, X, simplex=False) < 1e-12
+        assert torch.allclose(X @ A, nonneg_qp(A, C) @ A, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("reg_eps", [0.0, 1e-4])
+@pytest.mark.parametrize("norm_eps", [0.0, 1e-4])
+def test_dual_cone_weights_paths_agree(monkeypatch, reg_eps, norm_eps):
+    gramians = [*_structured(14, 40, 10), torch.zeros(3, 3, dtype=torch.float64)]
+    for G in gramians:
+        m = G.shape[0]
+        U = torch.eye(m, dtype=torch.float64) / m
+        monkeypatch.setattr(solvers, "_LISTS_WORK", 10**9)
+        V_l = dual_cone_weights(G, U, norm_eps=norm_eps, reg_eps=reg_eps)
+        monkeypatch.setattr(solvers, "_LISTS_WORK", 0)
+        V_t = dual_cone_weights(G, U, norm_eps=norm_eps, reg_eps=reg_eps)
+        scale = float(G.abs().max()) + 1e-300
+        assert bool((V_l >= U).all()) and bool((V_t >= U).all())
+        atol = 1e-9 * scale * (1 + float(V_t.abs().max()))
+        assert torch.allclose(V_l @ G, V_t @ G, rtol=0, atol=atol)
+        if reg_eps == 0.0 and norm_eps == 0.0:
+            for V in (V_l, V_t):
+                assert float((V @ G).min()) >= -1e-9 * scale * float(V.abs().sum(dim=1).max())
+
+
+def test_min_norm_simplex_paths_agree(monkeypatch):
+    for G in _structured(15, 40, 14):
+        monkeypatch.setattr(solvers, "_LISTS_WORK", 10**9)
+        w_l = min_norm_simplex(G)
+        monkeypatch.setattr(solvers, "_LISTS_WORK", 0)
+        w_t = min_norm_simplex(G)
+        scale = float(G.diagonal().max())
+        for w in (w_l, w_t):
+            assert abs(float(w.sum()) - 1) < 1e-12 and bool((w >= 0).all())
+            # the min-norm property: every (G w)_j >= wᵀ G w (up to round-off)
+            assert float((G @ w).min() - w @ G @ w) >= -1e-9 * scale
+        assert abs(float(w_l @ G @ w_l - w_t @ G @ w_t)) <= 1e-10 * scale
