@@ -69,7 +69,13 @@ _SCHUR_MIN_M = 48
 # Up to this much work (rows x m², a third of it for the simplex or several rows), a problem on
 # the CPU is solved on Python floats.
 _LISTS_WORK = 768
-# Size of the batches of blocks factored at once in large problems.
+# Largest intermediate of the gathers that build the blocks of large problems (the rows k x m
+# of each block before its columns are picked): the rows are processed in batches below it.
+# Small batches cost more than they save (each fresh multi-megabyte intermediate is paid in
+# page faults); one batch would hold b·k·m numbers (over 500 MB for m = 512).
+_GATHER_BYTES = 16 << 20
+# Size of the batches of blocks factored at once: a batched factorisation of large blocks runs
+# markedly slower once they no longer fit in the cache.
 _BLOCK_BYTES = 1 << 20
 
 
@@ -601,18 +607,20 @@ def _definite_solver(
     idx = torch.where(valid, order, m)
     rows = idx + side.unsqueeze(1).to(idx.dtype) * (m + 1)  # rows of AH: of A, or of H
     pad = (~valid).to(A_pad.dtype)
-    # The rows are factored in chunks of about _BLOCK_BYTES: a batched factorisation of large
-    # blocks runs markedly slower once they no longer fit in the cache, and the gather of
-    # all rows at once would hold b·k·m numbers (over 500 MB for m = 512).
-    chunk = max(1, _BLOCK_BYTES // (k * k * A_pad.element_size()))
+    # rows gathered in batches of at most _GATHER_BYTES, factored in batches of _BLOCK_BYTES
+    size = A_pad.element_size()
+    chunk = max(1, _BLOCK_BYTES // (k * k * size))
+    gather_chunk = chunk * max(1, _GATHER_BYTES // (chunk * k * (m + 1) * size))
     factors = []
-    for i in range(0, b, chunk):
-        idx_i = idx[i : i + chunk]
-        n = idx_i.shape[0]
-        blocks = AH.index_select(0, rows[i : i + chunk].reshape(-1)).view(n, k, m + 1)
-        blocks = blocks.gather(2, idx_i.unsqueeze(1).expand(n, k, k))
-        blocks.diagonal(dim1=1, dim2=2).add_(pad[i : i + chunk])  # identity on the padding
-        factors.append(torch.linalg.cholesky_ex(blocks)[0])
+    for g in range(0, b, gather_chunk):
+        idx_g = idx[g : g + gather_chunk]
+        n = idx_g.shape[0]
+        blocks = AH.index_select(0, rows[g : g + gather_chunk].reshape(-1)).view(n, k, m + 1)
+        blocks = blocks.gather(2, idx_g.unsqueeze(1).expand(n, k, k))
+        blocks.diagonal(dim1=1, dim2=2).add_(pad[g : g + gather_chunk])  # identity on padding
+        factors.extend(
+            torch.linalg.cholesky_ex(blocks[i : i + chunk])[0] for i in range(0, n, chunk)
+        )
     sidef = side.unsqueeze(1)
 
     def solve(r: Tensor) -> Tensor:

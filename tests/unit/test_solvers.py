@@ -313,11 +313,15 @@ def test_handover_when_the_python_steps_cycle():
     assert handed_over > 0
 
 
-@pytest.mark.parametrize("chunk_bytes", [1 << 22, 1 << 12])
-def test_definite_path_in_chunks_and_ill_conditioned(monkeypatch, chunk_bytes):
+@pytest.mark.parametrize(
+    ("chunk_bytes", "gather_bytes"), [(1 << 22, 1 << 26), (1 << 12, 1 << 12), (1 << 12, 1 << 18)]
+)
+def test_definite_path_in_chunks_and_ill_conditioned(monkeypatch, chunk_bytes, gather_bytes):
     # the both-sides factorisation of large definite problems, in one batch or in many
-    # chunks, with the refinement that an ill-conditioned matrix (reg 1e-8) calls for
+    # chunks (gathered in one batch or several), with the refinement that an ill-conditioned
+    # matrix (reg 1e-8) calls for
     monkeypatch.setattr(solvers, "_BLOCK_BYTES", chunk_bytes)
+    monkeypatch.setattr(solvers, "_GATHER_BYTES", gather_bytes)
     gen = torch.Generator().manual_seed(13)
     for m, n, reg in ((64, 256, 1e-4), (70, 20, 1e-8), (50, 49, 1e-6)):
         J = torch.randn(m, n, generator=gen, dtype=torch.float64)
