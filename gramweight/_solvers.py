@@ -918,7 +918,10 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     else:
         Gr, trace = reg_eps * torch.eye(m, dtype=G.dtype, device=G.device), 1.0
     d = Gr.diagonal()
-    r = torch.where(d > 0, d.clamp_min(torch.finfo(G.dtype).tiny).rsqrt(), 1.0)
+    if reg_eps * trace > 1e-150:
+        r = d.rsqrt()  # (every d >= reg_eps · trace > 0, far from underflow)
+    else:
+        r = torch.where(d > 0, d.clamp_min(torch.finfo(G.dtype).tiny).rsqrt(), 1.0)
     A = r.unsqueeze(1) * Gr * r
     # c = S Ĝ u = (u / r) A / sqrt(tr)
     C = (U / r) @ A if trace == 1.0 else ((U / r) @ A) / math.sqrt(trace)
