@@ -510,7 +510,6 @@ def _pdas_gathered(
         Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
         x, nu = solve_free(A, Ct, Ft, simplex=s, _padded=padded)
         mu = x @ A + Ct - nu.unsqueeze(1) * (s if s is not None else 0.0)
-        X = x if every else X.index_copy(0, todo, x)
         xtol = tolt * (1.0 + x.abs().amax(dim=1, keepdim=True))
         mtol = xtol + (rtol * nu.abs().unsqueeze(1) * s if s is not None else 0.0)
         # on the free set mu is zero by construction (up to the jitter): only the others count
@@ -520,13 +519,24 @@ def _pdas_gathered(
             # keep at least one free index per row (the best one) so Σx = 1 stays solvable
             best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
             new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
-        # a free set that reproduces itself satisfies the KKT conditions up to round-off
-        ok = ok | (new_free == Ft).all(dim=1)
-        free = new_free if every else free.index_copy(0, todo, new_free)
-        todo = todo[~ok]
+        X, free, todo = _next_rows(X, free, todo, x, ok, new_free, Ft, every)
         if todo.numel() == 0:
             break
     return X, todo
+
+
+def _next_rows(
+    X: Tensor, free: Tensor, todo: Tensor, x: Tensor, ok: Tensor, new_free: Tensor, Ft: Tensor,
+    every: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The bookkeeping after an active-set step on the rows ``todo`` (all of them when
+    ``every``): store their iterates ``x`` and new free sets, and keep the rows not solved.
+    A row is solved when its KKT test ``ok`` passes or its free set reproduces itself (which
+    satisfies the KKT conditions up to round-off)."""
+    ok = ok | (new_free == Ft).all(dim=1)
+    X = x if every else X.index_copy(0, todo, x)
+    free = new_free if every else free.index_copy(0, todo, new_free)
+    return X, free, todo[~ok]
 
 
 def _pdas_definite(
@@ -566,14 +576,9 @@ def _pdas_definite(
             # one step of refinement where the inverse's round-off shows (ill-conditioned A)
             x = x + solve(-mu * freef)
             mu = torch.addmm(Ct, x, A)
-        X = x if every else X.index_copy(0, todo, x)
         # on the free set mu is zero (up to round-off): only the others count
         ok = (torch.where(Ft, x, mu) >= -xtol).all(dim=1)
-        new_free = x > mu
-        # a free set that reproduces itself satisfies the KKT conditions up to round-off
-        ok = ok | (new_free == Ft).all(dim=1)
-        free = new_free if every else free.index_copy(0, todo, new_free)
-        todo = todo[~ok]
+        X, free, todo = _next_rows(X, free, todo, x, ok, x > mu, Ft, every)
         if todo.numel() == 0:
             break
     return X, todo
