@@ -423,7 +423,7 @@ def _pdas_dense(
     negC = -C
     done = torch.zeros(b, dtype=torch.bool, device=C.device)
     x = C
-    for _ in range(iters):
+    for it in range(iters):
         f = free.to(C.dtype)
         M = A * (f.unsqueeze(2) * f.unsqueeze(1))
         rhs = (negC * f).unsqueeze(2)
@@ -464,6 +464,11 @@ def _pdas_dense(
         # a free set that reproduces itself satisfies the KKT conditions up to round-off
         if torch.equal(new_free, free):
             return x, free.new_empty(0, dtype=torch.long)
+        if it == 0 and iters > 1:
+            # after the first step (from a guess) the free sets usually still move: the next
+            # step comes anyway, and the test below would only cost its dozen operations
+            free = new_free
+            continue
         # Otherwise the rows whose KKT conditions hold up to round-off are solved too (this ends
         # the flips that round-off can cause on degenerate problems); they keep their free
         # set, hence (recomputed identically) their solution.

@@ -90,25 +90,42 @@ def gramweight_call(name: str, m: int) -> Callable[[torch.Tensor, int], Any]:
     return step_fn
 
 
-def median_time(call: Callable[[int], Any], budget: float, max_reps: int = 200) -> float:
-    """Median seconds per call: one warm-up, then calls until ``budget`` seconds or ``max_reps``.
+def paired_times(
+    ours: Callable[[int], Any], theirs: Callable[[int], Any] | None, budget: float
+) -> tuple[float, float | None]:
+    """Median seconds per call of ``ours`` and ``theirs``, measured in alternating rounds.
 
-    A warm-up slower than ``budget`` is the measurement itself (a single call of minutes).
+    After two warm-up calls each, every round times a batch of calls of one, then of the other
+    (each batch about 5 ms long); the rounds go on for about ``2 * budget`` seconds (at least 5
+    of them). Load that comes and goes on a shared machine then hits both sides alike, so the
+    ratio is steadier than with two measurements taken one after the other. A warm-up slower
+    than ``budget`` is the measurement itself (a single call of minutes).
     """
-    t0 = time.perf_counter()
-    call(0)
-    warm_up = time.perf_counter() - t0
-    if warm_up > budget:
-        return warm_up
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (time.perf_counter() - start < budget or len(times) < 3):
+    step = [0]
+
+    def run(call: Callable[[int], Any], n: int) -> float:
         t0 = time.perf_counter()
-        call(len(times) + 1)
-        times.append(time.perf_counter() - t0)
-        if times[-1] > budget:  # a very slow call: one measurement is all we can afford
-            break
-    return statistics.median(times)
+        for _ in range(n):
+            step[0] += 1
+            call(step[0])
+        return (time.perf_counter() - t0) / n
+
+    sides = [ours] if theirs is None else [ours, theirs]
+    # two warm-up calls (the first of a process can load a library: LAPACK's eigensolver),
+    # one only for a call slower than the budget
+    warm = [run(call, 1) for call in sides]
+    warm = [w if w > budget else run(call, 1) for w, call in zip(warm, sides)]
+    if max(warm) > budget:  # a very slow call: one more measurement of the fast side at most
+        out = [w if w > budget else run(call, 3) for w, call in zip(warm, sides)]
+        return out[0], (out[1] if theirs is not None else None)
+    batch = [max(1, min(200, int(0.005 / max(w, 1e-7)))) for w in warm]
+    rounds: list[list[float]] = [[] for _ in sides]
+    start = time.perf_counter()
+    while time.perf_counter() - start < 2 * budget or len(rounds[0]) < 5:
+        for k, call in enumerate(sides):
+            rounds[k].append(run(call, batch[k]))
+    medians = [statistics.median(r) for r in rounds]
+    return medians[0], (medians[1] if theirs is not None else None)
 
 
 def fmt(seconds: float | None) -> str:
@@ -151,11 +168,13 @@ def main() -> None:
         for name in names:
             if not supports(name, m):
                 continue
-            ours = median_time(lambda step, c=gramweight_call(name, m): c(G, step), args.budget)
-            theirs = None
+            peer = None
             if name in TORCHJD:
                 peer_fn = TORCHJD[name](m)
-                theirs = median_time(lambda step, f=peer_fn: f(G), args.budget)
+                peer = lambda step, f=peer_fn: f(G)  # noqa: E731
+            ours, theirs = paired_times(
+                lambda step, c=gramweight_call(name, m): c(G, step), peer, args.budget
+            )
             ratio = f"{theirs / ours:.1f}x" if theirs is not None else "—"
             rows.append((name, m, fmt(ours), fmt(theirs), ratio))
             print(f"  {name:>12} m={m:<4} gramweight {fmt(ours):>10}  torchjd {fmt(theirs):>10}"
