@@ -84,8 +84,12 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
     if M.numel() <= _PYTHON_CHECK_NUMEL:
         extremes = M.reshape(-1).tolist()
     else:
-        # min/max propagate NaN and are much cheaper than isfinite(M).all() on large matrices.
-        extremes = torch.stack(torch.aminmax(M)).tolist()
+        # A NaN or an infinity makes the sum non-finite: one reduction, much cheaper than
+        # isfinite(M).all(). Only a sum that overflows from finite entries needs a second look
+        # (min/max propagate NaN).
+        extremes = [float(M.sum())]
+        if not math.isfinite(extremes[0]):
+            extremes = torch.stack(torch.aminmax(M)).tolist()
     if not all(map(math.isfinite, extremes)):
         raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
     return M

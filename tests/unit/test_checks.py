@@ -71,6 +71,8 @@ def test_check_matrix_accepts_asymmetric_but_not_non_square():
     assert check_matrix(M) is M
     with pytest.raises(ValueError, match=r"^`M` must be a square matrix, got shape \(2, 3\)\.$"):
         check_matrix(torch.ones(2, 3))
+    # finite entries whose sum overflows are accepted (the sum is only a first test)
+    assert check_matrix(torch.full((20, 20), 3e38)) is not None
     # non-finite entries are refused on both paths (host floats up to 8 x 8, reductions above)
     for m in (2, 8, 9, 30):
         for bad in (math.nan, math.inf, -math.inf):
