@@ -118,5 +118,28 @@ def test_claimed_property(name, prop, G):
         assert_non_conflicting(fn, *args, rtol=rtol, **kwargs)
     elif prop == "permutation_equivariant":
         assert_permutation_equivariant(fn, *args, rtol=rtol, **kwargs)
+    elif prop == "scale_invariant" and name == "krum":
+        _assert_krum_scale_invariant_up_to_ties(G, kwargs)
     elif prop == "scale_invariant":
         assert_scale_invariant(fn, *args, rtol=rtol, **kwargs)
+
+
+def _assert_krum_scale_invariant_up_to_ties(G, kwargs):
+    # Krum selects by comparing scores: gradients whose scores are equal up to round-off
+    # (duplicated rows of a drawn Gramian differ by a few ulps) may be picked either way once
+    # G is scaled, in any floating-point implementation. The selections at G and c G must be
+    # the same set, or sets whose scores (recomputed in float64) are equal up to round-off.
+    m = G.shape[-1]
+    k = m - kwargs["n_byzantine"] - 1
+    G64 = G.double()
+    d = G64.diagonal()
+    scores = (d.unsqueeze(1) + d - 2.0 * G64).sort(dim=1).values[:, :k].sum(dim=1)
+    w = gw.krum(G, **kwargs)
+    for c in (1e-3, 1e3):
+        wc = gw.krum(G * c, **kwargs)
+        if torch.equal(w, wc):
+            continue
+        picked, picked_c = scores[w > 0].sort().values, scores[wc > 0].sort().values
+        slack = 1e3 * torch.finfo(G.dtype).eps * float(scores.abs().max()) + 1e-300
+        assert picked.shape == picked_c.shape
+        assert torch.allclose(picked, picked_c, rtol=0, atol=slack), (w.tolist(), wc.tolist())
