@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import _host
+
 __all__ = [
     "check_gramian",
     "check_gramian_scale",
@@ -40,9 +42,8 @@ def format_shape(shape: Iterable[int]) -> str:
     return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
 
 
-# Up to this many entries, a matrix is checked on Python floats: one copy to the host costs
-# less than the few tensor reductions (each a dispatch of about a microsecond).
-_PYTHON_CHECK_NUMEL = 64
+# Up to _host.HOST_NUMEL entries (8 x 8), a matrix is checked on Python floats: one copy to
+# the host costs less than the few tensor reductions (each a dispatch of about a microsecond).
 # From this many entries on, the asymmetry pass reads a contiguous transpose.
 _CONTIGUOUS_T_NUMEL = 1 << 16
 
@@ -81,7 +82,7 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
         raise ValueError(message(name, "a square matrix", f"shape {format_shape(M.shape)}"))
     if M.shape[-1] == 0:
         raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(M.shape)}"))
-    if M.numel() <= _PYTHON_CHECK_NUMEL:
+    if M.numel() <= _host.HOST_NUMEL:
         extremes = M.reshape(-1).tolist()
     else:
         # A NaN or an infinity makes the sum non-finite: one reduction, much cheaper than
@@ -100,7 +101,7 @@ def _extremes(G: Tensor) -> tuple[float, float, float, float]:
 
     A NaN or an infinity anywhere makes one of the first three non-finite.
     """
-    if G.numel() <= _PYTHON_CHECK_NUMEL:
+    if G.numel() <= _host.HOST_NUMEL:
         rows = G.tolist()
         flat = list(chain.from_iterable(rows))
         if not all(map(math.isfinite, flat)):

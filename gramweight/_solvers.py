@@ -48,8 +48,10 @@ __all__ = [
     "power_reg",
     "psd_spectrum",
     "solve_free",
+    "spectral_input",
     "spectral_rtol",
     "project_simplex",
+    "to_work_dtype",
     "work_dtype",
 ]
 
@@ -65,7 +67,7 @@ _PDAS_ITERS = 30
 _SIMPLEX_GUESS_M = 256
 # Below this size each row's Newton system is factored as one m x m matrix (no gathers); from
 # it on, each row's free block (or, for definite problems, the smaller side) is gathered.
-_SCHUR_MIN_M = 48
+_GATHER_MIN_M = 48
 # Up to this much work (rows x m², a third of it for the simplex or several rows), a problem on
 # the CPU is solved on Python floats.
 _LISTS_WORK = 768
@@ -379,13 +381,13 @@ def _nonneg_qp_equilibrated(
             free = free | ~free.any(dim=1, keepdim=True)
     elif simplex:
         free = torch.ones_like(C, dtype=torch.bool)
-    elif m >= _SCHUR_MIN_M:
+    elif m >= _GATHER_MIN_M:
         free = _guess_free_set(A, C)
     else:
         free = C < 0
     tol = _KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
     iters = min(max_iters, _PDAS_ITERS)
-    if m < _SCHUR_MIN_M:
+    if m < _GATHER_MIN_M:
         X, todo = _pdas_dense(A, C, free, tol, s, rtol, iters, 0.0 if definite else _JITTER)
     elif definite and s is None:
         X, todo = _pdas_definite(A, C, free, tol, iters)
@@ -1297,3 +1299,17 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     runs in float32 (its eigen-decompositions are several times faster, and the input carries no
     more precision anyway)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def to_work_dtype(M: Tensor) -> Tensor:
+    """``M`` in :func:`work_dtype` (``M`` itself, with no operation, when it already is)."""
+    wd = work_dtype(M.dtype)
+    return M if M.dtype == wd else M.to(wd)
+
+
+def spectral_input(G: Tensor, top: float) -> Tensor:
+    """The matrix a scale-invariant closed form decomposes: ``G`` in its work dtype, divided by
+    its largest entry ``top`` (> 0, from ``check_gramian_scale``) when that lies outside
+    [1e-10, 1e10], so that extreme scales stay in range."""
+    Gw = to_work_dtype(G)
+    return Gw if 1e-10 <= top <= 1e10 else Gw * (1.0 / top)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale, check_vector, message
-from .._solvers import psd_spectrum, spectral_rtol, work_dtype
+from .._solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
 
 _SCALES = ("min", "median", "rmse")
 
@@ -63,17 +63,17 @@ def aligned_mtl(
         >>> gw.aligned_mtl(G)
         tensor([0.5591, 0.4083], dtype=torch.float64)
     """
-    G, top, diag_min = check_gramian_scale(G)
+    G, top, _ = check_gramian_scale(G)
     if scale not in _SCALES:
         raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
     m = G.shape[-1]
     wd = work_dtype(G.dtype)
     p = None if pref is None else check_vector(pref, "pref", length=m, like=G).to(wd)
     if top == 0.0:  # B = I
-        return torch.full((m,), 1.0 / m, dtype=G.dtype, device=G.device) if p is None else p.to(G.dtype)
-    Gw = G if G.dtype == wd else G.to(wd)
-    if not 1e-10 <= top <= 1e10:
-        Gw = Gw * (1.0 / top)  # (scale-invariant) keeps extreme scales in range
+        if p is None:
+            return torch.full((m,), 1.0 / m, dtype=G.dtype, device=G.device)
+        return p.to(G.dtype)
+    Gw = spectral_input(G, top)
     lam, V = psd_spectrum(Gw, spectral_rtol(G, G.dtype), graded=True)
     kept = [x for x in lam if x]  # ascending
     if scale == "min":

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
 import operator
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale, check_vector
-from .._solvers import psd_spectrum, spectral_rtol, work_dtype
+from .._solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
 
 
 def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Tensor:
@@ -64,12 +63,13 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
         p_norm = float(p.norm())
     if top == 0.0:
         return torch.zeros(m, dtype=G.dtype, device=G.device)
-    Gw = G if G.dtype == wd else G.to(wd)
-    if not 1e-10 <= top <= 1e10:
-        Gw = Gw * (1.0 / top)  # (scale-invariant) keeps extreme scales in range
+    Gw = spectral_input(G, top)
     d = Gw.diagonal().sqrt()
     # (zero gradients get a zero row and column in D⁺)
-    dinv = d.reciprocal() if diag_min > 1e-30 * top else d.masked_fill(d == 0, torch.inf).reciprocal()
+    if diag_min > 1e-30 * top:
+        dinv = d.reciprocal()
+    else:
+        dinv = d.masked_fill(d == 0, torch.inf).reciprocal()
     rtol = spectral_rtol(G, G.dtype)
     # the cosine matrix C = D⁺ G D⁺ = V Λ Vᵀ, and q = Vᵀ pref
     lam, V = psd_spectrum(dinv.unsqueeze(1) * Gw * dinv, rtol)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale
-from .._solvers import psd_spectrum, spectral_rtol, work_dtype
+from .._solvers import psd_spectrum, spectral_input, spectral_rtol
 
 
 def imtl_g(G: Tensor, /) -> Tensor:
@@ -47,14 +47,11 @@ def imtl_g(G: Tensor, /) -> Tensor:
         >>> gw.imtl_g(G)
         tensor([0.5923, 0.4077], dtype=torch.float64)
     """
-    G, top, diag_min = check_gramian_scale(G)
+    G, top, _ = check_gramian_scale(G)
     m = G.shape[-1]
     if top == 0.0:
         return torch.zeros(m, dtype=G.dtype, device=G.device)
-    wd = work_dtype(G.dtype)
-    Gw = G if G.dtype == wd else G.to(wd)
-    if not 1e-10 <= top <= 1e10:
-        Gw = Gw * (1.0 / top)  # (scale-invariant) keeps extreme scales in range
+    Gw = spectral_input(G, top)
     lam, V = psd_spectrum(Gw, spectral_rtol(G, G.dtype))
     # v = V Λ⁺ Vᵀ d and its sum 1ᵀv = (Vᵀ1)ᵀ Λ⁺ Vᵀ d: the coefficients Λ⁺ Vᵀ d, normalised,
     # are formed on the host, then one product gives w
@@ -63,5 +60,5 @@ def imtl_g(G: Tensor, /) -> Tensor:
     total = math.fsum(map(operator.mul, V.sum(dim=0).tolist(), coef))
     if abs(total) <= 1e-12 * math.fsum(map(abs, coef)):
         return torch.zeros(m, dtype=G.dtype, device=G.device)
-    w = V @ torch.as_tensor([c / total for c in coef], dtype=wd, device=G.device)
+    w = V @ torch.as_tensor([c / total for c in coef], dtype=Gw.dtype, device=G.device)
     return w if w.dtype == G.dtype else w.to(G.dtype)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .._checks import check_gramian, check_number, message
 from .._host import on_host
-from .._solvers import work_dtype
+from .._solvers import to_work_dtype
 
 
 def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
@@ -61,8 +61,7 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
         raise ValueError(message("n_selected", f"<= m = {m}", repr(n_selected)))
     if on_host(G):
         return _krum_host(G, m - n_byzantine - 1, n_selected)
-    if G.dtype not in (torch.float32, torch.float64):
-        G = G.to(work_dtype(G.dtype))
+    G = to_work_dtype(G)
     # (d_i + d_j) - 2 G_ij is exactly symmetric, so a pair of mutual nearest neighbours ties
     # exactly. A row's own entry is exactly 0, the least possible value: the sum of its
     # k + 1 = m - f - 1 smallest entries is the sum of the k smallest distances to the others,

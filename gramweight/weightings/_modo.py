@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state
 from .._host import matvec, on_host, project_simplex_list
-from .._solvers import project_simplex, work_dtype
+from .._solvers import project_simplex, to_work_dtype
 
 __all__ = ["MoDoState", "modo", "modo_init"]
 
@@ -99,9 +99,8 @@ def modo(
             MoDoState(torch.tensor(new, dtype=M.dtype)),
         )
     # In M's precision (float32 or float64): one fused lam (1 - gamma rho) - gamma M lam
-    wd = work_dtype(M.dtype)
-    Mw = M if M.dtype == wd else M.to(wd)
-    lam = state.weights.to(dtype=wd, device=M.device)
+    Mw = to_work_dtype(M)
+    lam = state.weights.to(dtype=Mw.dtype, device=M.device)
     lam = project_simplex(torch.addmv(lam, Mw, lam, beta=1.0 - gamma * rho, alpha=-gamma))
     w = lam.to(M.dtype)
     return w, MoDoState(w.clone())

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state, check_vector
 from .._host import matvec, on_host, project_simplex_list
-from .._solvers import project_simplex, work_dtype
+from .._solvers import project_simplex, to_work_dtype
 
 __all__ = ["SDMGradState", "sdmgrad", "sdmgrad_init"]
 
@@ -116,7 +116,7 @@ def sdmgrad(
     if on_host(M):
         return _sdmgrad_host(M, state, w_tilde.tolist(), lr, momentum, n_iters, lambda_)
     # Matrix-vector products run in M's precision (float32 or float64); m-vectors in float64.
-    Mw = M if M.dtype == work_dtype(M.dtype) else M.to(work_dtype(M.dtype))
+    Mw = to_work_dtype(M)
     scale = Mw.diagonal().to(torch.float64).clamp(min=0.0).sqrt().mean()
     inv_scale2 = 1.0 / (scale * scale + 1e-8)
     w = state.weights.to(dtype=torch.float64, device=M.device)

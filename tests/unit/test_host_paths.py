@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import gramweight as gw
-import gramweight._checks as checks
 import gramweight._host as host
 from gramweight.testing.strategies import gramians
 
@@ -18,7 +17,6 @@ def both_paths(fn):
     small = fn()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(host, "HOST_NUMEL", 0)
-        patch.setattr(checks, "_PYTHON_CHECK_NUMEL", 0)
         large = fn()
     return small, large
 
