@@ -140,6 +140,9 @@ def _assert_krum_scale_invariant_up_to_ties(G, kwargs):
         if torch.equal(w, wc):
             continue
         picked, picked_c = scores[w > 0].sort().values, scores[wc > 0].sort().values
-        slack = 1e3 * torch.finfo(G.dtype).eps * float(scores.abs().max()) + 1e-300
+        # a distance d_i + d_j - 2 G_ij carries the round-off of its terms, of the size of
+        # G's entries (not of the distance: duplicated rows of a Gramian of 1e15 have
+        # distances of a few ulps of 1e15, and scores of that size, tied)
+        slack = 1e3 * torch.finfo(G.dtype).eps * k * float(G64.abs().max()) + 1e-300
         assert picked.shape == picked_c.shape
         assert torch.allclose(picked, picked_c, rtol=0, atol=slack), (w.tolist(), wc.tolist())
