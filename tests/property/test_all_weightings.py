@@ -27,7 +27,8 @@ CLAIMS: dict[str, set[str]] = {
     "random": {"scale_invariant"},
     # With their default norm_eps/reg_eps (TorchJD's), upgrad and dualproj solve a regularised
     # problem, and a Gramian of trace below norm_eps counts as zero: non-conflicting and
-    # scale-invariant only with norm_eps = reg_eps = 0 (tests/property/test_weightings_i.py).
+    # scale-invariant only with norm_eps = reg_eps = 0
+    # (tests/property/test_projections_and_closed_forms.py).
     "upgrad": {"permutation_equivariant"},
     "dualproj": {"permutation_equivariant"},
     "mgda": {"non_conflicting", "permutation_equivariant", "scale_invariant"},
@@ -51,13 +52,13 @@ REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     # A GradVac correction towards an opposite or collinear gradient (opposite rows, rank-1
     # matrices, n = 1) leaves a residual of relative size ~eps/||g||^2, below that limit: the
     # update still agrees, but the cosines measured afterwards, hence the new targets, are not
-    # determined by G (docs/weightings_ii.md, "Precision").
+    # determined by G (docs/surgery_and_stateful.md, "Precision").
     "gradvac": jacobians(
         n=st.integers(2, 12), structures=("generic", "duplicated_rows", "zero_rows", "dominant_row")
     ),
     # MoDo's new weights are a simplex projection of entries of size gamma * |G|: on a Gramian
     # scaled to 1e12 their round-off (eps * 1e12) exceeds the state tolerance, in any
-    # implementation. Its update is checked at every scale in test_weightings_ii.py.
+    # implementation. Its update is checked at every scale in test_surgery_and_stateful.py.
     "modo": jacobians(scaled=False),
 }
 

@@ -1,4 +1,4 @@
-"""Properties of the projection and closed-form family (issue 3), on drawn structures.
+"""Properties of the projection and closed-form family, on drawn structures.
 
 The generic suite (test_all_weightings.py) checks every weighting with its default options;
 this file checks the stronger claims that need an option: the exact projections
