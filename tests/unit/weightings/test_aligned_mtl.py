@@ -1,14 +1,13 @@
-"""aligned_mtl: the issue's value, the aligned system, scales, edge cases and errors."""
+"""aligned_mtl: the aligned system, scales, edge cases and errors.
+
+Its values are in test_expected_values.py.
+"""
 
 import pytest
 import torch
 
 import gramweight as gw
 from tests.unit.weightings._common import G, J, edge_gramians
-
-
-def test_issue_values():
-    assert torch.allclose(gw.aligned_mtl(G), torch.tensor([0.5591, 0.4083], dtype=torch.float64), atol=1e-4)
 
 
 def test_aligned_gradients_are_orthogonal_with_equal_norms():

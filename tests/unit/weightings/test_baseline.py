@@ -1,4 +1,7 @@
-"""mean, sum, constant and random: values derived by hand, edge cases and errors."""
+"""mean, sum, constant and random: dtypes, the random draw, edge cases and errors.
+
+Their values on the two-task example are in test_expected_values.py.
+"""
 
 import math
 
@@ -9,12 +12,6 @@ import gramweight as gw
 
 J = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)
 G = J @ J.T
-
-
-def test_values_on_the_two_task_example():
-    assert torch.equal(gw.mean(G), torch.tensor([0.5, 0.5], dtype=torch.float64))
-    assert torch.equal(gw.sum(G), torch.tensor([1.0, 1.0], dtype=torch.float64))
-    assert torch.equal(gw.constant(G, weights=[0.25, 2]) @ J, torch.tensor([11.0, 2.25, 2.25], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])

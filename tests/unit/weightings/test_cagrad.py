@@ -1,4 +1,7 @@
-"""cagrad: the issue's value, the optimality of the inner problem, edge cases and errors."""
+"""cagrad: the optimality of the inner problem, the reference, edge cases and errors.
+
+Its value on the two-task example is in test_expected_values.py.
+"""
 
 import itertools
 
@@ -7,10 +10,6 @@ import torch
 
 import gramweight as gw
 from tests.unit.weightings._common import G, J, edge_gramians, gram
-
-
-def test_issue_values():
-    assert torch.allclose(gw.cagrad(G, c=0.5), torch.tensor([0.7041, 0.5000], dtype=torch.float64), atol=1e-4)
 
 
 def test_c_zero_is_the_mean():

@@ -1,14 +1,13 @@
-"""config: the issue's update, equal cosines, the rank cut-off, edge cases and errors."""
+"""config: equal cosines, the rank cut-off, edge cases and errors.
+
+Its values are in test_expected_values.py.
+"""
 
 import pytest
 import torch
 
 import gramweight as gw
-from tests.unit.weightings._common import G, J, edge_gramians, gram
-
-
-def test_issue_update():
-    assert torch.allclose(gw.config(G) @ J, torch.tensor([0.1588, 2.0706, 2.0706], dtype=torch.float64), atol=1e-4)
+from tests.unit.weightings._common import G, edge_gramians, gram
 
 
 def test_equal_cosines_and_length():

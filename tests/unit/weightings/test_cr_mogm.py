@@ -41,7 +41,7 @@ def test_stateful_inner_lives_in_the_state():
     assert torch.allclose(w, torch.tensor([2.2222, 1.5789], dtype=torch.float64), atol=1e-4)
     assert isinstance(state.inner, gw.GradVacState)
     w, state = gw.cr_mogm(G2, state, inner=functools.partial(gw.gradvac, key=1))
-    # 0.9 * first gradvac weights + 0.1 * second ones (the issue's [1.8580, 1.4064]).
+    # 0.9 * first gradvac weights + 0.1 * second ones ([1.8580, 1.4064], test_expected_values).
     expected = 0.9 * torch.tensor([1 + 22 / 18, 1 + 22 / 38]) + 0.1 * torch.tensor([1.8580, 1.4064])
     assert torch.allclose(w, expected.double(), atol=1e-4)
     assert float(state.inner.targets[0, 1]) < -0.6  # the inner state moved on: 3/4 of the cosine

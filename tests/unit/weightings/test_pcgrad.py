@@ -1,4 +1,7 @@
-"""pcgrad: the issue's values, hand-derived cases, edge cases and errors."""
+"""pcgrad: the loop by hand over visiting orders, edge cases, blocks and errors.
+
+Its values on two-task examples are in test_expected_values.py.
+"""
 
 import pytest
 import torch
@@ -7,15 +10,6 @@ import gramweight as gw
 from gramweight.testing import assert_pure
 
 G2 = torch.tensor([[18.0, -22.0], [-22.0, 38.0]], dtype=torch.float64)
-
-
-@pytest.mark.parametrize("key", [0, 1, 7, -3, 2**40])
-def test_two_tasks_any_key(key):
-    # Row 0: 1 + 22/38 g_1; row 1: 22/18 g_0 + g_1 (the order of one other task is irrelevant).
-    w = gw.pcgrad(G2, key=key)
-    assert torch.allclose(w, torch.tensor([2.2222, 1.5789], dtype=torch.float64), atol=1e-4)
-    exact = torch.tensor([1 + 22 / 18, 1 + 22 / 38], dtype=torch.float64)
-    assert torch.allclose(w, exact, rtol=1e-15)
 
 
 def test_three_tasks_by_hand():
@@ -64,7 +58,6 @@ def test_rank_one_opposite_gradients_cancel():
     # g_0 = 1, g_1 = -2 (one parameter): row 0 = g_0 + g_1 / 2 = 0, row 1 = 2 g_0 + g_1 = 0.
     G = torch.tensor([[1.0, -2.0], [-2.0, 4.0]], dtype=torch.float64)
     w = gw.pcgrad(G, key=0)
-    assert torch.equal(w, torch.tensor([3.0, 1.5], dtype=torch.float64))
     assert float(w @ torch.tensor([1.0, -2.0], dtype=torch.float64)) == 0.0
 
 

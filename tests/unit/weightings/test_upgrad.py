@@ -1,33 +1,13 @@
-"""upgrad: the issue's values, edge cases, exactness and errors."""
+"""upgrad: edge cases, exactness, dtypes and errors.
+
+Its values are in test_expected_values.py.
+"""
 
 import pytest
 import torch
 
 import gramweight as gw
 from tests.unit.weightings._common import G, J, edge_gramians
-
-
-def test_issue_values():
-    assert torch.allclose(gw.upgrad(G), torch.tensor([1.1109, 0.7894], dtype=torch.float64), atol=1e-4)
-
-
-def test_all_ones_gramian_gives_one_sixth():
-    w = gw.upgrad(torch.ones(6, 6, dtype=torch.float64))
-    assert torch.allclose(w, torch.full((6,), 1 / 6, dtype=torch.float64), atol=1e-4)
-
-
-def test_exact_projection_by_hand():
-    # reg_eps = 0: projecting g1/2 adds 11/38 of g2, projecting g2/2 adds 11/18 of g1
-    w = gw.upgrad(G, reg_eps=0.0)
-    expected = torch.tensor([0.5 + 11 / 18, 0.5 + 11 / 38], dtype=torch.float64)
-    assert torch.allclose(w, expected, rtol=1e-12, atol=0)
-
-
-def test_regularised_value_by_hand():
-    # with G' = G/56 + 1e-4 I the added coefficients solve one scalar equation each
-    a = (22 / 56 * 0.5) / (18 / 56 + 1e-4)
-    b = (22 / 56 * 0.5) / (38 / 56 + 1e-4)
-    assert torch.allclose(gw.upgrad(G), torch.tensor([0.5 + a, 0.5 + b], dtype=torch.float64), rtol=1e-12)
 
 
 def test_non_conflicting_vectors_are_left_alone():
@@ -62,7 +42,7 @@ def test_float32_and_grad_free():
     assert torch.allclose(w, torch.tensor([1.1109, 0.7894]), atol=1e-4)
 
 
-def test_update_of_the_issue_example_is_non_conflicting():
+def test_update_of_the_two_task_example_is_non_conflicting():
     assert bool((J @ (gw.upgrad(G) @ J) > 0).all())
 
 
