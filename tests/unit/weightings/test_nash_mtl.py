@@ -12,7 +12,7 @@ from tests.unit.weightings._common import G, edge_gramians
 
 
 def test_one_call_is_one_step():
-    w, state = gw.nash_mtl(G, gw.nash_mtl_init(2))
+    _, state = gw.nash_mtl(G, gw.nash_mtl_init(2))
     assert int(state.step) == 1
 
 
