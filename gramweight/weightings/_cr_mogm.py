@@ -28,10 +28,6 @@ class CRMOGMState(NamedTuple):
     inner: Any = None
 
 
-# Checkpoints load with torch.load's default weights_only=True.
-torch.serialization.add_safe_globals([CRMOGMState])
-
-
 def cr_mogm_init(
     m: int,
     inner_state: Any = None,
