@@ -63,5 +63,9 @@ try:
 except AssertionError as error:
     print("as expected, not non-conflicting:", str(error).split(" (G @ w =")[0])
 
-# A weighting that passes these checks can sit next to gramweight's own ones:
-print("normalised mean:", normalised_mean(G).tolist(), " mean:", gw.mean(G).tolist())
+# A weighting that passes these checks can sit next to gramweight's own ones. The record
+# gramweight registers its methods with checks the calling convention (G positional-only,
+# options keyword-only) and carries the claims that generic code tests:
+entry = gw.Weighting(normalised_mean, properties={"permutation_equivariant"})
+print(entry)
+print("normalised mean:", entry.fn(G).tolist(), " mean:", gw.mean(G).tolist())

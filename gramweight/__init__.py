@@ -11,27 +11,10 @@ from .weightings import *  # noqa: F403 - the flat public API is the weightings'
 
 __version__ = "0.1.0"
 
-WEIGHTINGS: dict[str, Callable] = {
-    "mean": mean,
-    "sum": sum,
-    "constant": constant,
-    "random": random,
-    "upgrad": upgrad,
-    "dualproj": dualproj,
-    "mgda": mgda,
-    "imtl_g": imtl_g,
-    "aligned_mtl": aligned_mtl,
-    "cagrad": cagrad,
-    "krum": krum,
-    "fairgrad": fairgrad,
-    "nash_mtl": nash_mtl,
-    "config": config,
-    "pcgrad": pcgrad,
-    "gradvac": gradvac,
-    "cr_mogm": cr_mogm,
-    "modo": modo,
-    "sdmgrad": sdmgrad,
-}
-"""Every weighting of the library, by name (the same name as the function)."""
+WEIGHTINGS: dict[str, Callable] = {name: entry.fn for name, entry in weightings.REGISTRY.items()}
+"""Every weighting of the library, by name (the same name as the function).
+
+A plain dict built from `gramweight.weightings.REGISTRY`, which also tells each method's kind
+(stochastic, stateful), its `_init` and state class, and its claimed properties."""
 
 __all__ = ["WEIGHTINGS", "autogram", "testing", *weightings.__all__]

@@ -1,21 +1,21 @@
 """How generic tests call any entry of ``gramweight.WEIGHTINGS``.
 
-A weighting whose only required keyword option is ``key`` is covered automatically. Stateful
-weightings are recognised by a ``gramweight.<name>_init`` function and start from a fresh
-state. A weighting with another required option must get example values in
-``REQUIRED_OPTIONS``; the generic suite fails with a message saying so until it does.
+Each method's kind comes from its entry in ``gramweight.weightings.REGISTRY``: a stochastic one
+gets ``key``, a stateful one starts from a fresh ``entry.init(m)``. A weighting with another
+required option (``entry.required``) must get example values in ``REQUIRED_OPTIONS``; the
+generic suite fails with a message saying so until it does.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 
 import gramweight as gw
+from gramweight.weightings import REGISTRY
 
 # name -> function of m giving the required keyword options other than `key`.
 REQUIRED_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
@@ -34,32 +34,24 @@ def supports(name: str, m: int) -> bool:
     return m >= MIN_M.get(name, 1)
 
 
-@functools.cache
-def required_keywords(name: str) -> list[str]:
-    params = inspect.signature(gw.WEIGHTINGS[name]).parameters.values()
-    return [
-        p.name
-        for p in params
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty
-    ]
-
-
 def options(name: str, m: int, key: int = 0) -> dict[str, Any]:
     """The keyword options needed to call weighting ``name`` on an (m, m) Gramian."""
+    entry = REGISTRY[name]
     kwargs = dict(REQUIRED_OPTIONS[name](m)) if name in REQUIRED_OPTIONS else {}
-    for kw in required_keywords(name):
-        if kw == "key":
-            kwargs["key"] = key
-        elif kw not in kwargs:
-            raise AssertionError(
-                f"weighting {name!r} requires the option {kw!r}: add example values for it in "
-                "REQUIRED_OPTIONS of tests/_calling.py"
-            )
+    missing = [kw for kw in entry.required if kw not in kwargs]
+    if missing:
+        raise AssertionError(
+            f"weighting {name!r} requires the option(s) {missing}: add example values for them "
+            "in REQUIRED_OPTIONS of tests/_calling.py"
+        )
+    if entry.stochastic:
+        kwargs["key"] = key
     return kwargs
 
 
 def initial_state(name: str, m: int) -> Any | None:
-    init = getattr(gw, f"{name}_init", None)
+    """A fresh state of weighting ``name`` for ``m`` objectives (``None`` if it is stateless)."""
+    init = REGISTRY[name].init
     return None if init is None else init(m)
 
 

@@ -1,9 +1,15 @@
-"""Weightings: pure functions from a Gramian to weights, one file per method."""
+"""Weightings: pure functions from a Gramian to weights, one file per method.
+
+`REGISTRY` below is the one registration of every method (its docstring says how to add one).
+"""
+
+from collections.abc import Mapping
 
 from ._aligned_mtl import aligned_mtl
 from ._cagrad import cagrad
 from ._config import config
 from ._constant import constant
+from ._contract import Weighting, registry
 from ._cr_mogm import CRMOGMState, cr_mogm, cr_mogm_init
 from ._dualproj import dualproj
 from ._fairgrad import fairgrad
@@ -21,12 +27,81 @@ from ._sdmgrad import SDMGradState, sdmgrad, sdmgrad_init
 from ._sum import sum  # noqa: A004
 from ._upgrad import upgrad
 
+REGISTRY: Mapping[str, Weighting] = registry(
+    Weighting(mean, properties={"permutation_equivariant", "scale_invariant"}),
+    Weighting(sum, properties={"permutation_equivariant", "scale_invariant"}),
+    Weighting(constant, properties={"scale_invariant"}),
+    Weighting(random, properties={"scale_invariant"}),
+    # With their default norm_eps/reg_eps (TorchJD's), upgrad and dualproj solve a regularised
+    # problem, and a Gramian of trace below norm_eps counts as zero: non-conflicting and
+    # scale-invariant only with norm_eps = reg_eps = 0
+    # (tests/property/test_projections_and_closed_forms.py).
+    Weighting(upgrad, properties={"permutation_equivariant"}),
+    Weighting(dualproj, properties={"permutation_equivariant"}),
+    Weighting(mgda, properties={"non_conflicting", "permutation_equivariant", "scale_invariant"}),
+    Weighting(imtl_g, properties={"permutation_equivariant", "scale_invariant"}),
+    Weighting(aligned_mtl, properties={"permutation_equivariant", "scale_invariant"}),
+    Weighting(cagrad, properties={"permutation_equivariant"}),
+    Weighting(krum, properties={"scale_invariant"}),
+    Weighting(fairgrad, properties={"permutation_equivariant"}),
+    Weighting(
+        nash_mtl, init=nash_mtl_init, state=NashMTLState, properties={"permutation_equivariant"}
+    ),
+    Weighting(config, properties={"permutation_equivariant", "scale_invariant"}),
+    Weighting(pcgrad, properties={"scale_invariant"}),
+    # eps is absolute; the visiting orders depend on the task indices
+    Weighting(gradvac, init=gradvac_init, state=GradVacState, properties=set()),
+    # as its inner weighting (pcgrad in tests/_calling.py)
+    Weighting(cr_mogm, init=cr_mogm_init, state=CRMOGMState, properties={"scale_invariant"}),
+    Weighting(modo, init=modo_init, state=MoDoState, properties={"permutation_equivariant"}),
+    Weighting(
+        sdmgrad, init=sdmgrad_init, state=SDMGradState, properties={"permutation_equivariant"}
+    ),
+)
+"""Every weighting of the library by name: its function, kind, state and claimed properties.
+
+A read-only mapping ``name -> Weighting``, in a fixed order; ``gramweight.WEIGHTINGS`` is its
+plain ``name -> function`` view. Generic code reads a method's kind here instead of inspecting
+signatures:
+
+```python
+entry = gw.weightings.REGISTRY[name]
+kwargs = {"key": step} if entry.stochastic else {}  # plus values for entry.required
+if entry.stateful:
+    w, state = entry.fn(G, state, **kwargs)  # the first state from entry.init(m)
+else:
+    w = entry.fn(G, **kwargs)
+```
+
+This table is the one registration: it feeds ``gramweight.WEIGHTINGS``, registers the state
+classes as safe globals for ``torch.load(weights_only=True)``, and holds the claims that
+``tests/property/test_all_weightings.py`` checks (a comment says why a property is not claimed
+where one would expect it). Building each ``Weighting`` checks the calling convention.
+
+Adding a method ``foo``:
+
+1. Write ``_foo.py`` (for a stateful method also ``foo_init`` and ``FooState``).
+2. Import its public names above and list them in ``__all__``, and give them a line in
+   ``docs/api.md``.
+3. Add one line here: ``Weighting(foo, properties={...})``, or
+   ``Weighting(foo, init=foo_init, state=FooState, properties={...})``.
+4. Register a Jacobian-space reference in ``gramweight/testing/references/``, and give example
+   values in ``REQUIRED_OPTIONS`` of ``tests/_calling.py`` if ``foo`` has a required option
+   other than ``key``.
+
+The generic tests then cover it (claims, purity, the reference, saving and reloading its
+state) and fail with a message naming what is missing.
+"""
+
+# The flat API of gramweight (it star-imports this list). REGISTRY is left out: its flat view
+# there is WEIGHTINGS, and gw.weightings.REGISTRY says which registry it is.
 __all__ = [
     "CRMOGMState",
     "GradVacState",
     "MoDoState",
     "NashMTLState",
     "SDMGradState",
+    "Weighting",
     "aligned_mtl",
     "cagrad",
     "config",

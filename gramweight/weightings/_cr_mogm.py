@@ -19,17 +19,13 @@ class CRMOGMState(NamedTuple):
     Attributes:
         weights: The previous smoothed weights :math:`\\lambda_{k-1}`, shape (m,) (or (K, m)
             for an inner weighting of K block Gramians).
-        count: Number of calls so far (0-dim ``int64``); at 0, ``weights`` is unused.
+        step: Number of calls so far (0-dim ``int64``); at 0, ``weights`` is unused.
         inner: State of a stateful inner weighting, or ``None`` for a stateless one.
     """
 
     weights: Tensor
-    count: Tensor
+    step: Tensor
     inner: Any = None
-
-
-# Checkpoints load with torch.load's default weights_only=True.
-torch.serialization.add_safe_globals([CRMOGMState])
 
 
 def cr_mogm_init(
@@ -54,7 +50,7 @@ def cr_mogm_init(
     Examples:
         >>> import gramweight as gw
         >>> gw.cr_mogm_init(2)
-        CRMOGMState(weights=tensor([0., 0.]), count=tensor(0), inner=None)
+        CRMOGMState(weights=tensor([0., 0.]), step=tensor(0), inner=None)
     """
     check_number(m, "m", low=1, integer=True)
     shape: tuple[int, ...] = (m,)
@@ -62,8 +58,8 @@ def cr_mogm_init(
         check_number(blocks, "blocks", low=1, integer=True)
         shape = (blocks, m)
     weights = torch.zeros(shape, dtype=dtype, device=device)
-    count = torch.zeros((), dtype=torch.int64, device=device)
-    return CRMOGMState(weights, count, inner_state)
+    step = torch.zeros((), dtype=torch.int64, device=device)
+    return CRMOGMState(weights, step, inner_state)
 
 
 def cr_mogm(
@@ -131,9 +127,9 @@ def cr_mogm(
         lam_hat, new_inner = inner(G, state.inner)
     if not isinstance(lam_hat, Tensor):
         raise TypeError(message("inner(G)", "a tensor of weights", type(lam_hat).__name__))
-    check_state(state, CRMOGMState, weights=tuple(lam_hat.shape), count=())
+    check_state(state, CRMOGMState, weights=tuple(lam_hat.shape), step=())
     previous = state.weights.to(dtype=lam_hat.dtype, device=lam_hat.device)
-    count = state.count.to(device=lam_hat.device)
-    smoothed = torch.where(count > 0, alpha * previous + (1.0 - alpha) * lam_hat, lam_hat)
+    step = state.step.to(device=lam_hat.device)
+    smoothed = torch.where(step > 0, alpha * previous + (1.0 - alpha) * lam_hat, lam_hat)
     # The state must not keep an autograd graph alive from one step to the next.
-    return smoothed, CRMOGMState(smoothed.detach(), count + 1, new_inner)
+    return smoothed, CRMOGMState(smoothed.detach(), step + 1, new_inner)

@@ -29,10 +29,6 @@ class GradVacState(NamedTuple):
     targets: Tensor
 
 
-# Checkpoints load with torch.load's default weights_only=True.
-torch.serialization.add_safe_globals([GradVacState])
-
-
 def gradvac_init(
     m: int,
     blocks: int | None = None,

@@ -24,10 +24,6 @@ class MoDoState(NamedTuple):
     weights: Tensor
 
 
-# Checkpoints load with torch.load's default weights_only=True.
-torch.serialization.add_safe_globals([MoDoState])
-
-
 def modo_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> MoDoState:

@@ -12,27 +12,41 @@ from .._solvers import power_balance, power_reg
 
 
 class NashMTLState(NamedTuple):
-    """State of :func:`nash_mtl`: the step counter and the last solved weights."""
+    """State of :func:`gramweight.nash_mtl`.
+
+    Attributes:
+        step: Number of calls so far (0-dim ``int64``); the weights are solved again when it is
+            a multiple of ``update_every``.
+        weights: The last solution of ``(G w) ⊙ w = 1`` (shape (m,)), before norm clipping: the
+            starting point of the next solve and the weights reused between solves. Unused
+            while ``step`` is 0.
+    """
 
     step: Tensor
-    """Number of calls so far, an int64 scalar."""
     weights: Tensor
-    """Last solution of ``(G w) ⊙ w = 1`` (float64, shape (m,)), before norm clipping; the
-    starting point of the next solve and the weights reused between updates."""
 
 
-def nash_mtl_init(m: int) -> NashMTLState:
-    """Initial state of :func:`nash_mtl` for ``m`` objectives (weights all ones, as in the
-    original code; they are only used once a first solve has replaced them).
+def nash_mtl_init(
+    m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> NashMTLState:
+    """Fresh state of :func:`gramweight.nash_mtl` (weights all ones, as in the original code;
+    the first call solves from scratch and replaces them).
+
+    Args:
+        m: Number of tasks.
+        dtype: dtype of the weights (default: ``torch.get_default_dtype()``). The state
+            returned by :func:`gramweight.nash_mtl` has the Gramian's dtype and device.
+        device: device of the state (default: CPU).
 
     Examples:
         >>> import gramweight as gw
         >>> gw.nash_mtl_init(2)
-        NashMTLState(step=tensor(0), weights=tensor([1., 1.], dtype=torch.float64))
+        NashMTLState(step=tensor(0), weights=tensor([1., 1.]))
     """
     check_number(m, "m", low=1, integer=True)
     return NashMTLState(
-        step=torch.tensor(0, dtype=torch.int64), weights=torch.ones(m, dtype=torch.float64)
+        step=torch.zeros((), dtype=torch.int64, device=device),
+        weights=torch.ones(m, dtype=dtype, device=device),
     )
 
 
@@ -66,8 +80,8 @@ def nash_mtl(
         n_iters: Maximum number of Newton steps per solve (an int >= 1).
 
     Returns:
-        ``(w, new_state)``: weights of shape (m,) with ``G``'s dtype and device, and the state
-        for the next call.
+        ``(w, new_state)``: weights of shape (m,) and the state for the next call, both with
+        ``G``'s dtype and device.
 
     Properties:
         Pure (state in, new state out), permutation-equivariant from a fresh state. Not
@@ -113,5 +127,7 @@ def nash_mtl(
     if max_norm > 0:
         norm = (w @ G64 @ w).clamp_min(0).sqrt()
         w = torch.where(norm > max_norm, w * (max_norm / torch.where(norm > 0, norm, 1.0)), w)
-    new_state = NashMTLState(step=state.step + 1, weights=solved.to(state.weights.device))
+    # G's dtype and device, as every stateful method's new state (the solver converts its warm
+    # start to float64 anyway)
+    new_state = NashMTLState(step=state.step.to(G.device) + 1, weights=solved.to(G.dtype))
     return w.to(G.dtype), new_state

@@ -28,10 +28,6 @@ class SDMGradState(NamedTuple):
     weights: Tensor
 
 
-# Checkpoints load with torch.load's default weights_only=True.
-torch.serialization.add_safe_globals([SDMGradState])
-
-
 def sdmgrad_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> SDMGradState:

@@ -1,5 +1,7 @@
 """Every entry of WEIGHTINGS, on every drawn structure, against its claimed properties."""
 
+import io
+
 import pytest
 import torch
 from hypothesis import assume, given
@@ -14,37 +16,14 @@ from gramweight.testing import (
     assert_scale_invariant,
     check_against_reference,
 )
+from gramweight.testing._tree import tree_leaves
 from gramweight.testing.strategies import gramians, jacobians
-from tests._calling import arguments, call, supports
+from gramweight.weightings import REGISTRY
+from gramweight.weightings._contract import PROPERTIES
+from tests._calling import arguments, call, options, supports
 
 NAMES = sorted(gw.WEIGHTINGS)
-
-# The one table of claimed properties: every weighting must have a row.
-CLAIMS: dict[str, set[str]] = {
-    "mean": {"permutation_equivariant", "scale_invariant"},
-    "sum": {"permutation_equivariant", "scale_invariant"},
-    "constant": {"scale_invariant"},
-    "random": {"scale_invariant"},
-    # With their default norm_eps/reg_eps (TorchJD's), upgrad and dualproj solve a regularised
-    # problem, and a Gramian of trace below norm_eps counts as zero: non-conflicting and
-    # scale-invariant only with norm_eps = reg_eps = 0
-    # (tests/property/test_projections_and_closed_forms.py).
-    "upgrad": {"permutation_equivariant"},
-    "dualproj": {"permutation_equivariant"},
-    "mgda": {"non_conflicting", "permutation_equivariant", "scale_invariant"},
-    "imtl_g": {"permutation_equivariant", "scale_invariant"},
-    "aligned_mtl": {"permutation_equivariant", "scale_invariant"},
-    "cagrad": {"permutation_equivariant"},
-    "krum": {"scale_invariant"},
-    "fairgrad": {"permutation_equivariant"},
-    "nash_mtl": {"permutation_equivariant"},
-    "config": {"permutation_equivariant", "scale_invariant"},
-    "pcgrad": {"scale_invariant"},
-    "gradvac": set(),  # eps is absolute; the visiting orders depend on the task indices
-    "cr_mogm": {"scale_invariant"},  # as its inner weighting (pcgrad in tests/_calling.py)
-    "modo": {"permutation_equivariant"},
-    "sdmgrad": {"permutation_equivariant"},
-}
+STATEFUL = [name for name in NAMES if REGISTRY[name].stateful]
 
 # name -> Jacobians on which the weighting must match its reference, when not all of them.
 REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
@@ -62,12 +41,12 @@ REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     "modo": jacobians(scaled=False),
 }
 
-PROPERTIES = ("non_conflicting", "permutation_equivariant", "scale_invariant")
-CLAIMED = [(name, prop) for name in NAMES for prop in PROPERTIES if prop in CLAIMS.get(name, ())]
+# The claims live with the registration (gramweight/weightings/__init__.py).
+CLAIMED = [(name, prop) for name in NAMES for prop in sorted(REGISTRY[name].properties)]
 
 
-def test_every_weighting_has_a_row_in_the_claims_table():
-    assert sorted(CLAIMS) == NAMES
+def test_every_claimable_property_has_a_check():
+    assert set(PROPERTY_CHECKS) == PROPERTIES
 
 
 def test_every_weighting_has_a_reference():
@@ -113,16 +92,61 @@ def test_matches_reference(name, data, key):
 def test_claimed_property(name, prop, G):
     assume(supports(name, G.shape[-1]))
     args, kwargs = arguments(name, G)
-    fn = gw.WEIGHTINGS[name]
     rtol = 1e-6 if G.dtype == torch.float64 else 1e-3
-    if prop == "non_conflicting":
-        assert_non_conflicting(fn, *args, rtol=rtol, **kwargs)
-    elif prop == "permutation_equivariant":
-        assert_permutation_equivariant(fn, *args, rtol=rtol, **kwargs)
-    elif prop == "scale_invariant" and name == "krum":
-        _assert_krum_scale_invariant_up_to_ties(G, kwargs)
-    elif prop == "scale_invariant":
-        assert_scale_invariant(fn, *args, rtol=rtol, **kwargs)
+    PROPERTY_CHECKS[prop](name, args, kwargs, rtol)
+
+
+def _non_conflicting(name, args, kwargs, rtol):
+    assert_non_conflicting(gw.WEIGHTINGS[name], *args, rtol=rtol, **kwargs)
+
+
+def _permutation_equivariant(name, args, kwargs, rtol):
+    assert_permutation_equivariant(gw.WEIGHTINGS[name], *args, rtol=rtol, **kwargs)
+
+
+def _scale_invariant(name, args, kwargs, rtol):
+    if name == "krum":
+        _assert_krum_scale_invariant_up_to_ties(args[0], kwargs)
+    else:
+        assert_scale_invariant(gw.WEIGHTINGS[name], *args, rtol=rtol, **kwargs)
+
+
+# property -> check of one call; a property the registry accepts must have one
+PROPERTY_CHECKS = {
+    "non_conflicting": _non_conflicting,
+    "permutation_equivariant": _permutation_equivariant,
+    "scale_invariant": _scale_invariant,
+}
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@given(G=gramians(m=st.integers(1, 5)), key=st.integers(0, 2**31))
+def test_state_survives_save_and_load(name, G, key):
+    # Checkpoints reload with torch.load's default weights_only=True: the registry made every
+    # state class a safe global.
+    assume(supports(name, G.shape[-1]))
+    entry = REGISTRY[name]
+    kwargs = options(name, G.shape[-1], key)
+    _, state = entry.fn(G, entry.init(G.shape[-1]), **kwargs)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer)
+    assert type(loaded) is entry.state
+    _assert_same_tree(loaded, state)
+    _assert_same_tree(entry.fn(G, loaded, **kwargs), entry.fn(G, state, **kwargs))
+
+
+def _assert_same_tree(a, b):
+    leaves_a, leaves_b = list(tree_leaves(a)), list(tree_leaves(b))
+    assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b]
+    for (path, x), (_, y) in zip(leaves_a, leaves_b):
+        assert type(x) is type(y), path
+        if isinstance(x, torch.Tensor):
+            assert (x.dtype, x.shape, x.device) == (y.dtype, y.shape, y.device), path
+            assert torch.equal(x, y), path
+        else:
+            assert x == y, path
 
 
 def _assert_krum_scale_invariant_up_to_ties(G, kwargs):

@@ -25,8 +25,8 @@ def cr_mogm(
         lam_hat, new_inner = inner(G), None
     else:
         lam_hat, new_inner = inner(G, state.inner)
-    if int(state.count) == 0:
+    if int(state.step) == 0:
         lam = lam_hat
     else:
         lam = alpha * state.weights.to(lam_hat) + (1 - alpha) * lam_hat
-    return lam @ J, CRMOGMState(lam, state.count + 1, new_inner)
+    return lam @ J, CRMOGMState(lam, state.step + 1, new_inner)

@@ -25,7 +25,7 @@ def test_first_call_is_the_inner_weights_then_an_ema():
     assert torch.allclose(w, torch.tensor([1.2, 2.8], dtype=torch.float64), rtol=1e-15)
     w, state = gw.cr_mogm(G2, state, inner=fixed([3.0, 1.0]), alpha=0.5)
     assert torch.allclose(w, torch.tensor([2.1, 1.9], dtype=torch.float64), rtol=1e-15)
-    assert int(state.count) == 3
+    assert int(state.step) == 3
 
 
 @pytest.mark.parametrize(("alpha", "expected"), [(0.0, [3.0, 1.0]), (1.0, [1.0, 3.0])])
@@ -62,7 +62,7 @@ def test_pure_and_saveable():
 
 def test_init():
     state = gw.cr_mogm_init(3)
-    assert state.weights.shape == (3,) and int(state.count) == 0 and state.inner is None
+    assert state.weights.shape == (3,) and int(state.step) == 0 and state.inner is None
     with pytest.raises(ValueError, match="`m` must be >= 1, got 0."):
         gw.cr_mogm_init(0)
 

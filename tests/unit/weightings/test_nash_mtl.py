@@ -47,6 +47,20 @@ def test_pure_and_state_untouched():
     assert int(state.step) == 0
 
 
+def test_init():
+    state = gw.nash_mtl_init(3)
+    assert int(state.step) == 0 and state.step.dtype == torch.int64
+    assert torch.equal(state.weights, torch.ones(3))
+    state = gw.nash_mtl_init(3, dtype=torch.float64, device="cpu")
+    assert state.weights.dtype == torch.float64 and state.step.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+def test_state_follows_the_gramian(dtype):
+    w, state = gw.nash_mtl(G.to(dtype), gw.nash_mtl_init(2, dtype=torch.float64))
+    assert w.dtype == dtype and state.weights.dtype == dtype and state.step.dtype == torch.int64
+
+
 @pytest.mark.parametrize("name", list(edge_gramians()))
 def test_edge_cases_are_finite(name):
     Gm = edge_gramians()[name]
