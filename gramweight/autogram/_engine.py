@@ -293,14 +293,14 @@ class Engine:
         G = losses.new_zeros(m, m)
         factors: dict[int, tuple[nn.Parameter, list[Factor]]] = {}
         expected = Counter(id(p) for use, _ in pending for p in use.params.values())
-        done: Counter[int] = Counter()
+        done: dict[int, int] = {}
 
         def add(p: nn.Parameter, f: Factor) -> None:
             factors.setdefault(id(p), (p, []))[1].append(f)
 
         def settle(p: nn.Parameter) -> None:
             # once every use of p is in, its Gramian is added and only what backward needs stays
-            done[id(p)] += 1
+            done[id(p)] = done.get(id(p), 0) + 1
             if done[id(p)] != expected[id(p)] or id(p) not in factors:
                 return
             fs = factors[id(p)][1]
