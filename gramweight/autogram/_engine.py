@@ -1,28 +1,43 @@
-"""The autogram engine: the Gramian of a model's losses without the Jacobian."""
+"""The autogram engine: the flow that turns a recorded forward into the Gramian, then ``.grad``.
+
+:class:`Engine` hooks the modules (construction), takes the calls the forward recorded, runs
+one backward to the tensors each use needs, hands each use's gradients to its rule (or to the
+generic fallback, ``rules/_generic.py``), sums the factors into the Gramian, and keeps them for
+:meth:`Engine.backward`. What the flow relies on is kept out of its way: recording the forward
+in ``_recording.py``, every check and error message in ``_validation.py``, the per-layer
+maths in ``rules/``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.graph import get_gradient_edge
-from torch.overrides import TorchFunctionMode
-from torch.utils import _pytree as pytree
 
-from .._checks import format_shape, message
+from ._recording import Recording, _Call
+from ._validation import (
+    check_arguments,
+    check_batch_size,
+    check_factors,
+    check_gramian_pass,
+    check_losses,
+    check_modules,
+    check_open,
+    check_parameters,
+    check_per,
+    check_reached,
+    check_recorded,
+    check_uses,
+    check_versions,
+    check_weights,
+)
 from .rules import RULES, Factor, PerLoss, Rule
-from .rules._attention import DECOMPOSITIONS
-from .rules._linear import linear as _linear_rule
+from .rules._generic import generic, targets
 
 __all__ = ["Engine"]
-
-# Tensor properties that return a differentiable function of the tensor. Every other
-# property (shape, dtype, grad, data, ...) is read on the parameter itself.
-_DIFFERENTIABLE_PROPERTIES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 
 
 def _total(tensors: Iterable[Tensor]) -> Tensor:
@@ -34,98 +49,24 @@ def _total(tensors: Iterable[Tensor]) -> Tensor:
     return total
 
 
-@dataclass(eq=False)
-class _Call:
-    """One call of a hooked module during the forward pass."""
+class _Use(NamedTuple):
+    """The parameters of one recorded call that one rule, or the generic fallback, covers."""
 
-    module: nn.Module
-    rule: Rule | None
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    # parameters the rule covers (own parameters used by the call), by name
-    rule_params: dict[str, nn.Parameter] = field(default_factory=dict)
-    # every other use: parameter -> the alias the call used in its place
-    aliases: dict[int, tuple[nn.Parameter, Tensor]] = field(default_factory=dict)
-    # what autograd differentiates to: the output's gradient edge for a rule (so that the
-    # output itself can be freed, and in-place changes of it after the call do not matter),
-    # the output tensors for the generic fallback
-    edge: Any = None
-    outputs: list[Tensor] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
+    call: _Call
+    # key of each parameter in the factors the rule returns (its name for a rule, the key of
+    # its alias for the generic fallback) -> the parameter
+    params: Mapping[Any, nn.Parameter]
+    generic: bool
 
 
-class _LinearUse:
-    """Stands for a module in a ``linear`` use recorded by a decomposition."""
-
-    def __init__(self, weight: Tensor, bias: Tensor | None, bias_rows: slice | None):
-        self.weight, self.bias, self.bias_rows = weight, bias, bias_rows
-
-
-def _sliced_linear_rule(module: _LinearUse, inputs, grad_output, *, batched):
-    out = _linear_rule(module, inputs, grad_output, batched=batched)
-    if module.bias_rows is not None and "bias" in out:
-        g = out["bias"].grads()
-        full = g.new_zeros(g.shape[0], *module.bias.shape)
-        full[:, module.bias_rows] = g
-        out["bias"] = PerLoss(full)
-    return out
-
-
-_LINEAR_USE_RULE = Rule(_sliced_linear_rule)
-
-
-class _Recorder(TorchFunctionMode):
-    """Sees every torch function called during the forward of the hooked modules.
-
-    Uses of a hooked parameter inside a call of a module with a rule, by its own parameters,
-    are left to the rule. Every other use is redirected to a per-call alias ``p.view_as(p)``,
-    whose gradient is exactly that use's contribution.
-    """
-
-    def __init__(self, engine: Engine):
-        super().__init__()
-        self.engine = engine
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        engine = self.engine
-        if getattr(func, "__name__", None) == "__get__":
-            prop = getattr(getattr(func, "__self__", None), "__name__", None)
-            if prop not in _DIFFERENTIABLE_PROPERTIES:
-                return func(*args, **kwargs)
-        if engine.batch_dim is not None and func is F.batch_norm:
-            training = kwargs.get("training", args[5] if len(args) > 5 else False)
-            if training:
-                raise RuntimeError(engine._batchnorm_message("a batch_norm call"))
-        leaves, spec = pytree.tree_flatten((args, kwargs))
-        hit = [i for i, x in enumerate(leaves)
-               if isinstance(x, Tensor) and id(x) in engine._param_ids and x.requires_grad]
-        if not hit or not engine._stack:
-            return func(*args, **kwargs)
-        call = engine._stack[-1]
-        if call is None:
-            return func(*args, **kwargs)
-        decomposition = DECOMPOSITIONS.get(func)
-        if decomposition is not None:
-            out = decomposition(*args, **kwargs, linear=engine._linear_use)
-            if out is not NotImplemented:
-                return out
-        for i in hit:
-            p = leaves[i]
-            name = engine._own_names.get((id(call.module), id(p)))
-            if call.rule is not None and name is not None and name not in call.rule_params:
-                call.rule_params[name] = p
-                continue
-            if call.rule is not None and name is not None:
-                raise RuntimeError(message(
-                    f"a {type(call.module).__name__} call", "using each of its own parameters "
-                    "at most once (its rule sees one use)",
-                    f"parameter '{name}' used twice"))
-            if id(p) not in call.aliases:
-                call.aliases[id(p)] = (p, p.view_as(p))
-            leaves[i] = call.aliases[id(p)][1]
-        args, kwargs = pytree.tree_unflatten(leaves, spec)
-        return func(*args, **kwargs)
+def _uses(calls: list[_Call]) -> Iterator[_Use]:
+    """Every use, the rules' first (the order in which the Gramian is summed)."""
+    for c in calls:
+        if c.rule_params:
+            yield _Use(c, c.rule_params, False)
+    for c in calls:
+        if c.aliases:
+            yield _Use(c, {key: p for key, (p, _) in c.aliases.items()}, True)
 
 
 class Engine:
@@ -191,16 +132,12 @@ class Engine:
         keep_gradients: bool = False,
     ):
         roots = [modules] if isinstance(modules, nn.Module) else list(modules)
-        if not roots or not all(isinstance(r, nn.Module) for r in roots):
-            raise TypeError(message("modules", "an nn.Module or a non-empty iterable of them",
-                                    type(modules).__name__))
-        if batch_dim is not None and (isinstance(batch_dim, bool) or batch_dim != 0):
-            raise ValueError(message("batch_dim", "0 or None", repr(batch_dim)))
+        check_arguments(modules, roots, batch_dim)
         self.batch_dim = batch_dim
         self.keep_gradients = bool(keep_gradients)
-        self._rules: dict[type, Rule] = dict(RULES)
+        by_type: dict[type, Rule] = dict(RULES)
         for cls, fn in (rules or {}).items():
-            self._rules[cls] = fn if isinstance(fn, Rule) else Rule(fn)
+            by_type[cls] = fn if isinstance(fn, Rule) else Rule(fn)
 
         named: list[tuple[str, nn.Module]] = []
         seen: set[int] = set()
@@ -211,122 +148,39 @@ class Engine:
                 seen.add(id(mod))
                 prefix = f"{k}." if len(roots) > 1 else ""
                 named.append(((prefix + name).rstrip(".") or type(mod).__name__, mod))
-        self._check_modules(named)
+        check_modules(named, batch_dim)
 
         # parameters: owner (first module holding it) = its block
         blocks: list[str] = []
         self._params: list[nn.Parameter] = []
         self._param_block: dict[int, int] = {}
-        self._own_names: dict[tuple[int, int], str] = {}
+        own_names: dict[tuple[int, int], str] = {}
         for name, mod in named:
             for pname, p in mod._parameters.items():
                 if p is None:
                     continue
-                self._own_names[(id(mod), id(p))] = pname
+                own_names[(id(mod), id(p))] = pname
                 if id(p) in self._param_block:
                     continue
                 if name not in blocks:
                     blocks.append(name)
                 self._param_block[id(p)] = blocks.index(name)
                 self._params.append(p)
-        if not self._params:
-            raise ValueError(message("modules", "modules with parameters", "none"))
+        check_parameters(self._params)
         self.blocks: tuple[str, ...] = tuple(blocks)
         """Names of the modules owning parameters: the order of ``gramian(..., per="module")``."""
         self._param_ids = {id(p) for p in self._params}
 
-        self._stack: list[_Call] = []
-        self._mode: _Recorder | None = None
-        self._calls: list[_Call] = []
         self._kept: dict[int, tuple[nn.Parameter, list[Factor]]] | None = None
         self._m = 0
         self._closed = False
-        self._handles = []
-        for _, mod in named:
-            self._handles.append(mod.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
-            self._handles.append(mod.register_forward_hook(self._post_hook, with_kwargs=True,
-                                                           always_call=True))
-
-    # ------------------------------------------------------------------ construction checks
-    def _batchnorm_message(self, where: str) -> str:
-        return message(
-            "modules", "free of BatchNorm in training mode when batch_dim is set (it mixes the "
-            "samples of a batch, so per-sample losses are not independent); call .eval() on "
-            "it, use GroupNorm/LayerNorm, or pass batch_dim=None", where)
-
-    def _check_modules(self, named: list[tuple[str, nn.Module]]) -> None:
-        if self.batch_dim is None:
-            return
-        for name, mod in named:
-            if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.training:
-                raise ValueError(self._batchnorm_message(f"{type(mod).__name__} '{name}'"))
-            if isinstance(mod, nn.RNNBase):
-                raise ValueError(message(
-                    "modules", "free of RNNs when batch_dim is set (their parameters are used "
-                    "inside one fused op across time steps, which no per-sample rule sees); "
-                    "pass batch_dim=None", f"{type(mod).__name__} '{name}'"))
-
-    # ------------------------------------------------------------------ hooks
-    def _pre_hook(self, module, args, kwargs):
-        if not torch.is_grad_enabled():
-            self._stack.append(None)
-            return None
-        if (self.batch_dim is not None and isinstance(module, nn.modules.batchnorm._BatchNorm)
-                and module.training):
-            raise RuntimeError(self._batchnorm_message(f"{type(module).__name__} in training"))
-        rule = self._rules.get(type(module))
-        if rule is not None and (kwargs or not rule.applies(module)):
-            rule = None
-        if not self._stack or all(c is None for c in self._stack):
-            if self._mode is None:
-                self._mode = _Recorder(self)
-                self._mode.__enter__()
-        self._stack.append(_Call(module, rule, args, kwargs))
-        return None
-
-    def _post_hook(self, module, args, kwargs, output):
-        call = self._stack.pop() if self._stack else None
-        if not self._stack and self._mode is not None:
-            mode, self._mode = self._mode, None
-            mode.__exit__(None, None, None)
-        if call is None or output is None or not (call.rule_params or call.aliases):
-            return None  # nothing used, no gradient enabled, or the forward raised
-        leaves = [x for x in pytree.tree_leaves(output)
-                  if isinstance(x, Tensor) and x.requires_grad]
-        if call.rule_params and (len(leaves) != 1 or not isinstance(output, Tensor)):
-            raise RuntimeError(message(
-                "rule modules", "called so that they return one tensor",
-                f"{type(module).__name__} returning {type(output).__name__}"))
-        if call.rule_params:
-            call.edge = get_gradient_edge(leaves[0])
-        call.outputs = leaves if call.aliases else []
-        call.versions = [x._version for x in call.outputs] + [
-            x._version for x in call.args if isinstance(x, Tensor)]
-        self._calls.append(call)
-        return None
-
-    def _linear_use(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
-                    bias_rows: slice | None = None) -> Tensor:
-        """``F.linear`` whose parameter uses the Linear rule covers (for decompositions)."""
-        b = bias if bias is None or bias_rows is None else bias[bias_rows]
-        y = F.linear(x, weight, b)
-        params = {name: p for name, p in (("weight", weight), ("bias", bias))
-                  if p is not None and id(p) in self._param_ids and p.requires_grad}
-        unknown = [t for t in (weight, bias) if t is not None and t.requires_grad
-                   and id(t) not in self._param_ids]
-        if unknown:
-            raise RuntimeError(message("the parameters of a decomposed module",
-                                       "parameters of the hooked modules", "another tensor"))
-        if params and y.requires_grad:
-            call = _Call(_LinearUse(weight, bias, bias_rows), _LINEAR_USE_RULE, (x,),
-                         rule_params=params, edge=get_gradient_edge(y))
-            call.versions = [x._version]
-            self._calls.append(call)
-        return y
+        self._recording = Recording((mod for _, mod in named), rules=by_type,
+                                    own_names=own_names, param_ids=self._param_ids,
+                                    batch_dim=batch_dim)
 
     # ------------------------------------------------------------------ public API
     def __enter__(self) -> Engine:
-        self._check_open()
+        check_open(self._closed)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -334,48 +188,14 @@ class Engine:
 
     def close(self) -> None:
         """Remove every hook and drop everything kept. The engine cannot be used afterwards."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-        if self._mode is not None:
-            self._mode.__exit__(None, None, None)
-            self._mode = None
-        self._stack, self._calls, self._kept = [], [], None
+        self._recording.close()
+        self._kept = None
         self._closed = True
 
     def reset(self) -> None:
         """Forget the recorded forward passes and kept factors (e.g. after an exception)."""
-        self._check_open()
-        self._calls, self._kept = [], None
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(message("engine", "open (it was closed; create a new Engine)",
-                                       "a closed engine"))
-
-    def _grad_outputs(self, losses: Tensor) -> tuple[Tensor, bool, int, int]:
-        """Cotangents of the losses, whether they are batched, and (n, t)."""
-        if not isinstance(losses, Tensor) or not losses.dtype.is_floating_point:
-            raise TypeError(message("losses", "a floating-point tensor", type(losses).__name__
-                                    if not isinstance(losses, Tensor) else f"dtype {losses.dtype}"))
-        if not losses.requires_grad:
-            raise ValueError(message("losses", "a tensor that requires grad (computed by the "
-                                     "hooked modules)", "a tensor without grad"))
-        if self.batch_dim is None:
-            if losses.dim() == 0 or losses.numel() == 0:
-                raise ValueError(message("losses", "of shape (m,) with m >= 1 when batch_dim "
-                                         "is None", f"shape {format_shape(losses.shape)}"))
-            m = losses.numel()
-            eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
-            return eye.reshape(m, *losses.shape), True, 1, m
-        if losses.dim() not in (1, 2) or losses.numel() == 0:
-            raise ValueError(message("losses", "of shape (B,) or (B, t) when batch_dim=0 (one "
-                                     "row per sample)", f"shape {format_shape(losses.shape)}"))
-        if losses.dim() == 1:
-            return torch.ones_like(losses), False, losses.shape[0], 1
-        B, t = losses.shape
-        eye = torch.eye(t, dtype=losses.dtype, device=losses.device)
-        return eye.unsqueeze(1).expand(t, B, t), True, B, t
+        check_open(self._closed)
+        self._recording.calls, self._kept = [], None
 
     def gramian(self, losses: Tensor, *, per: str | None = None, retain_graph: bool = False
                 ) -> Tensor:
@@ -391,55 +211,88 @@ class Engine:
         Returns:
             ``G`` of shape (m, m), or (K, m, m) with ``per="module"``, in the losses' dtype.
         """
-        self._check_open()
-        if per not in (None, "module"):
-            raise ValueError(message("per", 'None or "module"', repr(per)))
-        go, batched, n, t = self._grad_outputs(losses)
-        calls, self._calls, self._kept = self._calls, [], None
+        check_open(self._closed)
+        check_per(per)
+        check_losses(losses, self.batch_dim)
+        go, batched, n, t = self._cotangents(losses)
+        calls, self._kept = self._recording.take(), None
+        check_versions(calls)
 
-        rule_calls = [c for c in calls if c.rule_params]
-        generic = [c for c in calls if c.aliases]
-        for c in calls:
-            tensors = c.outputs + [x for x in c.args if isinstance(x, Tensor)]
-            if [x._version for x in tensors] != c.versions:
-                raise RuntimeError(message(
-                    "the inputs of hooked modules", "left unmodified until gramian (no in-place "
-                    "op on them after the call)",
-                    f"a tensor of {type(c.module).__name__} modified in place"))
-        inputs: list[Any] = [c.edge for c in rule_calls]
-        if self.batch_dim is None:
-            inputs += [a for c in generic for (_, a) in c.aliases.values()]
-        else:
-            inputs += [y for c in generic for y in c.outputs]
-        if not inputs:
-            raise ValueError(message("losses", "computed by the hooked modules (run their "
-                                     "forward with grad enabled first)", "no recorded call"))
-        self._check_uses(losses, rule_calls, generic)
-        need_graph = retain_graph or (self.batch_dim is not None and bool(generic))
+        # each use is paired with the slice of the backward's inputs built for it, so that it
+        # gets exactly the gradients of its own tensors
+        per_sample = self.batch_dim is not None
+        inputs: list[Any] = []
+        slots: list[tuple[_Use, slice]] = []
+        for use in _uses(calls):
+            xs = (targets(use.call.aliases, use.call.outputs, batched=per_sample)
+                  if use.generic else [use.call.edge])
+            slots.append((use, slice(len(inputs), len(inputs) + len(xs))))
+            inputs += xs
+        check_recorded(inputs)
+        check_uses(losses, calls, self._param_ids)
+        # with batch_dim=0 the generic fallback's local backward runs through the graph again
+        need_graph = retain_graph or (per_sample and any(use.generic for use, _ in slots))
         grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,
                                     allow_unused=True, is_grads_batched=batched)
-        if all(g is None for g in grads):
-            raise ValueError(message("losses", "dependent on the hooked modules' parameters",
-                                     "losses with no path to any of them"))
+        check_reached(grads)
         grads = [None if g is None else (g if batched else g.unsqueeze(0)) for g in grads]
-        del inputs, calls
+        pending = deque((use, grads[s]) for use, s in slots)
+        del inputs, calls, slots, grads
         with torch.no_grad():
-            return self._assemble(rule_calls, generic, grads, losses, per, n, t)
+            return self._assemble(pending, losses, per, n, t)
 
-    def _assemble(self, rule_calls, generic, grads, losses, per, n, t) -> Tensor:
+    def backward(self, weights: Tensor) -> None:
+        """Accumulate into ``.grad`` the update ``weights @ J`` from what ``gramian`` kept.
+
+        Args:
+            weights: (m,) — every parameter gets ``sum_i w[i] * grad of loss i``, as
+                ``losses.flatten().backward(w)`` would; or (K, m) — the parameters of block
+                ``k`` (``self.blocks[k]``) get ``sum_i W[k, i] * grad of loss i``.
+        """
+        check_open(self._closed)
+        check_gramian_pass(self._kept)
+        check_weights(weights, self._m, len(self.blocks))
+        kept, self._kept = self._kept, None
+        with torch.no_grad():
+            self._accumulate(kept, weights)
+
+    # ------------------------------------------------------------------ the flow
+    def _cotangents(self, losses: Tensor) -> tuple[Tensor, bool, int, int]:
+        """Cotangents of the (checked) losses, whether they are batched, and (n, t)."""
+        if self.batch_dim is None:
+            m = losses.numel()
+            eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
+            return eye.reshape(m, *losses.shape), True, 1, m
+        if losses.dim() == 1:
+            return torch.ones_like(losses), False, losses.shape[0], 1
+        B, t = losses.shape
+        eye = torch.eye(t, dtype=losses.dtype, device=losses.device)
+        return eye.unsqueeze(1).expand(t, B, t), True, B, t
+
+    def _factors(self, use: _Use, grads: list[Tensor | None], n: int, t: int
+                 ) -> Mapping[Any, Factor]:
+        """The factors of one use's parameters, by the keys of ``use.params``."""
+        c, per_sample = use.call, self.batch_dim is not None
+        if use.generic:
+            return generic(c.module, c.aliases, c.outputs, grads, batched=per_sample, n=n, t=t)
+        (dY,) = grads
+        if dY is None:
+            return {}
+        if per_sample:
+            check_batch_size(c.module, dY.shape[1], n)
+        out = c.rule.fn(c.module, c.args, dY, batched=per_sample)
+        check_factors(c.module, c.rule_params, out)
+        return out
+
+    def _assemble(self, pending: deque[tuple[_Use, list[Tensor | None]]], losses: Tensor,
+                  per: str | None, n: int, t: int) -> Tensor:
         """Turn the output gradients into Gramians, freeing each layer's tensors as it goes."""
         m = n * t
         K = len(self.blocks)
         Gs = losses.new_zeros(K, m, m) if per else None
         G = losses.new_zeros(m, m)
         factors: dict[int, tuple[nn.Parameter, list[Factor]]] = {}
-        expected: dict[int, int] = {}
-        for c in rule_calls:
-            for p in c.rule_params.values():
-                expected[id(p)] = expected.get(id(p), 0) + 1
-        for c in generic:
-            for p, _ in c.aliases.values():
-                expected[id(p)] = expected.get(id(p), 0) + 1
+        expected = Counter(id(p) for use, _ in pending for p in use.params.values())
         done: dict[int, int] = {}
 
         def add(p: nn.Parameter, f: Factor) -> None:
@@ -465,136 +318,19 @@ class Engine:
             else:
                 G.add_(Gp.to(losses.dtype))
 
-        i = 0
-        for c in rule_calls:
-            dY, grads[i] = grads[i], None
-            i += 1
-            if dY is not None:
-                if self.batch_dim is not None and dY.shape[1] != n:
-                    raise ValueError(self._batch_message(c, dY.shape[1], n))
-                out = c.rule.fn(c.module, c.args, dY, batched=self.batch_dim is not None)
-                del dY
-                for name, p in c.rule_params.items():
-                    if name not in out:
-                        raise RuntimeError(message(f"rule for {type(c.module).__name__}",
-                                                   f"a factor for '{name}'", "none"))
-                    add(p, out[name])
-                del out
-            c.args = c.outputs = None
-            for p in c.rule_params.values():
-                settle(p)
-        for c in generic:
-            if self.batch_dim is None:
-                for p, _ in c.aliases.values():
-                    g, grads[i] = grads[i], None
-                    i += 1
-                    if g is not None:
-                        add(p, PerLoss(g.reshape(m, *p.shape)))
-            else:
-                k = len(c.outputs)
-                dYs, grads[i:i + k] = grads[i:i + k], [None] * k
-                i += k
-                self._add_generic(c, dYs, n, t, add)
-                del dYs
-            c.args = c.outputs = None
-            for p, _ in c.aliases.values():
+        while pending:
+            use, grads = pending.popleft()
+            out = self._factors(use, grads, n, t)
+            del grads
+            for key, p in use.params.items():
+                if key in out:
+                    add(p, out[key])
+            del out
+            use.call.args = use.call.outputs = None
+            for p in use.params.values():
                 settle(p)
         self._kept, self._m = factors, m
         return Gs if per else G
-
-    def _check_uses(self, losses: Tensor, rule_calls: list[_Call], generic: list[_Call]) -> None:
-        """Refuse any path from the losses to a hooked parameter that no recorded use covers.
-
-        Such a path (a parameter used outside the forward of the hooked modules, e.g. a
-        weight penalty added to the losses) would otherwise be missing from the Gramian.
-        """
-        allowed: dict[Any, set[int]] = {}  # node -> parameters it may reach directly
-        for c in generic:
-            for p, a in c.aliases.values():
-                allowed.setdefault(a.grad_fn, set()).add(id(p))
-        for c in rule_calls:
-            stops = {x.grad_fn for x in c.args if isinstance(x, Tensor) and x.grad_fn is not None}
-            covered = {id(p) for p in c.rule_params.values()}
-            todo = [c.edge.node]
-            seen = set()
-            while todo:
-                node = todo.pop()
-                if node is None or node in seen or node in stops:
-                    continue
-                seen.add(node)
-                allowed.setdefault(node, set()).update(covered)
-                todo.extend(nxt for nxt, _ in node.next_functions)
-        todo, seen = [losses.grad_fn], set()
-        while todo:
-            node = todo.pop()
-            if node is None or node in seen:
-                continue
-            seen.add(node)
-            for nxt, _ in node.next_functions:
-                if nxt is None:
-                    continue
-                var = getattr(nxt, "variable", None)
-                if var is not None and id(var) in self._param_ids:
-                    if id(var) not in allowed.get(node, ()):
-                        raise ValueError(message(
-                            "losses", "dependent on the hooked parameters only through the "
-                            "forward of the hooked modules (compute a weight penalty inside "
-                            "the forward, or add its gradient after engine.backward)",
-                            f"a use of a {type(var).__name__} of shape "
-                            f"{format_shape(var.shape)} outside it"))
-                else:
-                    todo.append(nxt)
-
-    def _batch_message(self, c: _Call, got: int, B: int) -> str:
-        return message(
-            "batch_dim=0", "the sample dimension (dim 0) of every hooked module's output",
-            f"an output of {type(c.module).__name__} with {got} rows for {B} losses")
-
-    def _add_generic(self, c: _Call, dYs: list[Tensor | None], n: int, t: int, add) -> None:
-        """Per-sample gradients of the aliases of one call, through its own graph."""
-        outs, cots = [], []
-        for y, dY in zip(c.outputs, dYs):
-            if dY is None:
-                continue
-            if y.dim() == 0 or y.shape[0] != n:
-                raise ValueError(self._batch_message(c, y.shape[0] if y.dim() else 0, n))
-            eye = torch.eye(n, dtype=dY.dtype, device=dY.device)
-            mask = eye.reshape(n, 1, n, *([1] * (y.dim() - 1)))
-            cots.append((dY.unsqueeze(0) * mask).reshape(n * t, *y.shape))
-            outs.append(y)
-        if not outs:
-            return
-        pairs = list(c.aliases.values())
-        with torch.enable_grad():
-            gs = torch.autograd.grad(outs, [a for _, a in pairs], cots, retain_graph=True,
-                                     allow_unused=True, is_grads_batched=True)
-        for (p, _), g in zip(pairs, gs):
-            if g is not None:
-                add(p, PerLoss(g))
-
-    def backward(self, weights: Tensor) -> None:
-        """Accumulate into ``.grad`` the update ``weights @ J`` from what ``gramian`` kept.
-
-        Args:
-            weights: (m,) — every parameter gets ``sum_i w[i] * grad of loss i``, as
-                ``losses.flatten().backward(w)`` would; or (K, m) — the parameters of block
-                ``k`` (``self.blocks[k]``) get ``sum_i W[k, i] * grad of loss i``.
-        """
-        self._check_open()
-        if self._kept is None:
-            raise RuntimeError(message("engine.gramian(losses)", "called before "
-                                       "engine.backward (once per backward)", "no Gramian pass"))
-        m, K = self._m, len(self.blocks)
-        if not isinstance(weights, Tensor):
-            raise TypeError(message("weights", "a tensor", type(weights).__name__))
-        if tuple(weights.shape) not in ((m,), (K, m)):
-            raise ValueError(message("weights", f"of shape ({m},) or ({K}, {m})",
-                                     f"shape {format_shape(weights.shape)}"))
-        if not bool(torch.isfinite(weights).all()):
-            raise ValueError(message("weights", "finite (no NaN or Inf)", "a non-finite entry"))
-        kept, self._kept = self._kept, None
-        with torch.no_grad():
-            self._accumulate(kept, weights)
 
     def _accumulate(self, kept, weights: Tensor) -> None:
         while kept:  # each layer's kept tensors are released as soon as its gradient exists

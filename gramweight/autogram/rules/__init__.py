@@ -1,4 +1,8 @@
-"""Per-layer Gramian rules, one file per layer family, registered by exact module type."""
+"""Per-layer Gramian rules, one file per layer family, registered by exact module type.
+
+``_generic.py`` holds the generic fallback for every use of a parameter that no rule covers;
+the engine calls it like a rule.
+"""
 
 from . import _conv, _embedding, _linear, _norm  # noqa: F401  (registration)
 from ._factors import Factor, Outer, PerLoss, Rows

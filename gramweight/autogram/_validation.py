@@ -1,0 +1,256 @@
+"""Every check of the autogram engine, and every message it raises.
+
+- at construction: the arguments, the modules (BatchNorm in training mode or an RNN when
+  ``batch_dim`` is set), that some module owns parameters;
+- while recording the forward: BatchNorm switched to training, a rule module using one of its
+  own parameters twice or returning more than one tensor, a decomposition given a tensor that
+  is no hooked parameter;
+- in ``gramian``: the losses and ``per``, in-place changes of recorded tensors
+  (:func:`check_versions`), uses of the parameters that no record covers
+  (:func:`check_uses`), the batch size of every output, the factors a rule returns;
+- in ``backward``: that a Gramian pass came first, the weights.
+
+All messages follow the one template of :func:`gramweight._checks.message`:
+"`name` must be <requirement>, got <what was given>."
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import format_shape, message
+
+if TYPE_CHECKING:
+    from ._recording import _Call
+
+__all__ = [
+    "check_arguments",
+    "check_batch_size",
+    "check_batchnorm_call",
+    "check_batchnorm_module",
+    "check_decomposed_parameters",
+    "check_factors",
+    "check_gramian_pass",
+    "check_losses",
+    "check_modules",
+    "check_open",
+    "check_parameters",
+    "check_per",
+    "check_reached",
+    "check_recorded",
+    "check_single_output",
+    "check_uses",
+    "check_versions",
+    "check_weights",
+    "reused_parameter_message",
+]
+
+
+# ---------------------------------------------------------------------- construction
+def check_arguments(modules: Any, roots: list, batch_dim: Any) -> None:
+    """``modules`` (given as ``roots``, a list) and ``batch_dim`` of ``Engine``."""
+    if not roots or not all(isinstance(r, nn.Module) for r in roots):
+        raise TypeError(message("modules", "an nn.Module or a non-empty iterable of them",
+                                type(modules).__name__))
+    if batch_dim is not None and (isinstance(batch_dim, bool) or batch_dim != 0):
+        raise ValueError(message("batch_dim", "0 or None", repr(batch_dim)))
+
+
+def _batchnorm_message(where: str) -> str:
+    return message(
+        "modules", "free of BatchNorm in training mode when batch_dim is set (it mixes the "
+        "samples of a batch, so per-sample losses are not independent); call .eval() on "
+        "it, use GroupNorm/LayerNorm, or pass batch_dim=None", where)
+
+
+def _mixes_samples(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training
+
+
+def check_modules(named: list[tuple[str, nn.Module]], batch_dim: int | None) -> None:
+    """Refuse, when ``batch_dim`` is set, the modules that mix or reorder the samples."""
+    if batch_dim is None:
+        return
+    for name, mod in named:
+        if _mixes_samples(mod):
+            raise ValueError(_batchnorm_message(f"{type(mod).__name__} '{name}'"))
+        if isinstance(mod, nn.RNNBase):
+            raise ValueError(message(
+                "modules", "free of RNNs when batch_dim is set (their parameters are used "
+                "inside one fused op across time steps, which no per-sample rule sees); "
+                "pass batch_dim=None", f"{type(mod).__name__} '{name}'"))
+
+
+def check_parameters(params: list[nn.Parameter]) -> None:
+    if not params:
+        raise ValueError(message("modules", "modules with parameters", "none"))
+
+
+def check_open(closed: bool) -> None:
+    if closed:
+        raise RuntimeError(message("engine", "open (it was closed; create a new Engine)",
+                                   "a closed engine"))
+
+
+# ---------------------------------------------------------------------- recording
+def check_batchnorm_module(module: nn.Module, batch_dim: int | None) -> None:
+    """A BatchNorm put in training mode after the engine was built."""
+    if batch_dim is not None and _mixes_samples(module):
+        raise RuntimeError(_batchnorm_message(f"{type(module).__name__} in training"))
+
+
+def check_batchnorm_call(args: tuple, kwargs: dict) -> None:
+    """A functional ``batch_norm`` in training mode (the caller checks that batch_dim is set)."""
+    training = kwargs.get("training", args[5] if len(args) > 5 else False)
+    if training:
+        raise RuntimeError(_batchnorm_message("a batch_norm call"))
+
+
+def reused_parameter_message(module: Any, name: str) -> str:
+    return message(
+        f"a {type(module).__name__} call", "using each of its own parameters at most once "
+        "(its rule sees one use)", f"parameter '{name}' used twice")
+
+
+def check_single_output(module: nn.Module, output: Any, leaves: list[Tensor]) -> None:
+    """A module whose rule covers its parameters returns one tensor (the rule's ``dY``)."""
+    if len(leaves) != 1 or not isinstance(output, Tensor):
+        raise RuntimeError(message(
+            "rule modules", "called so that they return one tensor",
+            f"{type(module).__name__} returning {type(output).__name__}"))
+
+
+def check_decomposed_parameters(tensors: Iterable[Tensor | None], param_ids: set[int]) -> None:
+    """A decomposition's ``linear`` use differentiates to hooked parameters only."""
+    if any(t is not None and t.requires_grad and id(t) not in param_ids for t in tensors):
+        raise RuntimeError(message("the parameters of a decomposed module",
+                                   "parameters of the hooked modules", "another tensor"))
+
+
+# ---------------------------------------------------------------------- gramian
+def check_per(per: Any) -> None:
+    if per not in (None, "module"):
+        raise ValueError(message("per", 'None or "module"', repr(per)))
+
+
+def check_losses(losses: Any, batch_dim: int | None) -> None:
+    """Type, grad and shape of the losses for ``batch_dim``."""
+    if not isinstance(losses, Tensor) or not losses.dtype.is_floating_point:
+        raise TypeError(message("losses", "a floating-point tensor", type(losses).__name__
+                                if not isinstance(losses, Tensor) else f"dtype {losses.dtype}"))
+    if not losses.requires_grad:
+        raise ValueError(message("losses", "a tensor that requires grad (computed by the "
+                                 "hooked modules)", "a tensor without grad"))
+    if batch_dim is None:
+        if losses.dim() == 0 or losses.numel() == 0:
+            raise ValueError(message("losses", "of shape (m,) with m >= 1 when batch_dim "
+                                     "is None", f"shape {format_shape(losses.shape)}"))
+    elif losses.dim() not in (1, 2) or losses.numel() == 0:
+        raise ValueError(message("losses", "of shape (B,) or (B, t) when batch_dim=0 (one "
+                                 "row per sample)", f"shape {format_shape(losses.shape)}"))
+
+
+def check_versions(calls: list[_Call]) -> None:
+    """Refuse a recorded input or output changed in place after its call."""
+    for c in calls:
+        if c.current_versions() != c.versions:
+            raise RuntimeError(message(
+                "the inputs of hooked modules", "left unmodified until gramian (no in-place "
+                "op on them after the call)",
+                f"a tensor of {type(c.module).__name__} modified in place"))
+
+
+def check_recorded(inputs: list) -> None:
+    if not inputs:
+        raise ValueError(message("losses", "computed by the hooked modules (run their "
+                                 "forward with grad enabled first)", "no recorded call"))
+
+
+def check_uses(losses: Tensor, calls: list[_Call], param_ids: set[int]) -> None:
+    """Refuse any path from the losses to a hooked parameter that no recorded use covers.
+
+    Such a path (a parameter used outside the forward of the hooked modules, e.g. a
+    weight penalty added to the losses) would otherwise be missing from the Gramian.
+    """
+    allowed: dict[Any, set[int]] = {}  # node -> parameters it may reach directly
+    for c in calls:
+        for p, a in c.aliases.values():
+            allowed.setdefault(a.grad_fn, set()).add(id(p))
+    for c in calls:
+        if not c.rule_params:
+            continue
+        stops = {x.grad_fn for x in c.args if isinstance(x, Tensor) and x.grad_fn is not None}
+        covered = {id(p) for p in c.rule_params.values()}
+        todo = [c.edge.node]
+        seen = set()
+        while todo:
+            node = todo.pop()
+            if node is None or node in seen or node in stops:
+                continue
+            seen.add(node)
+            allowed.setdefault(node, set()).update(covered)
+            todo.extend(nxt for nxt, _ in node.next_functions)
+    todo, seen = [losses.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for nxt, _ in node.next_functions:
+            if nxt is None:
+                continue
+            var = getattr(nxt, "variable", None)
+            if var is not None and id(var) in param_ids:
+                if id(var) not in allowed.get(node, ()):
+                    raise ValueError(message(
+                        "losses", "dependent on the hooked parameters only through the "
+                        "forward of the hooked modules (compute a weight penalty inside "
+                        "the forward, or add its gradient after engine.backward)",
+                        f"a use of a {type(var).__name__} of shape "
+                        f"{format_shape(var.shape)} outside it"))
+            else:
+                todo.append(nxt)
+
+
+def check_reached(grads: Iterable[Tensor | None]) -> None:
+    if all(g is None for g in grads):
+        raise ValueError(message("losses", "dependent on the hooked modules' parameters",
+                                 "losses with no path to any of them"))
+
+
+def check_batch_size(module: Any, got: int, B: int) -> None:
+    """With ``batch_dim=0``: an output of a hooked call has one row per sample."""
+    if got != B:
+        raise ValueError(message(
+            "batch_dim=0", "the sample dimension (dim 0) of every hooked module's output",
+            f"an output of {type(module).__name__} with {got} rows for {B} losses"))
+
+
+def check_factors(module: Any, names: Iterable[str], out: Mapping[str, Any]) -> None:
+    """A rule returns a factor for every parameter it covers."""
+    for name in names:
+        if name not in out:
+            raise RuntimeError(message(f"rule for {type(module).__name__}",
+                                       f"a factor for '{name}'", "none"))
+
+
+# ---------------------------------------------------------------------- backward
+def check_gramian_pass(kept: Any) -> None:
+    if kept is None:
+        raise RuntimeError(message("engine.gramian(losses)", "called before "
+                                   "engine.backward (once per backward)", "no Gramian pass"))
+
+
+def check_weights(weights: Any, m: int, K: int) -> None:
+    """(m,) or (K, m), finite."""
+    if not isinstance(weights, Tensor):
+        raise TypeError(message("weights", "a tensor", type(weights).__name__))
+    if tuple(weights.shape) not in ((m,), (K, m)):
+        raise ValueError(message("weights", f"of shape ({m},) or ({K}, {m})",
+                                 f"shape {format_shape(weights.shape)}"))
+    if not bool(torch.isfinite(weights).all()):
+        raise ValueError(message("weights", "finite (no NaN or Inf)", "a non-finite entry"))
