@@ -30,11 +30,12 @@ from torch import Tensor
 
 __all__ = ["FLOAT_OPS_PER_TENSOR_OP", "disabled", "matvec", "use_host"]
 
-# A tensor operation on a small CPU tensor costs about 2-4 µs, a Python float operation 20 to
-# 60 ns: a host twin pays while it does at most about a hundred float operations for each
-# tensor operation of the tensor path it replaces. (The crossovers measured with the counts the
-# twins give: the Gramian check at m ≈ 10, the dual-cone QP with one row at m ≈ 25 and with m
-# rows at m ≈ 10; see "Small problems on the host" in docs/benchmarks.md.)
+# A tensor operation on a small CPU tensor costs about 2-4 µs, a Python-level float operation
+# 20 to 60 ns: a host twin pays while it does at most about a hundred float operations for each
+# tensor operation of the tensor path it replaces. With the counts the twins give, the rule
+# switches at or below the measured crossovers (the Gramian check at m ≈ 10, MoDo ≈ 24, SDMGrad
+# ≈ 30, a QP with one row ≈ 22 to 28, with m rows ≈ 8; "Small problems on the host" in
+# docs/benchmarks.md).
 FLOAT_OPS_PER_TENSOR_OP = 100
 
 _enabled = os.environ.get("GRAMWEIGHT_NO_HOST", "") in ("", "0")
