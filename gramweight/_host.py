@@ -45,11 +45,8 @@ def use_host(M: Tensor, float_ops: int, tensor_ops: int) -> bool:
     """Whether a problem on ``M`` runs on Python floats: the host paths are enabled, ``M`` is on
     the CPU, and the host twin's ``float_ops`` Python float operations (the leading terms of a
     count) cost less than the ``tensor_ops`` tensor operations of its tensor path."""
-    return (
-        _enabled
-        and M.device.type == "cpu"
-        and float_ops <= FLOAT_OPS_PER_TENSOR_OP * tensor_ops
-    )
+    # (is_cpu: reading M.device builds a device object, a microsecond)
+    return _enabled and M.is_cpu and float_ops <= FLOAT_OPS_PER_TENSOR_OP * tensor_ops
 
 
 @contextmanager

@@ -145,7 +145,7 @@ def nonneg_qp(
         step = _gathered_step(A, s, b)
     tol = KKT_TOL * (1.0 + C.abs().amax(dim=1, keepdim=True))
     X, todo = _active_set(A, C, free, tol, s, rtol, iters, step, guessed)
-    if todo.numel() > 0:
+    if todo is not None:
         X = X.index_copy(
             0, todo, _primal_active_set(A, C[todo], s, tol[todo], rtol, S, max_iters=3 * m + 10)
         )
@@ -165,7 +165,7 @@ def _active_set(
     iters: int,
     step: _Step,
     guessed: bool,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """Primal-dual active-set steps on the equilibrated problems, from the free sets ``free``
     (``guessed``: from the projected-gradient guess, often exact). Each step solves the rows'
     face systems by ``step``, then frees every bound index of negative multiplier and binds
@@ -173,14 +173,14 @@ def _active_set(
     ``tol`` (shifted by MGDA's relative slack ``rtol``) or its free set reproduces itself (which
     satisfies them up to round-off); solved rows leave the batch.
 
-    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps.
+    Returns the last iterates (b, m) and the indices of the rows not solved in ``iters`` steps
+    (None when every row is solved).
     """
     b, m = C.shape
-    todo = torch.arange(b, device=C.device)
-    X = torch.zeros_like(C)
+    todo: Tensor | None = None  # the rows still unsolved, when not all of them
+    X = C  # (replaced by the first tested step)
     for it in range(iters):
-        every = todo.numel() == b  # (no need to gather or scatter the rows)
-        Ct, Ft, tolt = (C, free, tol) if every else (C[todo], free[todo], tol[todo])
+        Ct, Ft, tolt = (C, free, tol) if todo is None else (C[todo], free[todo], tol[todo])
         x, nu, mu = step(Ct, Ft, tolt)
         new_free = x > mu
         if s is not None:
@@ -188,7 +188,7 @@ def _active_set(
             best = torch.nn.functional.one_hot(mu.argmin(dim=1), m).bool()
             new_free = new_free | (best & ~new_free.any(dim=1, keepdim=True))
         if torch.equal(new_free, Ft):
-            return (x if every else X.index_copy(0, todo, x)), todo[:0]
+            return (x if todo is None else X.index_copy(0, todo, x)), None
         if it == 0 and iters > 1 and not guessed:
             # after a first step from a rough start the free sets usually still move: the next
             # step comes anyway, and the test below would only cost its dozen operations
@@ -198,12 +198,17 @@ def _active_set(
         # on the free set mu is zero by construction (up to the jitter): only the others count
         bound_test = mu if s is None else mu + rtol * nu.abs().unsqueeze(1) * s
         ok = (torch.where(Ft, x, bound_test) >= -xtol).all(dim=1) | (new_free == Ft).all(dim=1)
-        X = x if every else X.index_copy(0, todo, x)
-        free = new_free if every else free.index_copy(0, todo, new_free)
-        todo = todo[~ok]
+        if todo is None:
+            X, free, todo = x, new_free, (~ok).nonzero().squeeze(1)
+        else:
+            X = X.index_copy(0, todo, x)
+            free = free.index_copy(0, todo, new_free)
+            todo = todo[~ok]
         if todo.numel() == 0:
-            break
-    return X, todo
+            return X, None
+        if todo.numel() == b:
+            todo = None  # (no need to gather or scatter the rows)
+    return X, torch.arange(b, device=C.device) if todo is None else todo
 
 
 def _multipliers(A: Tensor, C: Tensor, x: Tensor, nu: Tensor, s: Tensor | None) -> Tensor:

@@ -53,12 +53,11 @@ def cagrad_simplex(
         A_col = As.index_select(1, idx)
         Ak = A_col.index_select(0, idx)
         sk, bk = S.index_select(0, idx), bs.index_select(0, idx)
-        if not float(sk @ sk) > 0.0:
+        if idx.numel() == 0:
             break  # no free index left (round-off): leave it to the search below
         # the face's system for the two right-hand sides s and b (see solve_blocks: the simplex
         # row, the jitter that keeps duplicated rows solvable with equal shares, the refinement)
-        R = torch.stack([sk, bk], dim=1).unsqueeze(0)
-        P = solve_blocks(Ak.unsqueeze(0), R, sk.unsqueeze(0), jitter=JITTER)[0][0]
+        P = solve_blocks(Ak, torch.stack([sk, bk], dim=1), sk, jitter=JITTER)[0]
         sp, sq = (sk @ P).tolist()
         if not sp > 0.0:
             break  # round-off: leave the face to the search below

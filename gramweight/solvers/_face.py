@@ -64,45 +64,44 @@ def cholesky_solve(L: Tensor, r: Tensor) -> Tensor:
 def solve_blocks(
     M: Tensor, R: Tensor, s: Tensor | None, *, jitter: float, scale: Tensor | float = 1.0
 ) -> tuple[Tensor, Tensor | None]:
-    """Solve ``(M + ρ s sᵀ) Z = R`` for every block of a batch, with ``ρ = 1 / sᵀs``.
+    """Solve ``(M + ρ s sᵀ) Z = R`` for every block of a batch (or for one block), with
+    ``ρ = 1 / sᵀs``.
 
     Args:
-        M: The blocks (b, k, k): free blocks, with ``scale`` times the identity on the indices
-            that are not free (padding); overwritten when ``s`` is None.
-        R: Right-hand sides (b, k, r).
-        s: The simplex row of each block (b, k), zero off the free indices; None for the box.
+        M: The blocks (..., k, k): free blocks, with ``scale`` times the identity on the
+            indices that are not free (padding); overwritten when ``s`` is None.
+        R: Right-hand sides (..., k, r).
+        s: The simplex row of each block (..., k), zero off the free indices; None for the box.
         jitter: The Tikhonov term relative to ``scale``. 0 when the caller guarantees definite
             blocks: then no jitter, no second factorisation and no refinement.
         scale: The largest diagonal entry of the matrix the blocks come from.
 
     Returns:
-        ``Z`` (b, k, r) and ``ρ`` (b,) (None without ``s``).
+        ``Z`` (..., k, r) and ``ρ`` (...) (None without ``s``).
     """
     rho = None
     if s is not None:
-        rho = 1.0 / (s * s).sum(dim=1).clamp_min(torch.finfo(M.dtype).tiny)
-        M = torch.baddbmm(M, (rho.unsqueeze(1) * s).unsqueeze(2), s.unsqueeze(1))
+        rho = torch.linalg.vecdot(s, s).clamp_min_(torch.finfo(M.dtype).tiny).reciprocal_()
+        M = torch.addcmul(M, (rho.unsqueeze(-1) * s).unsqueeze(-1), s.unsqueeze(-2))
     if not jitter:
         return cholesky_solve(torch.linalg.cholesky_ex(M)[0], R), rho
     jit: Tensor | float = jitter * scale
-    M.diagonal(dim1=1, dim2=2).add_(jit)
+    M.diagonal(dim1=-2, dim2=-1).add_(jit)
     L, info = torch.linalg.cholesky_ex(M)
-    failed = info > 0
-    if bool(failed.any()):
-        extra = (_RETRY_JITTER * scale) * failed.to(M.dtype)
-        M.diagonal(dim1=1, dim2=2).add_(extra.unsqueeze(1))
-        jit = (jit + extra).view(-1, 1, 1)
+    if bool(info.any()):
+        extra = (_RETRY_JITTER * scale) * (info > 0).to(M.dtype)
+        M.diagonal(dim1=-2, dim2=-1).add_(extra.unsqueeze(-1))
+        jit = (jit + extra)[..., None, None]
         L, _ = torch.linalg.cholesky_ex(M)
     Z = cholesky_solve(L, R)
     return Z + cholesky_solve(L, R - (M @ Z - jit * Z)), rho
 
 
-def _on_face(Z: Tensor, s: Tensor | None, rho: Tensor | None) -> tuple[Tensor, Tensor]:
+def _on_face(Z: Tensor, s: Tensor | None, rho: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """The face solutions and the multipliers ``ν`` of the sum from the solves ``Z`` of
-    :func:`solve_blocks` with ``R = [-c, s]`` (box: ``R = -c``, and ``ν = 0``)."""
+    :func:`solve_blocks` with ``R = [-c, s]`` (box: ``R = -c``, and no ``ν``)."""
     if s is None:
-        x = Z[..., 0]
-        return x, x.new_zeros(x.shape[0])
+        return Z[..., 0], None
     z, a = Z[..., 0], Z[..., 1]
     denom = (a * s).sum(dim=1)
     nu = (1.0 - (z * s).sum(dim=1)) / torch.where(denom > 0, denom, 1.0)
@@ -111,14 +110,14 @@ def _on_face(Z: Tensor, s: Tensor | None, rho: Tensor | None) -> tuple[Tensor, T
 
 def solve_dense(
     A: Tensor, C: Tensor, free: Tensor, s: Tensor | None, jitter: float
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """Minimise ``½ xᵀAx + cᵀx`` for every row ``c`` of ``C`` with ``x`` zero off ``free``
     (with ``s``: also ``sᵀx = 1``), each row's system taken as one m x m matrix: its free block,
     with the identity on its bound indices (no gathers, for small m). ``A`` has a unit or zero
     diagonal (the jitter is relative to 1).
 
     Returns:
-        ``x`` (b, m) and the multipliers ``ν`` (b,) of the sum (zeros without ``s``).
+        ``x`` (b, m) and the multipliers ``ν`` (b,) of the sum (None without ``s``).
     """
     f = free.to(C.dtype)
     M = A * (f.unsqueeze(2) * f.unsqueeze(1))
@@ -195,7 +194,8 @@ def solve_free(
         sk = simplex[idx_in] if validf is None else simplex[idx_in] * validf
         R = torch.cat([R, sk.unsqueeze(2)], dim=2)
     Z, rho = solve_blocks(Ak, R, sk, jitter=JITTER, scale=scale)
-    xk, nu = _on_face(Z, sk, rho)
+    xk, nu_k = _on_face(Z, sk, rho)
+    nu = nu if nu_k is None else nu_k
     if validf is None:
         return x.scatter(1, idx, xk), nu
     x = torch.zeros(b, m + 1, dtype=C.dtype, device=C.device).scatter(1, idx, xk * validf)[:, :m]

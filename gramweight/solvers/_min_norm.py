@@ -23,10 +23,11 @@ def min_norm_simplex(G: Tensor, *, max_iters: int = 100, rtol: float = 0.0) -> T
     if m == 2:
         # a dozen float operations against eight tensor operations
         return _segment_min_norm_host(G) if use_host(G, 12, 8) else _segment_min_norm(G)
-    scale = G.diagonal().max()
-    A = torch.where(scale > 0, G / torch.where(scale > 0, scale, 1.0), 0.0)
-    C = torch.zeros(1, m, dtype=G.dtype, device=G.device)
-    return nonneg_qp(A, C, simplex=True, max_iters=max_iters, rtol=rtol)[0]
+    # (one synchronisation, which the active-set steps make anyway, saves the guards of a
+    # zero diagonal on the device)
+    top = float(G.diagonal().max())
+    A = G / top if top > 0 else torch.zeros_like(G)
+    return nonneg_qp(A, G.new_zeros(1, m), simplex=True, max_iters=max_iters, rtol=rtol)[0]
 
 
 def _segment_min_norm(G: Tensor) -> Tensor:
