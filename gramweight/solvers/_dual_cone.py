@@ -39,6 +39,8 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
         V = _dual_cone_host(G.tolist(), U.tolist(), norm_eps, reg_eps, definite)
         if V is not None:
             return torch.tensor(V, dtype=U.dtype)
+        # (the host steps cycled: nonneg_qp below tries them once more before its batched
+        # steps, a rare case at sizes where that costs little)
     G = G.to(U.dtype)
     # A = Ĝ equilibrated, directly: with Gr = G + reg_eps·tr(G)·I (or reg_eps·I), A is
     # Gr_ij / sqrt(Gr_ii Gr_jj) and the scaling S = sqrt(tr) / sqrt(Gr_ii)

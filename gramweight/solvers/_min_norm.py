@@ -34,15 +34,16 @@ def _segment_min_norm(G: Tensor) -> Tensor:
     """The min-norm point of the segment between two gradients: ``w = (t, 1 - t)`` with
     ``t = (G₁₁ - G₀₁) / (G₀₀ + G₁₁ - 2 G₀₁)`` clamped to [0, 1] (1/2 for equal gradients)."""
     denom = G[0, 0] + G[1, 1] - 2.0 * G[0, 1]
-    t = torch.where(denom > 0, (G[1, 1] - G[0, 1]) / torch.where(denom > 0, denom, 1.0), 0.5)
+    safe = torch.where(denom > 0, denom, 1.0)
+    t = torch.where(denom > 0, (G[1, 1] - G[0, 1]) / safe, 0.5)
     t = t.clamp(0.0, 1.0)
     return torch.stack([t, 1.0 - t])
 
 
 def _segment_min_norm_host(G: Tensor) -> Tensor:
     """The host twin of :func:`_segment_min_norm`."""
-    (g11, g12), (_, g22) = G.tolist()
-    denom = g11 + g22 - 2.0 * g12
-    t = (g22 - g12) / denom if denom > 0.0 else 0.5
+    (g00, g01), (_, g11) = G.tolist()
+    denom = g00 + g11 - 2.0 * g01
+    t = (g11 - g01) / denom if denom > 0.0 else 0.5
     t = min(max(t, 0.0), 1.0)
     return torch.tensor([t, 1.0 - t], dtype=G.dtype)
