@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import _host
+from ._host import use_host
 
 __all__ = [
     "check_gramian",
@@ -42,8 +42,6 @@ def format_shape(shape: Iterable[int]) -> str:
     return "(" + ", ".join(map(str, dims)) + ("," if len(dims) == 1 else "") + ")"
 
 
-# Up to _host.HOST_NUMEL entries (8 x 8), a matrix is checked on Python floats: one copy to
-# the host costs less than the few tensor reductions (each a dispatch of about a microsecond).
 # From this many entries on, the asymmetry pass reads a contiguous transpose.
 _CONTIGUOUS_T_NUMEL = 1 << 16
 
@@ -82,15 +80,13 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
         raise ValueError(message(name, "a square matrix", f"shape {format_shape(M.shape)}"))
     if M.shape[-1] == 0:
         raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(M.shape)}"))
-    if M.numel() <= _host.HOST_NUMEL:
-        extremes = M.reshape(-1).tolist()
-    else:
-        # A NaN or an infinity makes the sum non-finite: one reduction, much cheaper than
-        # isfinite(M).all(). Only a sum that overflows from finite entries needs a second look
-        # (min/max propagate NaN).
-        extremes = [float(M.sum())]
-        if not math.isfinite(extremes[0]):
-            extremes = torch.stack(torch.aminmax(M)).tolist()
+    # A NaN or an infinity makes the sum non-finite: one reduction, much cheaper than
+    # isfinite(M).all(). Only a sum that overflows from finite entries needs a second look
+    # (min/max propagate NaN). (Reading a number off a graph would warn.)
+    values = M.detach() if M.requires_grad else M
+    extremes = [float(values.sum())]
+    if not math.isfinite(extremes[0]):
+        extremes = torch.stack(torch.aminmax(values)).tolist()
     if not all(map(math.isfinite, extremes)):
         raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
     return M
@@ -101,14 +97,9 @@ def _extremes(G: Tensor) -> tuple[float, float, float, float]:
 
     A NaN or an infinity anywhere makes one of the first three non-finite.
     """
-    if G.numel() <= _host.HOST_NUMEL:
-        rows = G.tolist()
-        flat = list(chain.from_iterable(rows))
-        if not all(map(math.isfinite, flat)):
-            return math.nan, math.nan, math.nan, math.nan
-        # entry by entry against the transpose's (each pair twice; C-level loops only)
-        asym = max(map(abs, map(operator.sub, flat, chain.from_iterable(zip(*rows)))))
-        return min(flat), max(flat), asym, min(flat[:: len(rows) + 1])
+    # the host twin: about eight float operations per entry, against six tensor operations
+    if use_host(G, 8 * G.numel(), 6):
+        return _extremes_host(G)
     # (min and max propagate NaN)
     lo, hi = torch.aminmax(G)
     if G.numel() < _CONTIGUOUS_T_NUMEL and G.device.type == "cpu" and torch.equal(G, G.mT):
@@ -119,6 +110,17 @@ def _extremes(G: Tensor) -> tuple[float, float, float, float]:
     T = G.mT.contiguous() if G.numel() >= _CONTIGUOUS_T_NUMEL else G.mT
     asym = (G - T).abs().amax()
     return tuple(torch.stack([lo, hi, asym, G.diagonal().amin()]).tolist())
+
+
+def _extremes_host(G: Tensor) -> tuple[float, float, float, float]:
+    """The host twin of :func:`_extremes`, from one copy of the entries to Python floats."""
+    rows = G.tolist()
+    flat = list(chain.from_iterable(rows))
+    if not all(map(math.isfinite, flat)):
+        return math.nan, math.nan, math.nan, math.nan
+    # entry by entry against the transpose's (each pair twice; C-level loops only)
+    asym = max(map(abs, map(operator.sub, flat, chain.from_iterable(zip(*rows)))))
+    return min(flat), max(flat), asym, min(flat[:: len(rows) + 1])
 
 
 def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:

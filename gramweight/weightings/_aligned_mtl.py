@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale, check_vector, message
-from .._solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
+from ..solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
 
 _SCALES = ("min", "median", "rmse")
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number
-from .._solvers import cagrad_simplex
+from ..solvers import cagrad_simplex
 
 
 def cagrad(G: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
@@ -27,7 +27,7 @@ def cagrad(G: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
     exactly: its optimality conditions are those of the simplex QP
     :math:`\min \tfrac12 w^\top \hat G w + \rho\, w^\top \hat G \mathbf 1/m` at the
     :math:`\rho` where :math:`\sqrt\phi\,\rho = \|g_{w(\rho)}\|`, found by solving that scalar
-    equation exactly on each active set (``gramweight._solvers.cagrad_simplex``).
+    equation exactly on each active set (``gramweight.solvers.cagrad_simplex``).
 
     As in TorchJD, a Gramian of trace below ``norm_eps`` counts as zero, and if
     :math:`\|g_w\| < \text{norm\_eps}` (on the trace-normalised scale; also whenever it is

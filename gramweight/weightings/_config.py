@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale, check_vector
-from .._solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
+from ..solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
 
 
 def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Tensor:

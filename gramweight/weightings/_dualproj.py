@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from .._checks import check_gramian, check_number
-from .._solvers import dual_cone_weights
+from ..solvers import dual_cone_weights
 from ._upgrad import _pref
 
 

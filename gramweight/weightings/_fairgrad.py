@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number
-from .._solvers import power_balance, power_reg
+from ..solvers import power_balance, power_reg
 
 
 def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
@@ -20,7 +20,7 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
 
     found by a damped Newton method on the strictly convex potential
     :math:`\tfrac12 w^\top G w - \sum_i \varphi(w_i)`, :math:`\varphi' = w^{-1/\alpha}`
-    (``gramweight._solvers.power_balance``). ``alpha = 0`` is linear scalarisation:
+    (``gramweight.solvers.power_balance``). ``alpha = 0`` is linear scalarisation:
     ``w = 1/m``. A relative ``1e-6`` (``1e-4`` for lower-precision inputs) is added to the diagonal of the (unit-scaled) Gramian, so a
     zero gradient, or a group of exactly opposite ones, gets a large finite weight instead of
     none (the equation has no solution there).

@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_key, check_number, check_state
-from .._solvers import work_dtype
+from .._host import use_host
+from ..solvers import work_dtype
 from ._orders import visiting_orders
 from ._surgery import as_blocks, gradvac_weights
 
@@ -143,8 +144,9 @@ def gradvac(
     check_number(beta, "beta", low=0.0, high=1.0)
     check_number(eps, "eps", low=0.0)
     key = check_key(key)
-    if G.shape == (2, 2):
-        w, targets = _gradvac_2(G, state.targets, beta, eps)
+    # two tasks: a few dozen float operations against the loop's forty-odd tensor operations
+    if G.shape == (2, 2) and use_host(G, 60, 40):
+        w, targets = _gradvac_host(G, state.targets, beta, eps)
         return w, GradVacState(targets)
     dtype = work_dtype(G.dtype)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
@@ -153,9 +155,11 @@ def gradvac(
     return w.to(G.dtype), GradVacState(targets.to(G.dtype))
 
 
-def _gradvac_2(G: Tensor, targets: Tensor, beta: float, eps: float) -> tuple[Tensor, Tensor]:
-    """GradVac for two tasks, on Python floats: each gradient visits the other one whatever the
-    key, so there is no draw and one correction per row (the steps of
+def _gradvac_host(
+    G: Tensor, targets: Tensor, beta: float, eps: float
+) -> tuple[Tensor, Tensor]:
+    """The host twin of :func:`gradvac` for two tasks: each gradient visits the other one
+    whatever the key, so there is no draw and one correction per row (the steps of
     :func:`~gramweight.weightings._surgery.gradvac_weights`, for the common two-task case)."""
     (g00, g01), (_, g11) = G.tolist()
     hats = targets.tolist()

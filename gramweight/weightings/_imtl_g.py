@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale
-from .._solvers import psd_spectrum, spectral_input, spectral_rtol
+from ..solvers import psd_spectrum, spectral_input, spectral_rtol
 
 
 def imtl_g(G: Tensor, /) -> Tensor:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, message
-from .._host import on_host
-from .._solvers import to_work_dtype
+from ..solvers import to_work_dtype
 
 
 def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
@@ -59,8 +56,6 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
         )
     if n_selected > m:
         raise ValueError(message("n_selected", f"<= m = {m}", repr(n_selected)))
-    if on_host(G):
-        return _krum_host(G, m - n_byzantine - 1, n_selected)
     G = to_work_dtype(G)
     # (d_i + d_j) - 2 G_ij is exactly symmetric, so a pair of mutual nearest neighbours ties
     # exactly. A row's own entry is exactly 0, the least possible value: the sum of its
@@ -73,20 +68,6 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
     dist2 = (d.unsqueeze(1) + d).sub_(G, alpha=2.0)
     nearest = dist2.topk(m - n_byzantine - 1, dim=1, largest=False, sorted=False).values
     return _select(nearest.sum(dim=1).tolist(), n_selected, w_dtype, G.device)
-
-
-def _krum_host(G: Tensor, k: int, n_selected: int) -> Tensor:
-    """:func:`krum` on Python floats (a small matrix on the CPU), with the same exactly
-    symmetric distances, the sum of each row's ``k`` smallest (its own 0 included), and ties
-    to the lower index (a stable sort)."""
-    rows = G.tolist()
-    m = len(rows)
-    d = [rows[i][i] for i in range(m)]
-    scores = [
-        math.fsum(sorted((di + dj) - 2.0 * g for dj, g in zip(d, row))[:k])
-        for di, row in zip(d, rows)
-    ]
-    return _select(scores, n_selected, G.dtype, G.device)
 
 
 def _select(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, check_vector, message
-from .._solvers import min_norm_simplex
+from ..solvers import min_norm_simplex
 
 _NORMS = ("none", "l2", "loss", "loss+")
 
@@ -38,7 +38,7 @@ def mgda(
     gradients, as in the original MGDA-UB code. LibMTL instead applies them to the normalised
     gradients; its weights are :math:`N^{-1} w` (divide by the norms yourself to get them).
 
-    The problem is solved exactly by the active-set solver of ``gramweight._solvers`` (Alg. 2
+    The problem is solved exactly by the active-set solver of ``gramweight.solvers`` (Alg. 2
     of the paper, Frank–Wolfe, only approaches it).
 
     Args:

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state
-from .._host import matvec, on_host, project_simplex_list
-from .._solvers import project_simplex, to_work_dtype
+from .._host import matvec, use_host
+from ..solvers import project_simplex, project_simplex_host, to_work_dtype
 
 __all__ = ["MoDoState", "modo", "modo_init"]
 
@@ -86,17 +86,23 @@ def modo(
     check_state(state, MoDoState, weights=(m,))
     check_number(gamma, "gamma", low=0.0, low_open=True)
     check_number(rho, "rho", low=0.0)
-    if on_host(M):
-        lam = state.weights.tolist()
-        M_lam = matvec(M.tolist(), lam)
-        new = project_simplex_list([x - gamma * (y + rho * x) for x, y in zip(lam, M_lam)])
-        return (
-            torch.tensor(new, dtype=M.dtype),
-            MoDoState(torch.tensor(new, dtype=M.dtype)),
-        )
+    # the host twin: a product and a projection on the floats (about 3m² + 10m operations),
+    # against about 14 tensor operations
+    if use_host(M, 3 * m * m + 10 * m, 14):
+        return _modo_host(M, state, gamma, rho)
     # In M's precision (float32 or float64): one fused lam (1 - gamma rho) - gamma M lam
     Mw = to_work_dtype(M)
     lam = state.weights.to(dtype=Mw.dtype, device=M.device)
     lam = project_simplex(torch.addmv(lam, Mw, lam, beta=1.0 - gamma * rho, alpha=-gamma))
     w = lam.to(M.dtype)
     return w, MoDoState(w.clone())
+
+
+def _modo_host(
+    M: Tensor, state: MoDoState, gamma: float, rho: float
+) -> tuple[Tensor, MoDoState]:
+    """The host twin of :func:`modo`'s step (the same step on Python floats, float64)."""
+    lam = state.weights.tolist()
+    M_lam = matvec(M.tolist(), lam)
+    new = project_simplex_host([x - gamma * (y + rho * x) for x, y in zip(lam, M_lam)])
+    return torch.tensor(new, dtype=M.dtype), MoDoState(torch.tensor(new, dtype=M.dtype))

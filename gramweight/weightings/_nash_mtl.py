@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, check_state
-from .._solvers import power_balance, power_reg
+from ..solvers import power_balance, power_reg
 
 
 class NashMTLState(NamedTuple):
@@ -67,7 +67,7 @@ def nash_mtl(
     .. math::  (G w) \odot w = \mathbf 1, \qquad w > 0
 
     (each task's improvement :math:`g_i^\top J^\top w` equals :math:`1 / w_i`), solved by
-    the damped Newton method of ``gramweight._solvers.power_balance`` (it is FairGrad's
+    the damped Newton method of ``gramweight.solvers.power_balance`` (it is FairGrad's
     equation with ``alpha = 1``), warm-started from the previous solution. The weights are
     recomputed every ``update_every`` calls and reused in between. The update norm
     :math:`\sqrt{w^\top G w}` is then clipped to ``max_norm`` (0 disables clipping).

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_key
-from .._solvers import work_dtype
+from .._host import use_host
+from ..solvers import work_dtype
 from ._orders import visiting_orders
 from ._surgery import as_blocks, pcgrad_weights
 
@@ -56,17 +57,18 @@ def pcgrad(G: Tensor, /, *, key: int) -> Tensor:
     """
     G = as_blocks(G).detach()  # a sequence of hard decisions: not differentiated through
     key = check_key(key)
-    if G.shape == (2, 2):
-        return _pcgrad_2(G)
+    # two tasks: a dozen float operations against the loop's twenty-odd tensor operations
+    if G.shape == (2, 2) and use_host(G, 12, 20):
+        return _pcgrad_host(G)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
     w = pcgrad_weights(G.to(work_dtype(G.dtype)), orders)
     return w.to(G.dtype)
 
 
-def _pcgrad_2(G: Tensor) -> Tensor:
-    """PCGrad for two tasks, on Python floats: each gradient visits the other one whatever
-    the key, so there is no draw, and the two projections are closed forms (the common case,
-    where the fixed cost of the vectorised loop would dominate)."""
+def _pcgrad_host(G: Tensor) -> Tensor:
+    """The host twin of :func:`pcgrad` for two tasks: each gradient visits the other one
+    whatever the key, so there is no draw, and the two projections are closed forms (the
+    common case, where the fixed cost of the vectorised loop would dominate)."""
     (g00, g01), (_, g11) = G.tolist()
     # g_0 loses its component along g_1 when they conflict (a zero g_1 has none): w_1 grows
     a0 = -g01 / g11 if g01 < 0.0 and g11 > 0.0 else 0.0

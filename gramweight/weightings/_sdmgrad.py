@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from .._checks import check_matrix, check_number, check_state, check_vector
-from .._host import matvec, on_host, project_simplex_list
-from .._solvers import project_simplex, to_work_dtype
+from .._host import matvec, use_host
+from ..solvers import project_simplex, project_simplex_host, to_work_dtype
 
 __all__ = ["SDMGradState", "sdmgrad", "sdmgrad_init"]
 
@@ -109,7 +109,9 @@ def sdmgrad(
         w_tilde = check_vector(pref, "pref", length=m, non_negative=True).to(
             dtype=torch.float64, device=M.device
         )
-    if on_host(M):
+    # the host twin: per step a product and a projection on the floats (about 2m² + 15m
+    # operations), against about 16 tensor operations
+    if use_host(M, 2 * m * m + 15 * m, 16):
         return _sdmgrad_host(M, state, w_tilde.tolist(), lr, momentum, n_iters, lambda_)
     # Matrix-vector products run in M's precision (float32 or float64); m-vectors in float64.
     Mw = to_work_dtype(M)
@@ -136,7 +138,7 @@ def _sdmgrad_host(
     n_iters: int,
     lambda_: float,
 ) -> tuple[Tensor, SDMGradState]:
-    """:func:`sdmgrad` on Python floats (the same steps, for a small matrix on the CPU)."""
+    """The host twin of :func:`sdmgrad` (the same steps on Python floats, float64)."""
     rows = M.tolist()
     m = len(rows)
     scale = math.fsum(math.sqrt(max(rows[i][i], 0.0)) for i in range(m)) / m
@@ -146,6 +148,6 @@ def _sdmgrad_host(
     for _ in range(n_iters):
         grad = matvec(rows, [x + lambda_ * t for x, t in zip(w, w_tilde)])
         velocity = [momentum * v + g * inv_scale2 for v, g in zip(velocity, grad)]
-        w = project_simplex_list([x - lr * v for x, v in zip(w, velocity)])
+        w = project_simplex_host([x - lr * v for x, v in zip(w, velocity)])
     out = [(x + lambda_ * t) / (1.0 + lambda_) for x, t in zip(w, w_tilde)]
     return torch.tensor(out, dtype=M.dtype), SDMGradState(torch.tensor(w, dtype=M.dtype))

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, check_vector
-from .._solvers import dual_cone_weights
+from ..solvers import dual_cone_weights
 
 
 def _pref(pref: Sequence[float] | Tensor | None, G: Tensor) -> Tensor:
@@ -38,7 +38,7 @@ def upgrad(
 
     so :math:`w = \sum_i v^{(i)}` with :math:`u^{(i)} = \text{pref}_i e_i`. The m box-constrained
     problems are solved at once, exactly (to round-off), by the active-set solver of
-    ``gramweight._solvers``.
+    ``gramweight.solvers``.
 
     Args:
         G: Gramian of shape (m, m).

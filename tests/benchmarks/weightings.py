@@ -5,21 +5,29 @@ Run from the repository root::
     python tests/benchmarks/weightings.py            # m in {2, 8, 32, 128, 512}
     python tests/benchmarks/weightings.py --quick    # m in {2, 8, 32}
     python tests/benchmarks/weightings.py --only upgrad mgda --markdown
+    python tests/benchmarks/weightings.py --quick --no-host       # tensor paths only
+    python tests/benchmarks/weightings.py --sizes 2 8 --host-ratio
 
 TorchJD (``pip install -e ".[bench]"``) is optional: without it, only gramweight is timed.
 Both libraries get the same float32 Gramian ``G = J Jᵀ`` of a random Jacobian with 4m
 columns, on the CPU, in the same process. ``ratio`` is TorchJD's median divided by ours.
+
+``--no-host`` sends every small problem to its tensor path (``gramweight._host.disabled``),
+and ``--host-ratio`` times gramweight against itself with the host paths disabled instead of
+against TorchJD: its ``ratio`` is what the host twins buy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import statistics
 import sys
 import time
 from importlib.metadata import version
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import gramweight as gw  # noqa: E402
+import gramweight._host as host  # noqa: E402
 from tests._calling import initial_state, options, supports  # noqa: E402
 
 try:
@@ -91,7 +100,10 @@ def gramweight_call(name: str, m: int) -> Callable[[torch.Tensor, int], Any]:
 
 
 def paired_times(
-    ours: Callable[[int], Any], theirs: Callable[[int], Any] | None, budget: float
+    ours: Callable[[int], Any],
+    theirs: Callable[[int], Any] | None,
+    budget: float,
+    their_context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> tuple[float, float | None]:
     """Median seconds per call of ``ours`` and ``theirs``, measured in alternating rounds.
 
@@ -99,16 +111,18 @@ def paired_times(
     (each batch about 5 ms long); the rounds go on for about ``2 * budget`` seconds (at least 5
     of them). Load that comes and goes on a shared machine then hits both sides alike, so the
     ratio is steadier than with two measurements taken one after the other. A warm-up slower
-    than ``budget`` is the measurement itself (a single call of minutes).
+    than ``budget`` is the measurement itself (a single call of minutes). ``theirs`` runs its
+    batches inside ``their_context()``, entered outside the timed calls.
     """
     step = [0]
 
     def run(call: Callable[[int], Any], n: int) -> float:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step[0] += 1
-            call(step[0])
-        return (time.perf_counter() - t0) / n
+        with their_context() if call is theirs else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            for _ in range(n):
+                step[0] += 1
+                call(step[0])
+            return (time.perf_counter() - t0) / n
 
     sides = [ours] if theirs is None else [ours, theirs]
     # two warm-up calls (the first of a process can load a library: LAPACK's eigensolver),
@@ -146,6 +160,15 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per cell (default 0.3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    paths = parser.add_mutually_exclusive_group()
+    paths.add_argument(
+        "--no-host", action="store_true", help="every small problem on its tensor path"
+    )
+    paths.add_argument(
+        "--host-ratio",
+        action="store_true",
+        help="time gramweight against itself with the host paths disabled (not TorchJD)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,11 +177,21 @@ def main() -> None:
     unknown = sorted(set(names) - set(gw.WEIGHTINGS))
     if unknown:
         parser.error(f"unknown weighting(s) {unknown}; choose from {sorted(gw.WEIGHTINGS)}")
+    with host.disabled() if args.no_host else contextlib.nullcontext():
+        table(args, sizes, names)
 
-    peer = f"torchjd {version('torchjd')}" if tjd is not None else "torchjd not installed"
+
+def table(args: argparse.Namespace, sizes: list[int], names: list[str]) -> None:
+    """Time every weighting of ``names`` at every size of ``sizes`` and print the table."""
+    if args.host_ratio:
+        peer = "itself without host paths"
+    else:
+        peer = f"torchjd {version('torchjd')}" if tjd is not None else "torchjd not installed"
+        peer += ", no host paths" if args.no_host else ""
     print(f"# gramweight {gw.__version__} vs {peer}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}")
+    side = "no host" if args.host_ratio else "torchjd"
     rows = []
     gen = torch.Generator().manual_seed(0)
     for m in sizes:
@@ -169,18 +202,22 @@ def main() -> None:
             if not supports(name, m):
                 continue
             peer = None
-            if name in TORCHJD:
+            context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+            if args.host_ratio:
+                peer = lambda step, c=gramweight_call(name, m): c(G, step)  # noqa: E731
+                context = host.disabled
+            elif name in TORCHJD:
                 peer_fn = TORCHJD[name](m)
                 peer = lambda step, f=peer_fn: f(G)  # noqa: E731
             ours, theirs = paired_times(
-                lambda step, c=gramweight_call(name, m): c(G, step), peer, args.budget
+                lambda step, c=gramweight_call(name, m): c(G, step), peer, args.budget, context
             )
-            ratio = f"{theirs / ours:.1f}x" if theirs is not None else "—"
+            ratio = f"{theirs / ours:.{2 if args.host_ratio else 1}f}x" if theirs else "—"
             rows.append((name, m, fmt(ours), fmt(theirs), ratio))
-            print(f"  {name:>12} m={m:<4} gramweight {fmt(ours):>10}  torchjd {fmt(theirs):>10}"
-                  f"  ratio {ratio}", file=sys.stderr, flush=True)
+            print(f"  {name:>12} m={m:<4} gramweight {fmt(ours):>10}  {side:>9} "
+                  f"{fmt(theirs):>10}  ratio {ratio}", file=sys.stderr, flush=True)
 
-    header = ("weighting", "m", "gramweight", "torchjd", "ratio")
+    header = ("weighting", "m", "gramweight", side, "ratio")
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

@@ -2,7 +2,7 @@
 
 import torch
 
-from gramweight._solvers import project_simplex
+from gramweight.solvers import project_simplex
 
 
 def t(*xs):

@@ -1,0 +1,47 @@
+"""Torch-native solvers for the constrained problems behind the weightings, one module per
+problem family.
+
+Everything here runs on the device of its input, in float64, batched over right-hand sides,
+without numpy, scipy or any external QP solver; small problems on the CPU run on Python floats
+(float64 too) under the one rule of :mod:`gramweight._host`.
+
+- :mod:`._box_qp`: ``min ½ xᵀAx + cᵀx`` over ``x >= 0`` (optionally ``Σx = 1``), per row of
+  ``C`` (:func:`nonneg_qp`), by primal-dual active-set steps, on faces solved by
+  :mod:`._face`.
+- :mod:`._min_norm`: MGDA's ``min wᵀGw`` over the simplex (:func:`min_norm_simplex`).
+- :mod:`._simplex`: the projection ``argmin ‖x - v‖²`` onto the simplex
+  (:func:`project_simplex`).
+- :mod:`._dual_cone`: UPGrad's and DualProj's ``min vᵀĜv`` over ``v >= u``
+  (:func:`dual_cone_weights`).
+- :mod:`._balance`: FairGrad's and Nash-MTL's ``G w = w^(-1/α)`` (:func:`power_balance`).
+- :mod:`._cagrad`: CAGrad's ``min bᵀw + κ sqrt(wᵀAw)`` over the simplex
+  (:func:`cagrad_simplex`).
+- :mod:`._spectral`: eigenpairs with one rank cut-off for the closed forms
+  (:func:`psd_spectrum`).
+- :mod:`._precision`: the working dtype (:func:`work_dtype`).
+"""
+
+from ._balance import power_balance, power_reg
+from ._box_qp import nonneg_qp
+from ._cagrad import cagrad_simplex
+from ._dual_cone import dual_cone_weights
+from ._min_norm import min_norm_simplex
+from ._precision import to_work_dtype, work_dtype
+from ._simplex import project_simplex, project_simplex_host
+from ._spectral import psd_spectrum, spectral_input, spectral_rtol
+
+__all__ = [
+    "cagrad_simplex",
+    "dual_cone_weights",
+    "min_norm_simplex",
+    "nonneg_qp",
+    "power_balance",
+    "power_reg",
+    "project_simplex",
+    "project_simplex_host",
+    "psd_spectrum",
+    "spectral_input",
+    "spectral_rtol",
+    "to_work_dtype",
+    "work_dtype",
+]
