@@ -21,6 +21,7 @@ from ._mgda import mgda
 from ._modo import MoDoState, modo, modo_init
 from ._nash_mtl import NashMTLState, nash_mtl, nash_mtl_init
 from ._orders import visiting_orders
+from ._pcd import PCDState, pcd, pcd_init
 from ._pcgrad import pcgrad
 from ._random import random
 from ._sdmgrad import SDMGradState, sdmgrad, sdmgrad_init
@@ -57,6 +58,8 @@ REGISTRY: Mapping[str, Weighting] = registry(
     Weighting(
         sdmgrad, init=sdmgrad_init, state=SDMGradState, properties={"permutation_equivariant"}
     ),
+    # objective 0 is the primary one; eps is absolute
+    Weighting(pcd, init=pcd_init, state=PCDState, properties=set()),
 )
 """Every weighting of the library by name: its function, kind, state and claimed properties.
 
@@ -100,6 +103,7 @@ __all__ = [
     "GradVacState",
     "MoDoState",
     "NashMTLState",
+    "PCDState",
     "SDMGradState",
     "Weighting",
     "aligned_mtl",
@@ -120,6 +124,8 @@ __all__ = [
     "modo_init",
     "nash_mtl",
     "nash_mtl_init",
+    "pcd",
+    "pcd_init",
     "pcgrad",
     "random",
     "sdmgrad",

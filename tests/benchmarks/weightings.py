@@ -71,6 +71,7 @@ if tjd is not None:
             "cr_mogm": lambda m: tjd.CRMOGMWeighting(tjd.PCGradWeighting()),
             "modo": lambda m: tjd.MoDoWeighting(),
             "sdmgrad": lambda m: tjd.SDMGradWeighting(),
+            "pcd": lambda m: tjd.PCDWeighting(),
         }
     )
 

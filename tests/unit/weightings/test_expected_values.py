@@ -48,7 +48,8 @@ class Row(NamedTuple):
     tol: dict[str, float] | None = None  # torch.allclose tolerances; None: torch.equal
     options: dict[str, Any] = {}
     J: Tensor | None = None  # when given, the row's expected value is the update w @ J
-    before: tuple[dict[str, Any], ...] = ()  # options of the earlier calls (stateful methods)
+    before: tuple[dict[str, Any], ...] = ()  # options of the earlier calls (stateful methods;
+    # a "G" entry is that call's Gramian, default the row's)
     xfail: str | None = None  # why the current code misses this row, with the measured gap
 
 
@@ -175,6 +176,14 @@ IMTL_G = torch.tensor([[38.0, 22.0], [22.0, 18.0]], dtype=torch.float64) @ vec(N
 # (1 - x - y) / 2 (the two stay positive, so that is the simplex projection).
 _x, _y = 0.55 - 0.01 * 0.055, 0.45 - 0.01 * 5.045
 MODO_STEP_2 = vec(_x + (1 - _x - _y) / 2, _y + (1 - _x - _y) / 2)
+
+
+def PCD_TWO(tau: float) -> Tensor:  # noqa: N802 - a table constant, computed per tau
+    """PCD on the running example with eps = 0 (see the rows "pcd-tau*")."""
+    c = -22.0 / math.sqrt(684.0)
+    lam = tau - c
+    norm = math.sqrt(1 + 2 * lam * c + lam**2)
+    return vec(1.0 / norm, math.sqrt(18.0) * lam / (math.sqrt(38.0) * norm))
 
 
 ROWS = [
@@ -444,6 +453,34 @@ ROWS = [
     # γ = ρ = 0.1 on G: λ - 0.1 ((-2, 8) + (0.05, 0.05)) = (0.695, -0.305), projected onto the
     # simplex: (0.695 + 0.305, -0.305 + 0.305), the vertex e_0.
     Row("modo-vertex", "modo", G, vec(1.0, 0.0), "hand: one projected step to a vertex"),
+    # ---- pcd ----
+    # First call (and, on the same G, every call: v̂ = G_ii), eps = 0: g̃_i = g_i / ‖g_i‖, so
+    # G̃ = [[1, c], [c, 1]] with c = -22 / √684. The one constraint g̃_1ᵀd >= τ is active
+    # (c < τ): λ = τ - c, ‖d̃‖² = 1 + 2 λ c + λ², and w = (√18 / ‖d̃‖) (1 / √18, λ / √38).
+    *(
+        Row(
+            f"pcd-tau{tau}-call{calls + 1}", "pcd", G, PCD_TWO(tau),
+            "hand: one active constraint", {"rtol": 1e-12},
+            options={"tau": tau, "eps": 0.0}, before=({"tau": tau, "eps": 0.0},) * calls,
+        )
+        for tau in (0.02, 0.5)
+        for calls in (0, 2)
+    ),
+    Row(
+        "pcd-peer", "pcd", G, vec(1.84806055948529635, 1.09536824776996311),
+        "peer: TorchJD 0.18 PCDWeighting()(G), first call", {"rtol": 1e-10},
+    ),
+    Row(
+        "pcd-peer-m3", "pcd", J3 @ J3.T * 2, vec(0.98110964436641857, 0.42981721066827250,
+                                                 0.01868667646085249),
+        "peer: TorchJD 0.18 PCDWeighting(tau=0.3), second call (on J3 J3ᵀ, then 2 J3 J3ᵀ)",
+        {"rtol": 1e-9}, options={"tau": 0.3}, before=({"tau": 0.3, "G": J3 @ J3.T},),
+    ),
+    # opposite secondary gradients: no d makes progress on both, the update is g_0
+    Row(
+        "pcd-infeasible", "pcd", gram([[1.0, 1.0], [0.0, 1.0], [0.0, -2.0]]), vec(1.0, 0.0, 0.0),
+        "hand: the constraints g̃_1ᵀd >= τ, -g̃_1ᵀd >= τ contradict each other",
+    ),
 ]
 
 
@@ -454,7 +491,8 @@ def run(row: Row) -> Tensor:
         return fn(row.G, **row.options)
     state = init(row.G.shape[-1])
     for options in row.before:
-        _, state = fn(row.G, state, **options)
+        options = dict(options)
+        _, state = fn(options.pop("G", row.G), state, **options)
     w, _ = fn(row.G, state, **row.options)
     return w
 
