@@ -50,6 +50,9 @@ REQUIRED = {  # options that some methods require; everything else has defaults
     "constant": {"weights": [0.4, 0.3, 0.2, 0.1]},
     "krum": {"n_byzantine": 1},
     "cr_mogm": {"inner": gw.upgrad},  # smooths any weighting over steps
+    "db_mtl": {"losses": losses.detach()},  # the loss values, for the methods that use them
+    "gradnorm": {"losses": losses.detach()},
+    "imtl": {"losses": losses.detach()},
 }
 print(f"\nweights of every method on the Gramian of 4 per-sample losses (cosine of samples 0 and 1:"
       f" {float(G[0, 1] / (G[0, 0] * G[1, 1]).sqrt()):.3f})")

@@ -22,6 +22,9 @@ REQUIRED_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
     "constant": lambda m: {"weights": [0.5 + i / max(m, 1) for i in range(m)]},
     "krum": lambda m: {"n_byzantine": max(0, (m - 3) // 2), "n_selected": max(1, m // 3)},
     "cr_mogm": lambda m: {"inner": functools.partial(gw.pcgrad, key=7)},
+    "db_mtl": lambda m: {"losses": [0.5 + 1.5 * i / max(m, 1) for i in range(m)]},
+    "gradnorm": lambda m: {"losses": [0.5 + 1.5 * i / max(m, 1) for i in range(m)]},
+    "imtl": lambda m: {"losses": [0.5 + 1.5 * i / max(m, 1) for i in range(m)]},
 }
 
 

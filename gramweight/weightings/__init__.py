@@ -11,9 +11,12 @@ from ._config import config
 from ._constant import constant
 from ._contract import Weighting, registry
 from ._cr_mogm import CRMOGMState, cr_mogm, cr_mogm_init
+from ._db_mtl import db_mtl
 from ._dualproj import dualproj
 from ._fairgrad import fairgrad
+from ._gradnorm import GradNormState, gradnorm, gradnorm_init
 from ._gradvac import GradVacState, gradvac, gradvac_init
+from ._imtl import IMTLState, imtl, imtl_init
 from ._imtl_g import imtl_g
 from ._krum import krum
 from ._mean import mean
@@ -60,6 +63,18 @@ REGISTRY: Mapping[str, Weighting] = registry(
     ),
     # objective 0 is the primary one; eps is absolute
     Weighting(pcd, init=pcd_init, state=PCDState, properties=set()),
+    # permutation-equivariant with the losses permuted alongside G (test_db_mtl.py); the
+    # generic check keeps the losses of tests/_calling.py fixed
+    Weighting(db_mtl, properties={"scale_invariant"}),
+    # both: permutation-equivariant with the losses and the state permuted alongside G
+    # (the generic check starts from a fresh state); gradnorm's Adam eps is absolute
+    Weighting(
+        gradnorm, init=gradnorm_init, state=GradNormState, properties={"permutation_equivariant"}
+    ),
+    Weighting(
+        imtl, init=imtl_init, state=IMTLState,
+        properties={"permutation_equivariant", "scale_invariant"},
+    ),
 )
 """Every weighting of the library by name: its function, kind, state and claimed properties.
 
@@ -100,7 +115,9 @@ state) and fail with a message naming what is missing.
 # there is WEIGHTINGS, and gw.weightings.REGISTRY says which registry it is.
 __all__ = [
     "CRMOGMState",
+    "GradNormState",
     "GradVacState",
+    "IMTLState",
     "MoDoState",
     "NashMTLState",
     "PCDState",
@@ -112,11 +129,16 @@ __all__ = [
     "constant",
     "cr_mogm",
     "cr_mogm_init",
+    "db_mtl",
     "dualproj",
     "fairgrad",
+    "gradnorm",
+    "gradnorm_init",
     "gradvac",
     "gradvac_init",
+    "imtl",
     "imtl_g",
+    "imtl_init",
     "krum",
     "mean",
     "mgda",

@@ -178,6 +178,12 @@ _x, _y = 0.55 - 0.01 * 0.055, 0.45 - 0.01 * 5.045
 MODO_STEP_2 = vec(_x + (1 - _x - _y) / 2, _y + (1 - _x - _y) / 2)
 
 
+_s = (0.1 * 0.5 / (0.5 + 1e-8), -0.1 * 1.0 / (1.0 + 1e-8))  # IMTL's log scales after call 1
+IMTL_CALL_2 = IMTL_G / (math.exp(-_s[0]) * IMTL_G[0] + math.exp(-_s[1]) * IMTL_G[1])
+_T = (N0 + N1) / 2  # GradNorm's mean norm at call 1 (see the rows "gradnorm-call*")
+GRADNORM_CALL_2 = 2 * torch.softmax(vec(1.0, -1.0) * (0.1 * _T / (_T + 1e-8)), dim=0)
+
+
 def PCD_TWO(tau: float) -> Tensor:  # noqa: N802 - a table constant, computed per tau
     """PCD on the running example with eps = 0 (see the rows "pcd-tau*")."""
     c = -22.0 / math.sqrt(684.0)
@@ -480,6 +486,45 @@ ROWS = [
     Row(
         "pcd-infeasible", "pcd", gram([[1.0, 1.0], [0.0, 1.0], [0.0, -2.0]]), vec(1.0, 0.0, 0.0),
         "hand: the constraints g̃_1ᵀd >= τ, -g̃_1ᵀd >= τ contradict each other",
+    ),
+    # ---- db_mtl ----
+    # L = (0.5, 2): ‖h_i‖ = ‖g_i‖ / L_i = (2√18, √38 / 2), the largest 2√18; w_i = 2√18 / ‖g_i‖
+    Row(
+        "db_mtl", "db_mtl", G, vec(2.0, 2.0 * math.sqrt(18.0 / 38.0)),
+        "hand: every log-loss gradient rescaled to the largest norm", {"rtol": 1e-14},
+        options={"losses": [0.5, 2.0]},
+    ),
+    # equal losses L = 3: every h_i = g_i / 3 rescaled to the largest norm √38 / 3
+    Row(
+        "db_mtl-update", "db_mtl", G, math.sqrt(38.0) / 3 * (J[0] / N0 + J[1] / N1),
+        "hand: (√38 / 3) (u_0 + u_1)", {"rtol": 1e-14}, options={"losses": [3.0, 3.0]}, J=J,
+    ),
+    # ---- imtl ----
+    # Call 1: every scale 1, IMTL-G's weights. One Adam step from zero moments moves each log
+    # scale by -lr g / (|g| + eps), g = L - 1 = (-0.5, 1). Call 2: IMTL-G on D G D gives
+    # α ∝ D⁻¹ G⁻¹ d (d_i = ‖g_i‖), so w = D α ∝ G⁻¹ d = IMTL_G, normalised by 1ᵀD⁻¹ G⁻¹ d.
+    Row(
+        "imtl-call1", "imtl", G, IMTL_G / IMTL_G.sum(), "hand: IMTL-G with unit scales",
+        {"rtol": 1e-12}, options={"losses": [0.5, 2.0]},
+    ),
+    Row(
+        "imtl-call2", "imtl", G, IMTL_CALL_2, "hand: IMTL-G after one Adam step of the scales",
+        {"rtol": 1e-12}, options={"losses": [0.5, 2.0], "lr": 0.1},
+        before=({"losses": [0.5, 2.0], "lr": 0.1},),
+    ),
+    # ---- gradnorm ----
+    # Call 1: logits 0, w = (1, 1). Its loss ratios are 1, so both targets are the mean norm
+    # T = (√18 + √38) / 2: σ = (-1, +1), and the gradient w_k (σ_k n_k - ½ Σ σ_i n_i w_i) is
+    # (-T, T). One Adam step from zero moments: z = lr T / (T + eps) (1, -1). Call 2:
+    # w = 2 softmax(z).
+    Row(
+        "gradnorm-call1", "gradnorm", G, vec(1.0, 1.0), "hand: logits 0, w = m softmax(0)",
+        options={"losses": [1.0, 2.0]},
+    ),
+    Row(
+        "gradnorm-call2", "gradnorm", G, GRADNORM_CALL_2,
+        "hand: one Adam step along the gradient of the norm loss", {"rtol": 1e-12},
+        options={"losses": [0.5, 2.0], "lr": 0.1}, before=({"losses": [1.0, 2.0], "lr": 0.1},),
     ),
 ]
 
