@@ -8,8 +8,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+import math
+import operator
+
 from .._checks import check_gramian, check_number, check_state, check_vector, message
+from .._host import use_host
 from ..solvers import min_norm_simplex, nonneg_qp
+from ..solvers._box_qp import PDAS_ITERS, nonneg_qp_host
 
 __all__ = ["PCDState", "pcd", "pcd_init"]
 
@@ -140,6 +145,12 @@ def pcd(
     check_number(eps, "eps", low=0.0)
     G64 = G.to(torch.float64)
     taus = _check_tau(tau, m, G64)
+    # the host twin: the moving average, the scaled Gramian and two small QPs on the floats
+    # (about 20 m² operations), against about 60 tensor operations
+    if use_host(G, 20 * m * m, 60):
+        result = _pcd_host(G, state, taus.tolist(), beta, eps)
+        if result is not None:
+            return result
     step = state.step.to(G.device) + 1
     avg = beta * state.sq_norms.to(dtype=torch.float64, device=G.device)
     avg = avg + (1.0 - beta) * G64.diagonal()
@@ -213,3 +224,59 @@ def _feasible(A: Tensor, taus: Tensor, dtype: torch.dtype) -> bool:
     B = A[keep][:, keep] / top
     lam = min_norm_simplex(B)
     return bool(lam @ B @ lam > _roundoff(B.shape[0], dtype))
+
+
+def _pcd_host(
+    G: Tensor, state: PCDState, taus: list[float], beta: float, eps: float
+) -> tuple[Tensor, PCDState] | None:
+    """The host twin of :func:`pcd` (the same steps on Python floats, float64). None when a QP
+    needs the batched solver's fallback: the caller then runs the tensor path."""
+    m = G.shape[-1]
+    rows = G.tolist()
+    step = int(state.step) + 1
+    avg = [beta * v + (1.0 - beta) * rows[i][i] for i, v in enumerate(state.sq_norms.tolist())]
+    bias = 1.0 - beta**step
+    s = [1.0 / math.sqrt(a / bias + eps) if a / bias + eps > 0 else 0.0 for a in avg]
+    Gt = [[si * g * sj for g, sj in zip(row, s)] for row, si in zip(rows, s)]
+    new_state = PCDState(
+        step=state.step + 1, sq_norms=torch.tensor(avg, dtype=torch.float64).to(G.dtype)
+    )
+    u = [1.0] + [0.0] * (m - 1)
+    if m > 1:
+        A = [row[1:] for row in Gt[1:]]
+        feasible = _feasible_host(A, taus, G.dtype)
+        if feasible is None:
+            return None
+        if not feasible:
+            return _unit(m, G), new_state
+        c = [Gt[j + 1][0] - t * A[j][j] for j, t in enumerate(taus)]
+        X = nonneg_qp_host(A, [c], simplex=False, rtol=0.0, iters=PDAS_ITERS, definite=False)
+        if X is None:
+            return None
+        u[1:] = X[0]
+    sq = math.fsum(ui * math.fsum(map(operator.mul, row, u)) for ui, row in zip(u, Gt))
+    size = math.fsum(abs(ui) * math.sqrt(max(Gt[i][i], 0.0)) for i, ui in enumerate(u)) ** 2
+    factor = math.sqrt(max(rows[0][0], 0.0) / sq) if sq > _roundoff(m, G.dtype) * size else 0.0
+    w = [factor * si * ui for si, ui in zip(s, u)]
+    return torch.tensor(w, dtype=torch.float64).to(G.dtype), new_state
+
+
+def _feasible_host(A: list[list[float]], taus: list[float], dtype: torch.dtype) -> bool | None:
+    """The host twin of :func:`_feasible` (None: its min-norm QP needs the batched solver)."""
+    if not any(t > 0 for t in taus):
+        return True
+    top = max(A[j][j] for j in range(len(A)))
+    if top == 0.0:
+        return True
+    keep = [j for j in range(len(A)) if A[j][j] > _roundoff(1, dtype) * top]
+    if len(keep) == 1:
+        return True
+    B = [[A[i][j] / top for j in keep] for i in keep]
+    X = nonneg_qp_host(
+        B, [[0.0] * len(keep)], simplex=True, rtol=0.0, iters=PDAS_ITERS, definite=False
+    )
+    if X is None:
+        return None
+    lam = X[0]
+    value = math.fsum(li * math.fsum(map(operator.mul, row, lam)) for li, row in zip(lam, B))
+    return value > _roundoff(len(keep), dtype)

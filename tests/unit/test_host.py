@@ -207,6 +207,15 @@ def gradvac_call(inputs: tuple) -> tuple:
     return w, state.targets
 
 
+def pcd_call(inputs: tuple) -> tuple:
+    G, tau = inputs
+    # two calls: the second one reads the moving average of the first
+    state = gw.pcd_init(G.shape[0], dtype=G.dtype)
+    _, state = gw.pcd(G, state, tau=tau)
+    w, state = gw.pcd(G * 2, state, tau=tau)
+    return w, state.sq_norms / max(float(G.diagonal().max()), 1e-30)
+
+
 def dual_cone_call(inputs: tuple) -> torch.Tensor:
     G, U, norm_eps, reg_eps = inputs
     return dual_cone_weights(G, U, norm_eps=norm_eps, reg_eps=reg_eps)
@@ -259,6 +268,12 @@ PAIRS = [
         ),
         gradvac_call,
         same_gradvac,
+    ),
+    twin(
+        "pcd",
+        st.tuples(gramians(m=st.integers(1, 8)), st.sampled_from([0.0, 0.02, 0.5])),
+        pcd_call,
+        same_weights(lambda inputs: 10.0),
     ),
     twin("box QP", box_problems(), lambda p: nonneg_qp(p[0], p[1], definite=p[2]), same_box),
     twin(
