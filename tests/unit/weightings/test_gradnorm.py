@@ -66,6 +66,14 @@ def test_block_of_the_engine():
     assert torch.equal(w, torch.ones(2))
 
 
+def test_losses_with_a_graph_leave_no_graph():
+    losses = torch.tensor([0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    state = gw.gradnorm_init(2)
+    for _ in range(2):
+        w, state = gw.gradnorm(G, state, losses=losses, lr=0.1)
+    assert not w.requires_grad and not any(t.requires_grad for t in state)
+
+
 def test_permuting_losses_and_state_with_the_gramian():
     perm = torch.tensor([2, 0, 1])
     a, b = gw.gradnorm_init(3, dtype=torch.float64), gw.gradnorm_init(3, dtype=torch.float64)

@@ -48,6 +48,12 @@ def test_reference_over_several_calls():
         _, state = check_against_reference(gw.imtl, REFERENCES["imtl"], J3, state, losses=losses, lr=0.1)
 
 
+def test_losses_with_a_graph_leave_no_graph():
+    losses = torch.tensor([0.5, 2.0], dtype=torch.float64, requires_grad=True)
+    w, state = gw.imtl(G, gw.imtl_init(2), losses=losses, lr=0.1)
+    assert not w.requires_grad and not any(t.requires_grad for t in state)
+
+
 def test_lr_zero_keeps_the_scales():
     state = gw.imtl_init(2, dtype=torch.float64)
     _, new = gw.imtl(G, state, losses=[0.5, 2.0], lr=0.0)
