@@ -1,8 +1,9 @@
 """One table of expected values of the weightings, every row with the source of its numbers.
 
 A row is one call of a weighting on a small fixed input (for a stateful method: the last of a
-few calls from ``<name>_init(m)``, all on the same input) and the weights it must return, or
-the update ``w @ J`` when the row gives ``J``. Every row's ``source`` starts with its kind:
+few calls from ``<name>_init(m)``, on the same input unless a call names its own ``G``) and the
+weights it must return, or the update ``w @ J`` when the row gives ``J``. Every row's
+``source`` starts with its kind:
 
 - ``hand``: derived by hand; the derivation is written next to the row, with the steps needed
   to redo it on paper;
