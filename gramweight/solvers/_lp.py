@@ -22,8 +22,8 @@ def simplex_lp(c: Tensor, A: Tensor, b: Tensor, *, max_iters: int | None = None)
 
     with ``A`` (k, m) and ``b`` (k,); a row whose ``b`` is ``-inf`` constrains nothing. When no
     point of the simplex satisfies every row, the problem is made elastic: ``x`` minimises the
-    total violation :math:`\sum_j \max(0, b_j - A_j x)` first (on ``A`` and ``b`` divided by
-    their largest entry), and maximises ``cᵀx`` among the minimisers. The feasible set is never
+    total violation :math:`\sum_j \max(0, b_j - A_j x) / s_j` first (:math:`s_j` the largest
+    of :math:`|A_j|` and :math:`|b_j|`: each row counts at a largest entry of 1), and maximises ``cᵀx`` among the minimisers. The feasible set is never
     empty (it contains the simplex's vertices) and bounded, so there is always a solution.
 
     A two-phase primal simplex method on the dense tableau, with Bland's rule (no cycling): the
@@ -41,9 +41,11 @@ def simplex_lp(c: Tensor, A: Tensor, b: Tensor, *, max_iters: int | None = None)
     if not bool(finite.all()):
         A64, b64 = A64[finite], b64[finite]
     k = A64.shape[0]
-    # scale-free tolerances: the constraints and the objective at a largest entry of 1
-    scale = torch.cat([A64.abs().flatten(), b64.abs(), A64.new_ones(1) * 1e-300]).max()
-    A64, b64 = A64 / scale, b64 / scale
+    # scale-free tolerances: each row (the same inequality) and the objective at a largest
+    # entry of 1, whatever the spread of scales between rows
+    scale = torch.cat([A64.abs(), b64.abs().unsqueeze(1)], dim=1).amax(dim=1)
+    scale = torch.where(scale > 0, scale, 1.0)
+    A64, b64 = A64 / scale.unsqueeze(1), b64 / scale
     c64 = c64 / c64.abs().max().clamp_min(1e-300)
 
     # columns: x (m), surplus s (k), elastic t (k), right-hand side; rows: Σx = 1, the k rows

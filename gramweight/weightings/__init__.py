@@ -12,6 +12,7 @@ from ._constant import constant
 from ._contract import Weighting, registry
 from ._cr_mogm import CRMOGMState, cr_mogm, cr_mogm_init
 from ._dualproj import dualproj
+from ._epo import epo
 from ._fairgrad import fairgrad
 from ._gradvac import GradVacState, gradvac, gradvac_init
 from ._imtl_g import imtl_g
@@ -22,6 +23,7 @@ from ._modo import MoDoState, modo, modo_init
 from ._nash_mtl import NashMTLState, nash_mtl, nash_mtl_init
 from ._orders import visiting_orders
 from ._pcgrad import pcgrad
+from ._pmtl import pmtl
 from ._random import random
 from ._sdmgrad import SDMGradState, sdmgrad, sdmgrad_init
 from ._sum import sum  # noqa: A004
@@ -57,6 +59,10 @@ REGISTRY: Mapping[str, Weighting] = registry(
     Weighting(
         sdmgrad, init=sdmgrad_init, state=SDMGradState, properties={"permutation_equivariant"}
     ),
+    # epo and pmtl: permutation-equivariant only when the losses and preferences are permuted
+    # with G (the generic suite keeps them fixed)
+    Weighting(epo, properties={"scale_invariant"}),
+    Weighting(pmtl, properties={"scale_invariant"}),
 )
 """Every weighting of the library by name: its function, kind, state and claimed properties.
 
@@ -109,6 +115,7 @@ __all__ = [
     "cr_mogm",
     "cr_mogm_init",
     "dualproj",
+    "epo",
     "fairgrad",
     "gradvac",
     "gradvac_init",
@@ -121,6 +128,7 @@ __all__ = [
     "nash_mtl",
     "nash_mtl_init",
     "pcgrad",
+    "pmtl",
     "random",
     "sdmgrad",
     "sdmgrad_init",

@@ -39,6 +39,8 @@ REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     # scaled to 1e12 their round-off (eps * 1e12) exceeds the state tolerance, in any
     # implementation. Its update is checked at every scale in test_surgery_and_stateful.py.
     "modo": jacobians(scaled=False),
+    # EPO's reference enumerates the vertices of its LP: exponential in m
+    "epo": jacobians(m=st.integers(1, 4)),
 }
 
 # The claims live with the registration (gramweight/weightings/__init__.py).

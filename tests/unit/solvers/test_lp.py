@@ -33,6 +33,13 @@ def test_minus_infinity_rows_constrain_nothing():
     torch.testing.assert_close(x, _t(0.0, 0.75, 0.25), rtol=0, atol=1e-14)
 
 
+def test_rows_of_very_different_scales():
+    # as test_upper_bounds_hand_solved, the first row multiplied by 1e12: the same inequality
+    A = _t([0.0, 0.0, -1e12], [0.0, -1.0, 0.0])
+    x = simplex_lp(_t(1.0, 2.0, 3.0), A, _t(-0.25e12, -0.5))
+    torch.testing.assert_close(x, _t(0.25, 0.5, 0.25), rtol=0, atol=1e-14)
+
+
 def test_infeasible_hand_solved():
     # x0 >= 0.8 and x1 >= 0.8 cannot both hold: the violation (0.8 - x0) + (0.8 - x1) = 0.6 is
     # least on all of x0 in [0.2, 0.8]; max x0 among those: x0 = 0.8
@@ -53,10 +60,19 @@ def _vertices(M_ineq, r_ineq, n_eq_cols):
             yield z
 
 
+def _row_scaled(A, b):
+    """Each row divided by its largest entry (of A and b): the violations count per row."""
+    top = torch.cat([A.abs(), b.abs().unsqueeze(1)], 1).amax(dim=1)
+    top = torch.where(top > 0, top, 1.0)
+    return A / top.unsqueeze(1), b / top
+
+
 def _brute_force(c, A, b):
     """(least total violation, best objective among the points of least violation), over the
-    vertices of the elastic polytope {(x, t) : x >= 0, t >= 0, A x + t >= b, Σx = 1}."""
+    vertices of the elastic polytope {(x, t) : x >= 0, t >= 0, A x + t >= b, Σx = 1}, rows
+    scaled."""
     m, k = c.shape[0], A.shape[0]
+    A, b = _row_scaled(A, b)
     eye_m, eye_k = torch.eye(m, dtype=F64), torch.eye(k, dtype=F64)
     M = torch.cat(
         [
@@ -82,9 +98,12 @@ def test_against_brute_force(seed):
     if seed % 5 == 0:  # ties: a repeated column and a constant objective
         A[:, -1] = A[:, 0]
         c[:] = 1.0
+    if seed % 5 == 1 and k:  # rows of very different scales
+        A[0], b[0] = 1e12 * A[0], 1e12 * b[0]
     x = simplex_lp(c, A, b)
     assert abs(float(x.sum()) - 1.0) < 1e-12 and bool((x >= 0).all())
-    violation = float((b - A @ x).clamp_min(0).sum())
+    A_s, b_s = _row_scaled(A, b)
+    violation = float((b_s - A_s @ x).clamp_min(0).sum())
     least, best = _brute_force(c, A, b)
     assert violation <= least + 1e-9
     assert abs(float(c @ x) - best) <= 1e-9
