@@ -53,8 +53,11 @@ def compose(
         >>> J = torch.tensor([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], dtype=torch.float64)
         >>> D = gw.loss_weightings.geometric_mean(torch.tensor([1.0, 4.0], dtype=torch.float64))
         >>> w = gw.loss_weightings.compose(J @ J.T, D, gw.mgda)
-        >>> w @ J, gw.mgda((D[:, None] * J) @ (D[:, None] * J).T) @ (D[:, None] * J)
-        (tensor([0.1195, 0.4382, 0.4382], dtype=torch.float64), tensor([0.1195, 0.4382, 0.4382], dtype=torch.float64))
+        >>> w @ J
+        tensor([0.1195, 0.4382, 0.4382], dtype=torch.float64)
+        >>> Jd = D[:, None] * J  # the rescaled Jacobian: the same update
+        >>> gw.mgda(Jd @ Jd.T) @ Jd
+        tensor([0.1195, 0.4382, 0.4382], dtype=torch.float64)
     """
     G = check_gramian(G)
     d = check_vector(D, "D", length=G.shape[-1], non_negative=True, like=G)

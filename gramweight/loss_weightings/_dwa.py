@@ -34,7 +34,8 @@ def dwa_init(
     check_number(m, "m", low=1, integer=True)
     dtype = torch.get_default_dtype() if dtype is None else dtype
     return DWAState(
-        torch.ones(2, m, dtype=dtype, device=device), torch.zeros((), dtype=torch.long, device=device)
+        torch.ones(2, m, dtype=dtype, device=device),
+        torch.zeros((), dtype=torch.long, device=device),
     )
 
 
@@ -82,5 +83,7 @@ def dwa(
     history = torch.stack([loss.to(state.history.device), state.history[0].detach().double()])
     step = state.step + 1
     ratio = history[0] / history[1]
-    D = torch.where(step >= 2, m * torch.softmax(ratio / temperature, dim=0), torch.ones_like(ratio))
+    D = torch.where(
+        step >= 2, m * torch.softmax(ratio / temperature, dim=0), torch.ones_like(ratio)
+    )
     return D.to(dtype=dtype, device=device), DWAState(history.to(state.history.dtype), step)

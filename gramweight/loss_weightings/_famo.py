@@ -52,7 +52,8 @@ def famo(
     r"""FAMO (Liu et al., "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023,
     https://arxiv.org/abs/2306.03792).
 
-    FAMO descends :math:`\sum_i z_i \log(\ell_i - \ell_i^*)` with :math:`z = \operatorname{softmax}(\xi)`,
+    FAMO descends :math:`\sum_i z_i \log(\ell_i - \ell_i^*)` with
+    :math:`z = \operatorname{softmax}(\xi)`,
     rescaled so that the step decreases every log-loss at the same rate; as weights on the
     raw losses,
 
@@ -104,7 +105,11 @@ def famo(
     check_state(state, FAMOState, logits=(m,), prev_losses=(m,), step=())
     check_number(lr, "lr", low=0.0)
     check_number(gamma, "gamma", low=0.0)
-    floor = loss.new_zeros(m) if min_losses is None else check_vector(min_losses, "min_losses", length=m, like=loss)
+    floor = (
+        loss.new_zeros(m)
+        if min_losses is None
+        else check_vector(min_losses, "min_losses", length=m, like=loss)
+    )
     gap = loss - floor
     if not bool((gap > 0).all()):
         raise ValueError(
@@ -121,6 +126,8 @@ def famo(
     z = torch.softmax(xi, dim=0)
     D = (z / gap) / (z / gap).sum()
     new_state = FAMOState(
-        xi.to(state.logits.dtype), loss.to(device=target, dtype=state.prev_losses.dtype), state.step + 1
+        xi.to(state.logits.dtype),
+        loss.to(device=target, dtype=state.prev_losses.dtype),
+        state.step + 1,
     )
     return D.to(dtype=dtype, device=device), new_state

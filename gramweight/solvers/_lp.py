@@ -23,8 +23,9 @@ def simplex_lp(c: Tensor, A: Tensor, b: Tensor, *, max_iters: int | None = None)
     with ``A`` (k, m) and ``b`` (k,); a row whose ``b`` is ``-inf`` constrains nothing. When no
     point of the simplex satisfies every row, the problem is made elastic: ``x`` minimises the
     total violation :math:`\sum_j \max(0, b_j - A_j x) / s_j` first (:math:`s_j` the largest
-    of :math:`|A_j|` and :math:`|b_j|`: each row counts at a largest entry of 1), and maximises ``cᵀx`` among the minimisers. The feasible set is never
-    empty (it contains the simplex's vertices) and bounded, so there is always a solution.
+    of :math:`|A_j|` and :math:`|b_j|`: each row counts at a largest entry of 1), and maximises
+    ``cᵀx`` among the minimisers. The feasible set is never empty (it contains the simplex's
+    vertices) and bounded, so there is always a solution.
 
     A two-phase primal simplex method on the dense tableau, with Bland's rule (no cycling): the
     start is the vertex ``x = e₀`` with one elastic variable per row it violates; phase 1
@@ -91,7 +92,9 @@ def simplex_lp(c: Tensor, A: Tensor, b: Tensor, *, max_iters: int | None = None)
             entering = torch.argmax(candidates.to(torch.int8))
             col = T[:n_basic, entering]
             ratios = torch.where(
-                col > _PIVOT_TOL, T[:n_basic, -1] / torch.where(col > _PIVOT_TOL, col, 1.0), torch.inf
+                col > _PIVOT_TOL,
+                T[:n_basic, -1] / torch.where(col > _PIVOT_TOL, col, 1.0),
+                torch.inf,
             )
             least = ratios.min()
             tied = ratios <= least + _COST_TOL * (1.0 + least.abs())

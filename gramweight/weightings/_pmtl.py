@@ -115,7 +115,9 @@ def pmtl(
     # parallel unit vectors differ by round-off, far below the 1e-9 of distinct directions
     kept = D.norm(dim=1) > _PARALLEL
     if phase == "main":
-        C = torch.cat([torch.eye(m, dtype=torch.float64, device=G.device), D[kept & (constraint > -eps)]])
+        C = torch.cat(
+            [torch.eye(m, dtype=torch.float64, device=G.device), D[kept & (constraint > -eps)]]
+        )
     else:
         C = D[kept & (constraint > 0)]
         if C.shape[0] == 0:
@@ -126,7 +128,9 @@ def pmtl(
 
 def _check_preferences(preferences: object, m: int, like: Tensor) -> Tensor:
     if isinstance(preferences, Tensor):
-        if not (preferences.dtype.is_floating_point or preferences.dtype in (torch.int32, torch.int64)):
+        if not (
+            preferences.dtype.is_floating_point or preferences.dtype in (torch.int32, torch.int64)
+        ):
             raise TypeError(message("preferences", "a real tensor", f"dtype {preferences.dtype}"))
         U = preferences.detach().to(dtype=like.dtype, device=like.device)
     elif isinstance(preferences, Sequence) and not isinstance(preferences, str):
@@ -137,14 +141,30 @@ def _check_preferences(preferences: object, m: int, like: Tensor) -> Tensor:
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row)
             for row in rows
         ):
-            raise TypeError(message("preferences", "a tensor or a sequence of rows of numbers", repr(preferences)))
+            raise TypeError(
+                message(
+                    "preferences", "a tensor or a sequence of rows of numbers", repr(preferences)
+                )
+            )
         if len({len(row) for row in rows}) > 1:
-            raise ValueError(message("preferences", f"of shape (K, {m})", "rows of unequal lengths"))
+            raise ValueError(
+                message("preferences", f"of shape (K, {m})", "rows of unequal lengths")
+            )
         U = torch.tensor(rows, dtype=like.dtype, device=like.device)
     else:
-        raise TypeError(message("preferences", "a tensor or a sequence of rows of numbers", type(preferences).__name__))
+        raise TypeError(
+            message(
+                "preferences",
+                "a tensor or a sequence of rows of numbers",
+                type(preferences).__name__,
+            )
+        )
     if U.dim() != 2 or U.shape[0] == 0 or U.shape[1] != m:
-        raise ValueError(message("preferences", f"of shape (K, {m}) with K >= 1", f"shape {format_shape(U.shape)}"))
+        raise ValueError(
+            message(
+                "preferences", f"of shape (K, {m}) with K >= 1", f"shape {format_shape(U.shape)}"
+            )
+        )
     if not bool(torch.isfinite(U).all()):
         raise ValueError(message("preferences", "finite (no NaN or Inf)", "a non-finite entry"))
     if not bool((U.abs().amax(dim=1) > 0).all()):

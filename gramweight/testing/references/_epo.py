@@ -21,10 +21,10 @@ def epo_reference(
     preference: Sequence[float] | Tensor,
     eps: float = 1e-4,
 ) -> Tensor:
-    """EPO's direction ``βᵀJ`` with ``β`` the solution of the paper's LP on ``C = [g_i · g_j]``.
+    """EPO's direction ``βᵀJ``, ``β`` the solution of the paper's LP on ``C = [g_i · g_j]``.
 
-    Relative losses ``r ⊙ ℓ / rᵀℓ``, non-uniformity ``μ`` (their KL divergence from uniform),
-    adjustment ``a = r ⊙ (log(m ℓ̂) - μ)``; balance mode when ``μ > eps``, descent otherwise
+    Relative losses ``r ⊙ ℓ / rᵀℓ``, non-uniformity ``μ`` (their KL divergence from the
+    uniform), adjustment ``a = r ⊙ (log(m ℓ̂) - μ)``; balance mode when ``μ > eps``, descent otherwise
     (the sets ``J`` and ``J*`` as in the paper, with exact signs). The LP is solved by
     enumerating the vertices of its polytope in ``(β, t)``, ``t`` the violation of each
     constraint: least total violation first (zero when feasible), then the best objective.
@@ -57,8 +57,8 @@ def epo_reference(
 
 
 def _elastic_lp(c: Tensor, A: Tensor, b: Tensor) -> Tensor:
-    """``β`` on the simplex: least ``Σ_j max(0, b_j - A_j β) / s_j`` (``s_j`` the largest entry of
-    row ``j`` and ``b_j``), then greatest ``cᵀβ``, over the vertices."""
+    """``β`` on the simplex: least ``Σ_j max(0, b_j - A_j β) / s_j`` (``s_j`` the largest
+    entry of row ``j`` and ``b_j``), then greatest ``cᵀβ``, over the vertices."""
     m, k = c.shape[0], A.shape[0]
     # each row at a largest entry of 1 (the same inequality; the violations count per row)
     for j in range(k):
@@ -80,7 +80,9 @@ def _elastic_lp(c: Tensor, A: Tensor, b: Tensor) -> Tensor:
         system = torch.cat([eq.unsqueeze(0), M[list(S)]])
         if abs(float(torch.linalg.det(system))) < 1e-12:
             continue
-        z = torch.linalg.solve(system, torch.cat([torch.ones(1, dtype=torch.float64), rhs[list(S)]]))
+        z = torch.linalg.solve(
+            system, torch.cat([torch.ones(1, dtype=torch.float64), rhs[list(S)]])
+        )
         if bool((M @ z >= rhs - 1e-10).all()):
             vertices.append((float(z[m:].sum()), float(c @ z[:m]), z[:m]))
     least = min(v for v, _, _ in vertices)

@@ -23,8 +23,8 @@ def pmtl_reference(
     eps: float = 0.0,
     max_iters: int = 250,
 ) -> Tensor:
-    """The paper's direction on vectors: each constraint ``G_j = (u_j - u_k)ᵀ ℓ/‖ℓ‖`` (unit
-    preference vectors) and its gradient ``Σ_i (u_j - u_k)_i g_i``, built row by row; the
+    """The paper's direction on vectors: each constraint ``G_j = (u_j - u_k)ᵀ ℓ/‖ℓ‖``
+    (unit preference vectors) and its gradient ``Σ_i (u_j - u_k)_i g_i``, built row by row; the
     min-norm point of the hull of the loss gradients and the gradients of the constraints
     with ``G_j > -eps`` (main phase), or of the violated constraints alone (``G_j > 0``, init
     phase: the zero vector when none is), by enumeration of supports. Constraints of a

@@ -41,6 +41,8 @@ def test_stateful_weighting_returns_its_state():
     expected, ref_state = REFERENCES["nash_mtl"](D.unsqueeze(1) * J, state)
     torch.testing.assert_close(w @ J, expected, rtol=1e-6, atol=1e-9)
     assert type(new) is type(state)
+    for a, b in zip(new, ref_state):
+        torch.testing.assert_close(a.double(), b.double(), rtol=1e-6, atol=1e-9)
 
 
 def test_with_a_partial_and_errors():
