@@ -87,5 +87,6 @@ def _elastic_lp(c: Tensor, A: Tensor, b: Tensor) -> Tensor:
             vertices.append((float(z[m:].sum()), float(c @ z[:m]), z[:m]))
     least = min(v for v, _, _ in vertices)
     best = max(o for v, o, _ in vertices if v <= least + 1e-9)
-    scale = max(1.0, abs(best))
+    # ties relative to the objective's own scale (dot products of gradients of any size)
+    scale = max(abs(o) for _, o, _ in vertices) or 1.0
     return next(z for v, o, z in vertices if v <= least + 1e-9 and o >= best - 1e-9 * scale)
