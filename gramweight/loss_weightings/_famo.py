@@ -53,9 +53,10 @@ def famo(
     https://arxiv.org/abs/2306.03792).
 
     FAMO descends :math:`\sum_i z_i \log(\ell_i - \ell_i^*)` with
-    :math:`z = \operatorname{softmax}(\xi)`,
-    rescaled so that the step decreases every log-loss at the same rate; as weights on the
-    raw losses,
+    :math:`z = \operatorname{softmax}(\xi)`, the logits :math:`\xi` learned so that the
+    log-losses fall at balanced rates. As weights on the raw losses, divided by
+    :math:`\sum_j z_j / (\ell_j - \ell_j^*)` as in the official code (so that
+    :math:`\sum_i D_i = 1`),
 
     .. math::  D_i = \frac{z_i / (\ell_i - \ell_i^*)}{\sum_j z_j / (\ell_j - \ell_j^*)}.
 

@@ -105,3 +105,12 @@ def test_losses_errors(name):
         LOSS_WEIGHTINGS[name]("losses", *(() if name not in STATE_INITS else (STATE_INITS[name](1),)))
     with pytest.raises(ValueError, match=r"^`losses` must be of length >= 1, got length 0\.$"):
         LOSS_WEIGHTINGS[name]([], *(() if name not in STATE_INITS else (STATE_INITS[name](1),)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_losses_with_a_graph_give_weights_without_one(name):
+    # the losses of a training step carry their graph: the weights are constants
+    losses = torch.tensor(LOSSES, requires_grad=True) * 1.0
+    D, state = _call(name, losses)
+    assert not D.requires_grad
+    assert state is None or not any(t.requires_grad for t in state)
