@@ -88,3 +88,11 @@ def test_errors():
         gw.epo(G, losses=[1.0, 2.0], preference=[1.0, 1.0], eps=-1.0)
     with pytest.raises(TypeError, match="preference"):
         gw.epo(G, losses=[1.0, 2.0])
+
+
+def test_losses_with_a_graph():
+    G = torch.tensor([[1.0, -0.5], [-0.5, 4.0]], dtype=F64)
+    losses = torch.tensor([1.0, 3.0], dtype=F64, requires_grad=True) * 1.0
+    w = gw.epo(G, losses=losses, preference=[1.0, 1.0])
+    assert not w.requires_grad
+    assert torch.equal(w, gw.epo(G, losses=losses.detach(), preference=[1.0, 1.0]))

@@ -94,3 +94,10 @@ def test_errors():
         gw.pmtl(I2, **kw, eps=-0.1)
     with pytest.raises(ValueError, match=r"^`max_iters` must be >= 1, got 0\.$"):
         gw.pmtl(I2, **kw, max_iters=0)
+
+
+def test_losses_with_a_graph():
+    losses = torch.tensor([1.0, 3.0], dtype=F64, requires_grad=True) * 1.0
+    w = gw.pmtl(I2, losses=losses, preferences=U, index=1)
+    assert not w.requires_grad
+    assert torch.equal(w, gw.pmtl(I2, losses=losses.detach(), preferences=U, index=1))
