@@ -7,6 +7,7 @@ loss gradients; the update is ``w @ J``. See ``WEIGHTINGS`` for the full list.
 from collections.abc import Callable
 
 from . import autogram, testing, weightings
+from . import loss_weightings
 from .weightings import *  # noqa: F403 - the flat public API is the weightings' own list
 
 __version__ = "0.1.0"
@@ -18,3 +19,4 @@ A plain dict built from `gramweight.weightings.REGISTRY`, which also tells each 
 (stochastic, stateful), its `_init` and state class, and its claimed properties."""
 
 __all__ = ["WEIGHTINGS", "autogram", "testing", *weightings.__all__]
+__all__ += ["loss_weightings"]

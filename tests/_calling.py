@@ -25,6 +25,22 @@ REQUIRED_OPTIONS: dict[str, Callable[[int], dict[str, Any]]] = {
     "db_mtl": lambda m: {"losses": [0.5 + 1.5 * i / max(m, 1) for i in range(m)]},
     "gradnorm": lambda m: {"losses": [0.5 + 1.5 * i / max(m, 1) for i in range(m)]},
     "imtl": lambda m: {"losses": [0.5 + 1.5 * i / max(m, 1) for i in range(m)]},
+    # increasing losses against a flat preference: off the ray, so EPO balances
+    "epo": lambda m: {
+        "losses": [0.5 + i / m for i in range(m)],
+        "preference": [1.0 + 0.25 * (i % 2) for i in range(m)],
+    },
+    # subproblem 0 (the uniform vector); the vector leaning to the last, largest loss makes
+    # an active constraint
+    "pmtl": lambda m: {
+        "losses": [0.5 + i / m for i in range(m)],
+        "preferences": [
+            [1.0] * m,
+            [1.0 + (i == 0) for i in range(m)],
+            [1.0 + (i == m - 1) for i in range(m)],
+        ],
+        "index": 0,
+    },
 }
 
 

@@ -16,6 +16,8 @@ without numpy, scipy or any external QP solver; small problems on the CPU run on
 - :mod:`._balance`: FairGrad's and Nash-MTL's ``G w = w^(-1/α)`` (:func:`power_balance`).
 - :mod:`._cagrad`: CAGrad's ``min bᵀw + κ sqrt(wᵀAw)`` over the simplex
   (:func:`cagrad_simplex`).
+- :mod:`._lp`: EPO's ``max cᵀx`` over the simplex and ``A x >= b`` (elastic when infeasible)
+  (:func:`simplex_lp`).
 - :mod:`._spectral`: eigenpairs with one rank cut-off for the closed forms
   (:func:`psd_spectrum`).
 - :mod:`._precision`: the working dtype (:func:`work_dtype`).
@@ -25,6 +27,7 @@ from ._balance import power_balance, power_reg
 from ._box_qp import nonneg_qp
 from ._cagrad import cagrad_simplex
 from ._dual_cone import dual_cone_weights
+from ._lp import simplex_lp
 from ._min_norm import min_norm_simplex
 from ._precision import to_work_dtype, work_dtype
 from ._simplex import project_simplex, project_simplex_host
@@ -39,6 +42,7 @@ __all__ = [
     "power_reg",
     "project_simplex",
     "project_simplex_host",
+    "simplex_lp",
     "psd_spectrum",
     "spectral_input",
     "spectral_rtol",

@@ -13,6 +13,7 @@ from ._contract import Weighting, registry
 from ._cr_mogm import CRMOGMState, cr_mogm, cr_mogm_init
 from ._db_mtl import db_mtl
 from ._dualproj import dualproj
+from ._epo import epo
 from ._fairgrad import fairgrad
 from ._gradnorm import GradNormState, gradnorm, gradnorm_init
 from ._gradvac import GradVacState, gradvac, gradvac_init
@@ -26,6 +27,7 @@ from ._nash_mtl import NashMTLState, nash_mtl, nash_mtl_init
 from ._orders import visiting_orders
 from ._pcd import PCDState, pcd, pcd_init
 from ._pcgrad import pcgrad
+from ._pmtl import pmtl
 from ._random import random
 from ._sdmgrad import SDMGradState, sdmgrad, sdmgrad_init
 from ._sum import sum  # noqa: A004
@@ -75,6 +77,10 @@ REGISTRY: Mapping[str, Weighting] = registry(
         imtl, init=imtl_init, state=IMTLState,
         properties={"permutation_equivariant", "scale_invariant"},
     ),
+    # epo and pmtl: permutation-equivariant only when the losses and preferences are permuted
+    # with G (the generic suite keeps them fixed)
+    Weighting(epo, properties={"scale_invariant"}),
+    Weighting(pmtl, properties={"scale_invariant"}),
 )
 """Every weighting of the library by name: its function, kind, state and claimed properties.
 
@@ -131,6 +137,7 @@ __all__ = [
     "cr_mogm_init",
     "db_mtl",
     "dualproj",
+    "epo",
     "fairgrad",
     "gradnorm",
     "gradnorm_init",
@@ -149,6 +156,7 @@ __all__ = [
     "pcd",
     "pcd_init",
     "pcgrad",
+    "pmtl",
     "random",
     "sdmgrad",
     "sdmgrad_init",

@@ -44,6 +44,8 @@ REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     # the weighting says so, while the reference's norms, computed another way, miss the target
     # by round-off and take a slope of ±1 (a full Adam step of the logits either way).
     "gradnorm": jacobians(structures=("generic", "rank_deficient", "zero_rows", "dominant_row")),
+    # EPO's reference enumerates the vertices of its LP: exponential in m
+    "epo": jacobians(m=st.integers(1, 4)),
 }
 
 # The claims live with the registration (gramweight/weightings/__init__.py).
