@@ -21,12 +21,12 @@ def spectral_rtol(m: int, dtype: torch.dtype) -> float:
     The first term is the input's precision. An exactly singular Gramian rounded to ``dtype``
     (entries off by up to ``eps/2`` relative) has its zero eigenvalues moved by at most about
     ``0.35 · eps · λ_max`` (the largest measured over ranks 1 to m - 1, m from 2 to 512 in
-    every float dtype and 2048 in float32), whatever m: the rounding errors add up like a random matrix's, not like
-    the worst case ``eps/2 · trace(G)``. Four times ``eps`` is well above that and still keeps
-    the spectrum of a Gramian with condition number up to ``1 / (4 eps)`` (32 in bfloat16, 256
-    in float16, 2·10⁶ in float32). The second term is the eigensolver's own round-off, measured
-    below ``sqrt(m) · eps_w · λ_max``; it matters only when ``G`` is already in the working
-    dtype (float64).
+    every float dtype and 2048 in float32), whatever m: the rounding errors add up like a
+    random matrix's, not like the worst case ``eps/2 · trace(G)``. Four times ``eps`` is well
+    above that and still keeps the spectrum of a Gramian with condition number up to
+    ``1 / (4 eps)`` (32 in bfloat16, 256 in float16, 2·10⁶ in float32). The second term is the
+    eigensolver's own round-off, measured below ``sqrt(m) · eps_w · λ_max``; it matters only
+    when ``G`` is already in the working dtype (float64).
 
     A Gramian accumulated in a low precision over many parameters carries more error than its
     rounding (its zero eigenvalues can then sit above this cut-off), and is best formed in a

@@ -15,10 +15,10 @@ def aligned_mtl_reference(
     J: Tensor, /, *, pref: Sequence[float] | Tensor | None = None, scale: str = "min"
 ) -> Tensor:
     """With the SVD ``J = U S Vᵀ`` (singular values below ``sqrt(4 · eps + 10 · sqrt(m) · eps_w)``
-    times the largest dropped), the aligned gradients are the rows of ``σ U Vᵀ``: orthogonal, all of norm
-    ``σ``, the smallest kept singular value (``"min"``), the square root of the median (lower
-    middle) or of the mean of the squared kept singular values. The update is their
-    ``pref``-weighted sum (default ``1/m`` each)."""
+    times the largest dropped), the aligned gradients are the rows of ``σ U Vᵀ``: orthogonal,
+    all of norm ``σ``, the smallest kept singular value (``"min"``), the square root of the
+    median (lower middle) or of the mean of the squared kept singular values. The update is
+    their ``pref``-weighted sum (default ``1/m`` each)."""
     J64 = J.double().cpu()
     m = J.shape[0]
     p = (
