@@ -20,7 +20,8 @@ without numpy, scipy or any external QP solver; small problems on the CPU run on
   (:func:`simplex_lp`).
 - :mod:`._spectral`: eigenpairs with one rank cut-off for the closed forms
   (:func:`psd_spectrum`).
-- :mod:`._precision`: the working dtype (:func:`work_dtype`).
+- :mod:`._precision`: the working dtypes (:func:`work_dtype`, and :func:`eigen_dtype` for the
+  eigendecompositions).
 """
 
 from ._balance import power_balance, power_reg
@@ -29,13 +30,14 @@ from ._cagrad import cagrad_simplex
 from ._dual_cone import dual_cone_weights
 from ._lp import simplex_lp
 from ._min_norm import min_norm_simplex
-from ._precision import to_work_dtype, work_dtype
+from ._precision import eigen_dtype, to_work_dtype, work_dtype
 from ._simplex import project_simplex, project_simplex_host
 from ._spectral import psd_spectrum, spectral_input, spectral_rtol
 
 __all__ = [
     "cagrad_simplex",
     "dual_cone_weights",
+    "eigen_dtype",
     "min_norm_simplex",
     "nonneg_qp",
     "power_balance",

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale, check_vector, message
-from ..solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
+from ..solvers import eigen_dtype, psd_spectrum, spectral_input, spectral_rtol
 
 _SCALES = ("min", "median", "rmse")
 
@@ -34,8 +34,9 @@ def aligned_mtl(
 
     where :math:`\sigma` is the smallest kept eigenvalue (``"min"``), their median
     (``"median"``) or their mean (``"rmse"``, as TorchJD names it). Eigenvalues below
-    ``1000 · m · eps`` times the largest (eps of ``G``'s dtype) are dropped; for ``G = 0``,
-    ``B = I``.
+    ``4 · eps + 10 · sqrt(m) · eps_w`` times the largest, the round-off of an exactly singular
+    Gramian, are dropped (eps of ``G``'s dtype, eps_w of the dtype it is decomposed in: float32
+    for the half dtypes, float64 otherwise); for ``G = 0``, ``B = I``.
 
     Args:
         G: Gramian of shape (m, m).
@@ -49,8 +50,9 @@ def aligned_mtl(
         Permutation-equivariant (for a permutation-invariant ``pref``), scale-invariant.
 
     Deviations:
-        TorchJD's ``AlignedMTLWeighting`` drops eigenvalues below ``m · eps · λ_max``, which
-        keeps round-off eigenvalues of singular Gramians; the cut-off here is 1000 times larger.
+        TorchJD's ``AlignedMTLWeighting`` decomposes ``G`` in its own dtype and drops
+        eigenvalues below ``m · eps · λ_max``; here a float32 ``G`` is decomposed in float64
+        and the cut-off is the one above.
         When the gradient norms span more than a factor 100, the eigenpairs come from the
         equilibrated Gramian and an SVD of the factor it gives (slower, but the small
         eigenvalues keep their relative accuracy).
@@ -67,14 +69,14 @@ def aligned_mtl(
     if scale not in _SCALES:
         raise ValueError(message("scale", f"one of {_SCALES}", repr(scale)))
     m = G.shape[-1]
-    wd = work_dtype(G.dtype)
+    wd = eigen_dtype(G.dtype)
     p = None if pref is None else check_vector(pref, "pref", length=m, like=G).to(wd)
     if top == 0.0:  # B = I
         if p is None:
             return torch.full((m,), 1.0 / m, dtype=G.dtype, device=G.device)
         return p.to(G.dtype)
     Gw = spectral_input(G, top)
-    lam, V = psd_spectrum(Gw, spectral_rtol(G, G.dtype), graded=True)
+    lam, V = psd_spectrum(Gw, spectral_rtol(m, G.dtype), graded=True)
     kept = [x for x in lam if x]  # ascending
     if scale == "min":
         sigma = kept[0]

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian_scale, check_vector
-from ..solvers import psd_spectrum, spectral_input, spectral_rtol, work_dtype
+from ..solvers import eigen_dtype, psd_spectrum, spectral_input, spectral_rtol
 
 
 def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Tensor:
@@ -26,11 +26,12 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
                w = \frac{\mathbf 1^\top G v}{v^\top G v}\, v.
 
     The pseudo-inverse drops the eigenvalues of the cosine matrix :math:`D^{+} G D^{+}` below
-    ``1000 · m · eps`` times the largest (eps of ``G``'s dtype): that is the rank cut-off. If
-    ``pref`` has no component (beyond a relative ``sqrt(1000 · m · eps)``, the singular-value
-    cut-off) in the span of the cosine matrix,
-    e.g. two exactly opposite gradients, or all gradients are zero, there is no direction and
-    ``w = 0``.
+    ``rtol = 4 · eps + 10 · sqrt(m) · eps_w`` times the largest, the round-off of an exactly
+    singular Gramian (eps of ``G``'s dtype, eps_w of the dtype it is decomposed in: float32 for
+    the half dtypes, float64 otherwise): that is the rank cut-off. If ``pref`` has no component
+    (beyond a relative ``sqrt(rtol)``, the singular-value cut-off) in the span of the cosine
+    matrix, e.g. two exactly opposite gradients, or all gradients are zero, there is no
+    direction and ``w = 0``.
 
     Args:
         G: Gramian of shape (m, m).
@@ -55,7 +56,7 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
     """
     G, top, diag_min = check_gramian_scale(G)
     m = G.shape[-1]
-    wd = work_dtype(G.dtype)
+    wd = eigen_dtype(G.dtype)
     if pref is None:
         p, p_norm = None, math.sqrt(m)
     else:
@@ -70,7 +71,7 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
         dinv = d.reciprocal()
     else:
         dinv = d.masked_fill(d == 0, torch.inf).reciprocal()
-    rtol = spectral_rtol(G, G.dtype)
+    rtol = spectral_rtol(m, G.dtype)
     # the cosine matrix C = D⁺ G D⁺ = V Λ Vᵀ, and q = Vᵀ pref
     lam, V = psd_spectrum(dinv.unsqueeze(1) * Gw * dinv, rtol)
     q = (V.sum(dim=0) if p is None else p @ V).tolist()

@@ -24,8 +24,10 @@ def imtl_g(G: Tensor, /) -> Tensor:
 
     The paper's closed form (with the differences :math:`u_1 - u_i`) gives the same weights
     when :math:`G` is invertible. The pseudo-inverse drops the eigenvalues below
-    ``1000 · m · eps`` times the largest (eps of ``G``'s dtype). If the unnormalised weights
-    sum to (relatively) zero, there is no such update and ``w = 0``.
+    ``4 · eps + 10 · sqrt(m) · eps_w`` times the largest, the round-off of an exactly singular
+    Gramian (eps of ``G``'s dtype, eps_w of the dtype it is decomposed in: float32 for the half
+    dtypes, float64 otherwise). If the unnormalised weights sum to (relatively) zero, there is
+    no such update and ``w = 0``.
 
     Args:
         G: Gramian of shape (m, m).
@@ -52,7 +54,7 @@ def imtl_g(G: Tensor, /) -> Tensor:
     if top == 0.0:
         return torch.zeros(m, dtype=G.dtype, device=G.device)
     Gw = spectral_input(G, top)
-    lam, V = psd_spectrum(Gw, spectral_rtol(G, G.dtype))
+    lam, V = psd_spectrum(Gw, spectral_rtol(m, G.dtype))
     # v = V Λ⁺ Vᵀ d and its sum 1ᵀv = (Vᵀ1)ᵀ Λ⁺ Vᵀ d: the coefficients Λ⁺ Vᵀ d, normalised,
     # are formed on the host, then one product gives w
     u = (Gw.diagonal().sqrt() @ V).tolist()

@@ -133,3 +133,32 @@ def test_nash_mtl_is_pure_along_a_trajectory(G):
     for _ in range(3):
         assert_pure(gw.nash_mtl, G, state, update_every=2)
         _, state = gw.nash_mtl(G, state, update_every=2)
+
+
+@st.composite
+def _well_conditioned(draw):
+    # A = I + N / (2 ‖N‖): singular values in [0.5, 1.5] (Weyl), so G = A Aᵀ has condition
+    # number <= 9, whatever m and the seed
+    m, seed = draw(st.integers(1, 8)), draw(st.integers(0, 2**32 - 1))
+    N = torch.randn(m, m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    A = torch.eye(m, dtype=torch.float64) + N / (2 * torch.linalg.matrix_norm(N, ord=2))
+    G = A @ A.T
+    return (G + G.T) / 2, draw(st.floats(-4.0, 4.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("name", ["imtl_g", "config", "aligned_mtl"])
+@given(drawn=_well_conditioned())
+def test_spectral_forms_as_accurate_as_the_dtype(name, dtype, drawn):
+    # The same method in float64 on the input as rounded to dtype is an independent check of the
+    # precision it computes in: the result may differ by its own rounding (eps/2 of ‖w‖) and the
+    # working precision's round-off (condition number 9 × √m × eps_w: < 1e-5 in float32, the
+    # half dtypes' working dtype, < 1e-12 in float64, float32's), no more.
+    G64, exponent = drawn
+    G = (G64 * 10.0**exponent).to(dtype)
+    w = gw.WEIGHTINGS[name](G)
+    expected = gw.WEIGHTINGS[name](G.double())
+    assert w.dtype == dtype
+    work = 1e-5 if dtype in (torch.float16, torch.bfloat16) else 1e-12
+    err = float((w.double() - expected).norm() / expected.norm())
+    assert err <= torch.finfo(dtype).eps / 2 + work, err
