@@ -1,5 +1,23 @@
 """Balance equations: the positive solution of ``G w = w^(-1/α)`` (FairGrad; Nash-MTL's
 ``(G w) ⊙ w = 1`` is ``α = 1``), by a damped Newton method on its convex potential.
+
+Existence. With ``p = 1/α``, the solutions are the stationary points of the convex potential
+``f(w) = ½ wᵀGw - Σ φ(w_i)`` (``φ' = w^(-p)``) over ``w > 0``. ``φ`` grows slower than linearly,
+so ``f`` is bounded below, and the positive solution exists and is unique, exactly when no
+non-zero ``v >= 0`` has ``G v = 0``, i.e. when no non-negative combination of the gradients
+vanishes (``0`` is not in their convex hull). Otherwise (a zero gradient, or gradients that
+cancel with non-negative coefficients, such as two opposite ones) ``f`` decreases without bound
+along ``v`` and the weights on ``v``'s support diverge.
+
+What is solved. Every task's diagonal gets the relative term ``ε G_ii`` (a zero gradient:
+``ε max_j G_jj``), ``ε`` the unit round-off of the input's dtype (:func:`balance_eps`): a
+perturbation of ``G`` within its own round-off (an entry ``G_ij`` is known to
+``eps sqrt(G_ii G_jj)`` at best), which keeps the equations solvable. If the Gramian is not
+positive semi-definite beyond that (round-off of an exactly singular one), the magnitude of the
+most negative eigenvalue of the unit-diagonal ``D G D`` (``D = diag(G)^(-1/2)``) is added too,
+relative in the same way. Newton's method is affine-invariant; it runs in the coordinates of
+the diagonal solution ``w_i = (A_ii)^(-α/(1+α))`` and solves each step's system scaled to a unit
+diagonal, so tasks whose squared norms differ by any factor are solved alike.
 """
 
 from __future__ import annotations
@@ -9,14 +27,20 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["power_balance", "power_reg"]
+__all__ = ["balance_eps", "power_balance"]
 
 
-def power_reg(dtype: torch.dtype) -> float:
-    """Relative diagonal term of the power-balance equation (FairGrad, Nash-MTL) for a Gramian
-    of this dtype: 1e-6 in float64, 1e-4 below (where the input itself is only accurate to
-    about 1e-7, and the solution's sensitivity, about 1 / this term, must stay below 1e-3)."""
-    return 1e-6 if dtype == torch.float64 else 1e-4
+def balance_eps(dtype: torch.dtype) -> float:
+    """Relative diagonal term of the balance equations (FairGrad, Nash-MTL) for a Gramian of
+    this dtype: its unit round-off (``torch.finfo(dtype).eps``: 2.2e-16 in float64, 1.2e-7 in
+    float32, 9.8e-4 in float16, 7.8e-3 in bfloat16).
+
+    Where the equations have no solution the weights on the cancelling gradients grow like
+    ``ε^(-α/(1+α))`` times their diagonal solution; with ``ε`` the output's round-off, rounding
+    them to the output dtype leaves an error of at most about ``ε^(1/(1+α))`` of a gradient in
+    the update, never more than a gradient.
+    """
+    return float(torch.finfo(dtype).eps)
 
 
 def power_balance(
@@ -25,71 +49,110 @@ def power_balance(
     alpha: float,
     n_iters: int = 50,
     init: Tensor | None = None,
-    reg: float = 1e-6,
+    eps: float = 2.0**-52,
 ) -> Tensor:
-    """The positive solution of ``G w = w^(-1/alpha)`` (``alpha > 0``).
+    """The positive solution of ``A w = w^(-1/alpha)`` (``alpha > 0``), ``A = G + ε diag(G)``.
 
-    It is the unique minimiser of the strictly convex potential
-    ``½ wᵀGw - Σ φ(w_i)`` over ``w > 0``, with ``φ' = w^(-1/alpha)`` (``φ = log`` for
-    ``alpha = 1``). The Gramian is first scaled to unit largest diagonal (the solution of the
-    scaled problem maps back exactly: ``w(sG) = s^(-alpha/(1+alpha)) w(G)``) and a relative
-    ``reg`` (see :func:`power_reg`) is added to its diagonal, so that a zero or an exactly
-    opposite gradient gives a large finite weight rather than an unbounded one (and the solve
-    stays well conditioned).
+    ``A``'s diagonal term is relative per task (see the module docstring): a zero gradient's
+    diagonal is ``ε max_j G_jj`` (1 if ``G = 0``), and a Gramian whose unit-diagonal form has a
+    negative eigenvalue ``-λ`` (round-off) gets ``(ε + 2λ) G_ii`` instead. Where ``G``'s own
+    equations have a solution, this one is the exact solution for a ``G`` perturbed within
+    ``ε`` relative; where they have none, it is finite, with the weights of the cancelling
+    gradients of order ``ε^(-α/(1+α))`` times their diagonal solution, and those of zero
+    gradients equal to ``(ε max_j G_jj)^(-α/(1+α))`` (they do not change the update).
+
+    Newton's method on the strictly convex potential ``½ wᵀAw - Σ φ(w_i)``,
+    ``φ' = w^(-1/alpha)``, from the diagonal solution (or ``init``), each step kept inside
+    ``w > 0`` and backtracked until the residual of the equations, relative to the diagonal
+    solution, decreases; it stops when every relative residual ``(A w)_i w_i^p - 1`` is within
+    its round-off, or after ``n_iters`` steps.
 
     Args:
         G: Gramian (m, m), float64.
         alpha: The fairness exponent, > 0.
         n_iters: Maximum number of Newton steps.
-        init: Starting point (positive), e.g. the previous solution; defaults to the solution
-            of the diagonal problem.
+        init: Starting point (positive), e.g. the previous solution; defaults to the diagonal
+            solution.
+        eps: The relative diagonal term, :func:`balance_eps` of the input's dtype.
     """
     m = G.shape[-1]
     p = 1.0 / alpha
-    scale = G.diagonal().max()
-    s = torch.where(scale > 0, scale, 1.0)
-    eye = torch.eye(m, dtype=G.dtype, device=G.device)
-    A = G / s + reg * eye
     expo = -alpha / (1.0 + alpha)
+    diag = G.diagonal().clamp_min(0.0)
+    big = diag.max()
+    big = torch.where(big > 0, big, torch.ones_like(big))
+    dd = torch.where(diag > 0, diag, big)  # a zero gradient's diagonal: ε max_j G_jj
+    r = dd.rsqrt()
+    eye = torch.eye(m, dtype=G.dtype, device=G.device)
+    unit = r.unsqueeze(1) * G * r.unsqueeze(0) + eps * eye
+    shift = 0.0
+    if int(torch.linalg.cholesky_ex(unit).info) != 0:
+        # not positive definite: round-off of a singular Gramian beyond ε
+        shift = 2.0 * max(-float(torch.linalg.eigvalsh(unit - eps * eye)[0]), 0.0)
+    A = G + torch.diag((eps + shift) * dd)
+
+    # coordinates of the diagonal solution: w = s ⊙ x, s_i = A_ii^(-α/(1+α)); then
+    # M = S A S has M_ii = s_i^(1-p), the equation is M x = diag(M) ⊙ x^(-p), x = 1 on the
+    # diagonal problem
+    s = A.diagonal() ** expo
+    M = s.unsqueeze(1) * A * s.unsqueeze(0)
+    c = M.diagonal()
+    absM = M.abs()
     if init is None:
-        w = A.diagonal() ** expo
+        x = torch.ones(m, dtype=G.dtype, device=G.device)
     else:
-        w = (init * s ** (-expo)).clamp_min(1e-12)
+        x = (init.to(G) / s).clamp_min(1e-30)
 
-    def potential(W: Tensor) -> Tensor:
-        quad = 0.5 * ((W @ A) * W).sum(dim=-1)
-        if alpha == 1.0:
-            return quad - torch.log(W).sum(dim=-1)
-        return quad - (W ** (1.0 - p)).sum(dim=-1) / (1.0 - p)
+    def residual(X: Tensor) -> Tensor:
+        # F(x) / c: the equation, row i divided by M_ii (a fixed scaling: the Newton
+        # direction of F is a descent direction of its norm)
+        return (X @ M) / c - X ** (-p)
 
-    steps = 0.5 ** torch.arange(0, 30, dtype=G.dtype, device=G.device)
-    best, stalled = math.inf, 0
+    def potential(X: Tensor) -> Tensor:
+        quad = 0.5 * ((X @ M) * X).sum(dim=-1)
+        if p == 1.0:
+            return quad - torch.log(X).sum(dim=-1)
+        return quad - (c * X ** (1.0 - p)).sum(dim=-1) / (1.0 - p)
+
+    def magnitude(X: Tensor) -> Tensor:
+        # the size of the potential's terms, against which its changes are resolved
+        quad = 0.5 * ((X @ absM) * X).sum(dim=-1)
+        if p == 1.0:
+            return quad + torch.log(X).abs().sum(dim=-1)
+        return quad + (c * X ** (1.0 - p)).sum(dim=-1) / abs(1.0 - p)
+
+    steps = 0.5 ** torch.arange(0, 40, dtype=G.dtype, device=G.device)
+    unit_round = 2.0**-52
     for _ in range(n_iters):
-        grad = A @ w - w ** (-p)
-        H = A + torch.diag(p * w ** (-p - 1.0))
-        d = -torch.linalg.solve(H, grad)
-        # Largest step keeping w positive (fraction to the boundary), then the best of a fixed
-        # set of backtracked steps, evaluated at once. Near the solution the potential stops
-        # resolving progress (its changes fall under round-off), so there the residual of the
-        # equation decides instead.
+        F = residual(x.unsqueeze(0))[0]
+        # relative residual (M x)_i x_i^p / c_i - 1 against its round-off bound
+        xp = x**p
+        rel = (F * xp).abs()
+        bound = 8.0 * unit_round * ((absM @ x) / c * xp + 1.0)
+        if bool((rel <= bound).all()):
+            break
+        hd = c * (1.0 + p * x ** (-p - 1.0))  # diagonal of the Hessian M + p C diag(x^(-p-1))
+        e = hd.rsqrt()
+        H = e.unsqueeze(1) * M * e.unsqueeze(0) + torch.diag(p * c * x ** (-p - 1.0) * e * e)
+        d = -e * torch.linalg.solve(H, e * (c * F))
         neg = d < 0
-        tmax = torch.where(neg, -0.99 * w / torch.where(neg, d, -1.0), math.inf).min().clamp(max=1.0)
-        cands = w.unsqueeze(0) + (tmax * steps).unsqueeze(1) * d.unsqueeze(0)
-        vals = potential(cands)
-        f0 = potential(w.unsqueeze(0))[0]
-        res = (cands @ A - cands ** (-p)).abs().amax(dim=1)
-        flat = vals >= f0 - 1e-13 * (1.0 + f0.abs())
-        best_f, best_r = vals.argmin(), res.argmin()
-        pick = torch.where(flat[best_f], best_r, best_f)
-        improves = (vals[pick] < f0) | (res[pick] < grad.abs().max())
-        w = torch.where(improves, cands[pick], w)
-        rel = float(((A @ w) * w ** p - 1.0).abs().max())
-        if rel < 1e-13:
-            break
-        # near the solution, stop once round-off stalls the residual (three steps without
-        # halving it); far from it, damped steps need not reduce the residual
-        stalled = stalled + 1 if (rel < 1e-6 and rel > 0.5 * best) else 0
-        best = min(best, rel)
-        if stalled >= 3:
-            break
-    return w * s ** expo
+        tmax = torch.where(neg, -0.95 * x / torch.where(neg, d, -1.0), math.inf).min()
+        tmax = tmax.clamp(max=1.0)
+        ts = tmax * steps
+        cands = x.unsqueeze(0) + ts.unsqueeze(1) * d.unsqueeze(0)
+        cands = cands.clamp_min(torch.finfo(G.dtype).tiny)
+        merit = residual(cands).square().sum(dim=1)
+        m0 = F.square().sum()
+        # Armijo on the potential while it resolves the progress, the longest step that
+        # decreases the residual once it no longer does (near the solution its changes fall
+        # under round-off); either is a descent direction of Newton's step
+        fc, f0, size = potential(cands), potential(x.unsqueeze(0))[0], magnitude(x)
+        slope = (c * F) @ d
+        armijo = fc <= f0 + 1e-4 * ts * slope
+        resolved = -slope > 1e-10 * size
+        ok = torch.where(resolved, armijo, merit < m0)
+        first = torch.where(ok.any(), ok.to(torch.int64).argmax(), merit.argmin())
+        if not bool(ok.any() | (merit[first] < m0)):
+            break  # round-off: no step improves
+        x = cands[first]
+    return s * x

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number
-from ..solvers import power_balance, power_reg
+from ..solvers import balance_eps, power_balance
 
 
 def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
@@ -54,5 +54,5 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
     m = G.shape[-1]
     if alpha == 0:
         return torch.full((m,), 1.0 / m, dtype=G.dtype, device=G.device)
-    w = power_balance(G.to(torch.float64), alpha=float(alpha), reg=power_reg(G.dtype))
+    w = power_balance(G.to(torch.float64), alpha=float(alpha), eps=balance_eps(G.dtype))
     return w.to(G.dtype)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, check_state
-from ..solvers import power_balance, power_reg
+from ..solvers import balance_eps, power_balance
 
 
 class NashMTLState(NamedTuple):
@@ -119,7 +119,7 @@ def nash_mtl(
     if step % update_every == 0:
         init = prev if step > 0 else None
         solved = power_balance(
-            G64, alpha=1.0, n_iters=n_iters, init=init, reg=power_reg(G.dtype)
+            G64, alpha=1.0, n_iters=n_iters, init=init, eps=balance_eps(G.dtype)
         )
     else:
         solved = prev

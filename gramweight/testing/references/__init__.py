@@ -7,6 +7,7 @@ gradient vectors themselves, so that a Gramian-space weighting can be checked ag
 
 from . import _aligned_mtl, _basic, _cagrad, _config, _cr_mogm, _fairgrad, _gradvac, _imtl_g
 from . import _krum, _mgda, _modo, _nash_mtl, _pcgrad, _sdmgrad, _upgrad
+from ._fairgrad import balance_margin
 from ._framework import REFERENCES, check_against_reference, register_reference
 
-__all__ = ["REFERENCES", "check_against_reference", "register_reference"]
+__all__ = ["REFERENCES", "balance_margin", "check_against_reference", "register_reference"]
