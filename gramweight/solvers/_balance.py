@@ -5,19 +5,23 @@ Existence. With ``p = 1/α``, the solutions are the stationary points of the con
 ``f(w) = ½ wᵀGw - Σ φ(w_i)`` (``φ' = w^(-p)``) over ``w > 0``. ``φ`` grows slower than linearly,
 so ``f`` is bounded below, and the positive solution exists and is unique, exactly when no
 non-zero ``v >= 0`` has ``G v = 0``, i.e. when no non-negative combination of the gradients
-vanishes (``0`` is not in their convex hull). Otherwise (a zero gradient, or gradients that
+vanishes (0 is not in their convex hull). Otherwise (a zero gradient, or gradients that
 cancel with non-negative coefficients, such as two opposite ones) ``f`` decreases without bound
 along ``v`` and the weights on ``v``'s support diverge.
 
-What is solved. Every task's diagonal gets the relative term ``ε G_ii`` (a zero gradient:
-``ε max_j G_jj``), ``ε`` the unit round-off of the input's dtype (:func:`balance_eps`): a
-perturbation of ``G`` within its own round-off (an entry ``G_ij`` is known to
-``eps sqrt(G_ii G_jj)`` at best), which keeps the equations solvable. If the Gramian is not
-positive semi-definite beyond that (round-off of an exactly singular one), the magnitude of the
-most negative eigenvalue of the unit-diagonal ``D G D`` (``D = diag(G)^(-1/2)``) is added too,
-relative in the same way. Newton's method is affine-invariant; it runs in the coordinates of
-the diagonal solution ``w_i = (A_ii)^(-α/(1+α))`` and solves each step's system scaled to a unit
-diagonal, so tasks whose squared norms differ by any factor are solved alike.
+What is solved. ``A w = w^(-p)`` with ``A = G + t diag(G)``: a term relative to each task's
+own diagonal (a zero gradient's diagonal taken as ``max_j G_jj``, or 1 if ``G = 0``). With
+``ε`` the unit round-off of the input's dtype (:func:`balance_eps`) and ``λ`` the smallest
+eigenvalue of the unit-diagonal ``D G D`` (``D = diag(G)^(-1/2)``),
+``t = ε min(1, ε/λ)`` for ``λ > 0``, ``t = ε + 2|λ|`` for ``λ <= 0``. So a well-conditioned
+Gramian (``λ >> ε``) is solved as it stands, to round-off; a nearly singular one is
+perturbed within its own round-off (an entry ``G_ij`` is known to ``ε sqrt(G_ii G_jj)`` at
+best); one that is not positive semi-definite (round-off of a singular one) is made so. The
+equations then always have a solution, which is finite where ``G``'s have none.
+
+Newton's method is affine-invariant; it runs in the coordinates of the diagonal solution
+``w_i = A_ii^(-α/(1+α))`` and solves each step's system scaled to a unit diagonal, so tasks
+whose squared norms differ by any factor are solved alike.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ __all__ = ["balance_eps", "power_balance"]
 
 
 def balance_eps(dtype: torch.dtype) -> float:
-    """Relative diagonal term of the balance equations (FairGrad, Nash-MTL) for a Gramian of
-    this dtype: its unit round-off (``torch.finfo(dtype).eps``: 2.2e-16 in float64, 1.2e-7 in
+    """The ``ε`` of the balance equations (FairGrad, Nash-MTL) for a Gramian of this dtype:
+    its unit round-off (``torch.finfo(dtype).eps``: 2.2e-16 in float64, 1.2e-7 in
     float32, 9.8e-4 in float16, 7.8e-3 in bfloat16).
 
     Where the equations have no solution the weights on the cancelling gradients grow like
@@ -51,21 +55,22 @@ def power_balance(
     init: Tensor | None = None,
     eps: float = 2.0**-52,
 ) -> Tensor:
-    """The positive solution of ``A w = w^(-1/alpha)`` (``alpha > 0``), ``A = G + ε diag(G)``.
+    """The positive solution of ``A w = w^(-1/alpha)`` (``alpha > 0``), ``A = G + t diag(G)``.
 
-    ``A``'s diagonal term is relative per task (see the module docstring): a zero gradient's
-    diagonal is ``ε max_j G_jj`` (1 if ``G = 0``), and a Gramian whose unit-diagonal form has a
-    negative eigenvalue ``-λ`` (round-off) gets ``(ε + 2λ) G_ii`` instead. Where ``G``'s own
-    equations have a solution, this one is the exact solution for a ``G`` perturbed within
-    ``ε`` relative; where they have none, it is finite, with the weights of the cancelling
-    gradients of order ``ε^(-α/(1+α))`` times their diagonal solution, and those of zero
-    gradients equal to ``(ε max_j G_jj)^(-α/(1+α))`` (they do not change the update).
+    ``t`` is relative per task and vanishes on well-conditioned Gramians (see the module
+    docstring). Where ``G``'s own equations have a solution, this is it, to round-off if
+    ``G``'s unit-diagonal form is well conditioned and otherwise the exact solution for a ``G``
+    perturbed within ``eps`` relative. Where they have none, it is finite: the weights of the
+    cancelling gradients are of order ``eps^(-alpha/(1+alpha))`` times their diagonal solution
+    (their contribution to the update cancels up to about ``eps^(1/(1+alpha))`` of a gradient),
+    and a zero gradient's weight is ``(eps max_j G_jj)^(-alpha/(1+alpha))`` (it changes nothing
+    else).
 
     Newton's method on the strictly convex potential ``½ wᵀAw - Σ φ(w_i)``,
     ``φ' = w^(-1/alpha)``, from the diagonal solution (or ``init``), each step kept inside
-    ``w > 0`` and backtracked until the residual of the equations, relative to the diagonal
-    solution, decreases; it stops when every relative residual ``(A w)_i w_i^p - 1`` is within
-    its round-off, or after ``n_iters`` steps.
+    ``w > 0`` and backtracked until the potential decreases (Armijo) or, once its changes are
+    below round-off, until the residual of the equations does; it stops when every relative
+    residual ``(A w)_i w_i^p - 1`` is within its round-off, or after ``n_iters`` steps.
 
     Args:
         G: Gramian (m, m), float64.
@@ -73,7 +78,7 @@ def power_balance(
         n_iters: Maximum number of Newton steps.
         init: Starting point (positive), e.g. the previous solution; defaults to the diagonal
             solution.
-        eps: The relative diagonal term, :func:`balance_eps` of the input's dtype.
+        eps: The unit round-off of the input's dtype (:func:`balance_eps`).
     """
     m = G.shape[-1]
     p = 1.0 / alpha
@@ -83,13 +88,14 @@ def power_balance(
     big = torch.where(big > 0, big, torch.ones_like(big))
     dd = torch.where(diag > 0, diag, big)  # a zero gradient's diagonal: ε max_j G_jj
     r = dd.rsqrt()
-    eye = torch.eye(m, dtype=G.dtype, device=G.device)
-    unit = r.unsqueeze(1) * G * r.unsqueeze(0) + eps * eye
-    shift = 0.0
-    if int(torch.linalg.cholesky_ex(unit).info) != 0:
-        # not positive definite: round-off of a singular Gramian beyond ε
-        shift = 2.0 * max(-float(torch.linalg.eigvalsh(unit - eps * eye)[0]), 0.0)
-    A = G + torch.diag((eps + shift) * dd)
+    # the smallest eigenvalue of the unit-diagonal form D G D: where it is clearly positive the
+    # equations are solvable and far from a cancelling combination, so ε can fall (as
+    # ε²/λ) to leave the answer exact; at or below ε it is ε; a negative one (round-off of a
+    # singular Gramian) is made up for twice
+    lam = float(torch.linalg.eigvalsh(r.unsqueeze(1) * G * r.unsqueeze(0))[0])
+    term = eps * min(1.0, eps / lam) if lam > 0 else eps
+    shift = 2.0 * max(-lam, 0.0)
+    A = G + torch.diag((term + shift) * dd)
 
     # coordinates of the diagonal solution: w = s ⊙ x, s_i = A_ii^(-α/(1+α)); then
     # M = S A S has M_ii = s_i^(1-p), the equation is M x = diag(M) ⊙ x^(-p), x = 1 on the
