@@ -109,56 +109,93 @@ def power_balance(
     else:
         x = (init.to(G) / s).clamp_min(1e-30)
 
-    def residual(X: Tensor) -> Tensor:
-        # F(x) / c: the equation, row i divided by M_ii (a fixed scaling: the Newton
-        # direction of F is a descent direction of its norm)
-        return (X @ M) / c - X ** (-p)
-
-    def potential(X: Tensor) -> Tensor:
-        quad = 0.5 * ((X @ M) * X).sum(dim=-1)
+    def phi(X: Tensor) -> Tensor:
+        # Σ c_i φ(x_i) (φ = log for p = 1, x^(1-p) / (1-p) otherwise)
         if p == 1.0:
-            return quad - torch.log(X).sum(dim=-1)
-        return quad - (c * X ** (1.0 - p)).sum(dim=-1) / (1.0 - p)
+            return torch.log(X).sum(dim=-1)
+        return (c * X ** (1.0 - p)).sum(dim=-1) / (1.0 - p)
 
-    def magnitude(X: Tensor) -> Tensor:
-        # the size of the potential's terms, against which its changes are resolved
-        quad = 0.5 * ((X @ absM) * X).sum(dim=-1)
-        if p == 1.0:
-            return quad + torch.log(X).abs().sum(dim=-1)
-        return quad + (c * X ** (1.0 - p)).sum(dim=-1) / abs(1.0 - p)
+    def power(X: Tensor, q: float) -> Tensor:
+        return X.reciprocal() if q == -1.0 else X**q
 
-    steps = 0.5 ** torch.arange(0, 40, dtype=G.dtype, device=G.device)
-    unit_round = 2.0**-52
+    def converged(X: Tensor, F: Tensor, absMX: Tensor) -> Tensor:
+        # every relative residual (M x)_i x_i^p / c_i - 1 within its round-off
+        xp = power(X, p)
+        return ((F * xp).abs() <= 8.0 * 2.0**-52 * (absMX / c * xp + 1.0)).all()
+
+    steps = 0.5 ** torch.arange(0, 30, dtype=G.dtype, device=G.device)
+    tiny = torch.finfo(G.dtype).tiny
+    # F(x) / c: the equation, row i divided by M_ii (a fixed scaling, so that Newton's
+    # direction is a descent direction of its norm)
+    Mx, absMx = M @ x, absM @ x
+    F = Mx / c - power(x, -p)
+    if bool(converged(x, F, absMx)):
+        return s * x
     for _ in range(n_iters):
-        F = residual(x.unsqueeze(0))[0]
-        # relative residual (M x)_i x_i^p / c_i - 1 against its round-off bound
-        xp = x**p
-        rel = (F * xp).abs()
-        bound = 8.0 * unit_round * ((absM @ x) / c * xp + 1.0)
-        if bool((rel <= bound).all()):
-            break
-        hd = c * (1.0 + p * x ** (-p - 1.0))  # diagonal of the Hessian M + p C diag(x^(-p-1))
+        xq = power(x, -p) / x
+        hd = c * (1.0 + p * xq)  # diagonal of the Hessian M + p C diag(x^(-p-1))
         e = hd.rsqrt()
-        H = e.unsqueeze(1) * M * e.unsqueeze(0) + torch.diag(p * c * x ** (-p - 1.0) * e * e)
+        H = e.unsqueeze(1) * M * e.unsqueeze(0) + torch.diag(p * c * xq * e * e)
         d = -e * torch.linalg.solve(H, e * (c * F))
         neg = d < 0
         tmax = torch.where(neg, -0.95 * x / torch.where(neg, d, -1.0), math.inf).min()
-        tmax = tmax.clamp(max=1.0)
-        ts = tmax * steps
-        cands = x.unsqueeze(0) + ts.unsqueeze(1) * d.unsqueeze(0)
-        cands = cands.clamp_min(torch.finfo(G.dtype).tiny)
-        merit = residual(cands).square().sum(dim=1)
-        m0 = F.square().sum()
-        # Armijo on the potential while it resolves the progress, the longest step that
-        # decreases the residual once it no longer does (near the solution its changes fall
-        # under round-off); either is a descent direction of Newton's step
-        fc, f0, size = potential(cands), potential(x.unsqueeze(0))[0], magnitude(x)
+        ts = tmax.clamp(max=1.0) * steps
+        cands = (x.unsqueeze(0) + ts.unsqueeze(1) * d.unsqueeze(0)).clamp_min(tiny)
+        MX = cands @ M
+        FX = MX / c - power(cands, -p)
+        merit, m0 = FX.square().sum(dim=1), F.square().sum()
+        # Armijo on the potential while it resolves the progress; once its changes fall under
+        # round-off (near the solution), the longest step that decreases the residual; Newton's
+        # direction is a descent direction of both
+        phi_x = phi(x)
+        fc = 0.5 * (MX * cands).sum(dim=1) - phi(cands)
+        f0 = 0.5 * (Mx @ x) - phi_x
+        size = 0.5 * (absMx @ x) + phi_x.abs()
         slope = (c * F) @ d
         armijo = fc <= f0 + 1e-4 * ts * slope
-        resolved = -slope > 1e-10 * size
-        ok = torch.where(resolved, armijo, merit < m0)
+        ok = torch.where(-slope > 1e-10 * size, armijo, merit < m0)
         first = torch.where(ok.any(), ok.to(torch.int64).argmax(), merit.argmin())
-        if not bool(ok.any() | (merit[first] < m0)):
-            break  # round-off: no step improves
-        x = cands[first]
+        improved = ok.any() | (merit[first] < m0)
+        x = torch.where(improved, cands[first], x)
+        Mx = torch.where(improved, MX[first], Mx)
+        F = torch.where(improved, FX[first], F)
+        absMx = absM @ x
+        # one host synchronisation per step: stop once solved, or when no step improves
+        # (round-off)
+        done, moved = torch.stack([converged(x, F, absMx), improved]).tolist()
+        if done or not moved:
+            break
+    return s * x
+    for _ in range(n_iters):
+        xq = x ** (-p - 1.0)
+        hd = c * (1.0 + p * xq)  # diagonal of the Hessian M + p C diag(x^(-p-1))
+        e = hd.rsqrt()
+        H = e.unsqueeze(1) * M * e.unsqueeze(0) + torch.diag(p * c * xq * e * e)
+        d = -e * torch.linalg.solve(H, e * (c * F))
+        neg = d < 0
+        tmax = torch.where(neg, -0.95 * x / torch.where(neg, d, -1.0), math.inf).min()
+        ts = tmax.clamp(max=1.0) * steps
+        cands = (x.unsqueeze(0) + ts.unsqueeze(1) * d.unsqueeze(0)).clamp_min(tiny)
+        MX = cands @ M
+        FX = MX / c - cands ** (-p)
+        merit, m0 = FX.square().sum(dim=1), F.square().sum()
+        # Armijo on the potential while it resolves the progress; once its changes fall under
+        # round-off (near the solution), the longest step that decreases the residual; Newton's
+        # direction is a descent direction of both
+        fc = 0.5 * (MX * cands).sum(dim=1) - phi(cands)
+        f0 = 0.5 * (Mx * x).sum() - phi(x)
+        size = 0.5 * ((absM @ x) * x).sum() + phi(x).abs()
+        slope = (c * F) @ d
+        armijo = fc <= f0 + 1e-4 * ts * slope
+        ok = torch.where(-slope > 1e-10 * size, armijo, merit < m0)
+        first = torch.where(ok.any(), ok.to(torch.int64).argmax(), merit.argmin())
+        improved = ok.any() | (merit[first] < m0)
+        x = torch.where(improved, cands[first], x)
+        Mx = torch.where(improved, MX[first], Mx)
+        F = torch.where(improved, FX[first], F)
+        # one host synchronisation per step: stop once solved, or when no step improves
+        # (round-off)
+        done, moved = torch.stack([converged(x, F), improved]).tolist()
+        if done or not moved:
+            break
     return s * x
