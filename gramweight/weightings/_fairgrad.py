@@ -32,11 +32,13 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
     round-off of ``G``'s dtype; :math:`\varepsilon \max_j G_{jj}` for a zero gradient), which
     makes the cancelling tasks' weights large (about :math:`\varepsilon^{-\alpha/(1+\alpha)}`
     times :math:`G_{ii}^{-\alpha/(1+\alpha)}`) but finite, and their contribution to the update
-    cancel. That term falls to :math:`\varepsilon^2/\lambda` on well-conditioned Gramians
-    (:math:`\lambda` the smallest eigenvalue of :math:`D G D`, :math:`D = \operatorname{diag}(G)^{-1/2}`),
-    so it never shows there; the module ``gramweight.solvers._balance`` states the rule.
-    Weights beyond the dtype's range (a zero or tiny gradient in float16) are clamped to its
-    largest finite value.
+    cancel; the update is then that of the other tasks. The term falls to
+    :math:`\varepsilon^2/\lambda` where :math:`\lambda`, the smallest eigenvalue of
+    :math:`D G D` (:math:`D = \operatorname{diag}(G)^{-1/2}`), exceeds :math:`\varepsilon`, so
+    it does not show on well-conditioned Gramians; on nearly singular ones the answer is exact
+    for a :math:`G` within :math:`\varepsilon` of the input (the rule is stated in
+    ``gramweight.solvers._balance``). Weights beyond the dtype's range (a zero or tiny gradient
+    in float16) are clamped to its largest finite value.
 
     Args:
         G: Gramian of shape (m, m).

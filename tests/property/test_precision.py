@@ -83,7 +83,9 @@ def _param(name: str):
 
 @pytest.mark.parametrize("name", [_param(name) for name in NAMES])
 @given(
-    G=gramians(m=st.integers(1, 8), n=st.integers(8, 12), structures=("generic",), dtype=torch.float64)
+    G=gramians(
+        m=st.integers(1, 8), n=st.integers(8, 12), structures=("generic",), dtype=torch.float64
+    )
 )
 @example(G=_example(4, 4, 140))
 @example(G=_example(4, 4, 86))
