@@ -24,7 +24,7 @@ without numpy, scipy or any external QP solver; small problems on the CPU run on
   eigendecompositions).
 """
 
-from ._balance import power_balance, power_reg
+from ._balance import balance_eps, power_balance
 from ._box_qp import nonneg_qp
 from ._cagrad import cagrad_simplex
 from ._dual_cone import dual_cone_weights
@@ -35,13 +35,13 @@ from ._simplex import project_simplex, project_simplex_host
 from ._spectral import psd_spectrum, spectral_input, spectral_rtol
 
 __all__ = [
+    "balance_eps",
     "cagrad_simplex",
     "dual_cone_weights",
     "eigen_dtype",
     "min_norm_simplex",
     "nonneg_qp",
     "power_balance",
-    "power_reg",
     "project_simplex",
     "project_simplex_host",
     "simplex_lp",

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number
-from ..solvers import power_balance, power_reg
+from ..solvers import balance_eps, power_balance
 
 
 def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
@@ -20,10 +20,25 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
 
     found by a damped Newton method on the strictly convex potential
     :math:`\tfrac12 w^\top G w - \sum_i \varphi(w_i)`, :math:`\varphi' = w^{-1/\alpha}`
-    (``gramweight.solvers.power_balance``). ``alpha = 0`` is linear scalarisation:
-    ``w = 1/m``. A relative ``1e-6`` (``1e-4`` for lower-precision inputs) is added to the diagonal of the (unit-scaled) Gramian, so a
-    zero gradient, or a group of exactly opposite ones, gets a large finite weight instead of
-    none (the equation has no solution there).
+    (``gramweight.solvers.power_balance``), in float64 for every input dtype, so a float32 or
+    lower-precision input gets the float64 answer rounded. ``alpha = 0`` is linear
+    scalarisation: ``w = 1/m``.
+
+    The solution exists exactly when no non-negative combination of the gradients vanishes.
+    Where it does, it is returned to round-off, whatever the tasks' scales (each task's
+    equation is scaled by its own :math:`G_{ii}`). Where it does not (a zero gradient, or
+    gradients that cancel, such as two opposite ones), the weights would be infinite; instead
+    a term :math:`\varepsilon G_{ii}` is added to each diagonal (:math:`\varepsilon` the unit
+    round-off of ``G``'s dtype; :math:`\varepsilon \max_j G_{jj}` for a zero gradient), which
+    makes the cancelling tasks' weights large (about :math:`\varepsilon^{-\alpha/(1+\alpha)}`
+    times :math:`G_{ii}^{-\alpha/(1+\alpha)}`) but finite, and their contribution to the update
+    cancel; the update is then that of the other tasks. The term falls to
+    :math:`\varepsilon^2/\lambda` where :math:`\lambda`, the smallest eigenvalue of
+    :math:`D G D` (:math:`D = \operatorname{diag}(G)^{-1/2}`), exceeds :math:`\varepsilon`, so
+    it does not show on well-conditioned Gramians; on nearly singular ones the answer is exact
+    for a :math:`G` within :math:`\varepsilon` of the input (the rule is stated in
+    ``gramweight.solvers._balance``). Weights beyond the dtype's range (a zero or tiny gradient
+    in float16) are clamped to its largest finite value.
 
     Args:
         G: Gramian of shape (m, m).
@@ -38,7 +53,9 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
 
     Deviations:
         The paper and TorchJD's ``FairGradWeighting`` run scipy's ``least_squares`` from
-        ``1/m`` for a fixed number of evaluations; this solves the same equation to round-off.
+        ``1/m`` for a fixed number of evaluations (residuals about 1e-7); this solves the same
+        equation to round-off. Where it has no solution, the peers return whatever their
+        iterations reach; here, the finite answer above.
 
     Raises:
         ValueError: ``alpha < 0``.
@@ -54,5 +71,5 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
     m = G.shape[-1]
     if alpha == 0:
         return torch.full((m,), 1.0 / m, dtype=G.dtype, device=G.device)
-    w = power_balance(G.to(torch.float64), alpha=float(alpha), reg=power_reg(G.dtype))
-    return w.to(G.dtype)
+    w = power_balance(G.to(torch.float64), alpha=float(alpha), eps=balance_eps(G.dtype))
+    return w.clamp(max=torch.finfo(G.dtype).max).to(G.dtype)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_gramian, check_number, check_state
-from ..solvers import power_balance, power_reg
+from ..solvers import balance_eps, power_balance
 
 
 class NashMTLState(NamedTuple):
@@ -68,7 +68,14 @@ def nash_mtl(
 
     (each task's improvement :math:`g_i^\top J^\top w` equals :math:`1 / w_i`), solved by
     the damped Newton method of ``gramweight.solvers.power_balance`` (it is FairGrad's
-    equation with ``alpha = 1``), warm-started from the previous solution. The weights are
+    equation with ``alpha = 1``; see :func:`gramweight.fairgrad` for where it has a solution
+    and what is returned where it has none), warm-started from the previous solution, in
+    float64 for every input dtype. Where no solution exists (a zero gradient, or gradients
+    that cancel), the cancelling tasks' weights are about :math:`\varepsilon^{-1/2}
+    G_{ii}^{-1/2}` (:math:`\varepsilon` the unit round-off of ``G``'s dtype) and their update
+    cancels; reaching them takes about :math:`\log_2 \varepsilon^{-1/2}` Newton steps (26 in
+    float64), so with fewer ``n_iters`` the weights are smaller and the update not fully
+    cancelled. The weights are
     recomputed every ``update_every`` calls and reused in between. The update norm
     :math:`\sqrt{w^\top G w}` is then clipped to ``max_norm`` (0 disables clipping).
 
@@ -91,9 +98,9 @@ def nash_mtl(
     Deviations:
         The original code and TorchJD's ``NashMTL`` normalise ``G`` by its Frobenius norm and
         run ``n_iters`` sequential convex programs (cvxpy/ECOS) that approach the solution;
-        here the equation is solved to round-off, with a relative ``1e-6`` (``1e-4`` for lower-precision inputs) added to the
-        diagonal of the unit-scaled ``G`` so that zero or exactly opposite gradients give large
-        finite weights.
+        here the equation is solved to round-off (each task's equation at its own scale, so a
+        small gradient is never treated as a zero one), with the relative diagonal term of
+        :func:`gramweight.fairgrad` only where the Gramian is (nearly) singular.
 
     Raises:
         TypeError, ValueError: a state of another kind or built for another m.
@@ -119,7 +126,7 @@ def nash_mtl(
     if step % update_every == 0:
         init = prev if step > 0 else None
         solved = power_balance(
-            G64, alpha=1.0, n_iters=n_iters, init=init, reg=power_reg(G.dtype)
+            G64, alpha=1.0, n_iters=n_iters, init=init, eps=balance_eps(G.dtype)
         )
     else:
         solved = prev
@@ -128,6 +135,10 @@ def nash_mtl(
         norm = (w @ G64 @ w).clamp_min(0).sqrt()
         w = torch.where(norm > max_norm, w * (max_norm / torch.where(norm > 0, norm, 1.0)), w)
     # G's dtype and device, as every stateful method's new state (the solver converts its warm
-    # start to float64 anyway)
-    new_state = NashMTLState(step=state.step.to(G.device) + 1, weights=solved.to(G.dtype))
-    return w.to(G.dtype), new_state
+    # start to float64 anyway); weights beyond the dtype's range (a zero or tiny gradient in
+    # float16) clamped to its largest finite value
+    top = torch.finfo(G.dtype).max
+    new_state = NashMTLState(
+        step=state.step.to(G.device) + 1, weights=solved.clamp(max=top).to(G.dtype)
+    )
+    return w.clamp(max=top).to(G.dtype), new_state

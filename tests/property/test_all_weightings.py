@@ -21,6 +21,7 @@ from gramweight.testing.strategies import gramians, jacobians
 from gramweight.weightings import REGISTRY
 from gramweight.weightings._contract import PROPERTIES
 from tests._calling import arguments, call, options, supports
+from tests.property._balance import balance_jacobians
 
 NAMES = sorted(gw.WEIGHTINGS)
 STATEFUL = [name for name in NAMES if REGISTRY[name].stateful]
@@ -46,6 +47,10 @@ REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     "gradnorm": jacobians(structures=("generic", "rank_deficient", "zero_rows", "dominant_row")),
     # EPO's reference enumerates the vertices of its LP: exponential in m
     "epo": jacobians(m=st.integers(1, 4)),
+    # The balance equations have a root only away from cancelling combinations of the
+    # gradients (tests/property/_balance.py); the finite answer without one is checked there.
+    "fairgrad": balance_jacobians(),
+    "nash_mtl": balance_jacobians(),
 }
 
 # The claims live with the registration (gramweight/weightings/__init__.py).

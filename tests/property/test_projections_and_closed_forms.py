@@ -8,7 +8,7 @@ and the agreement of every non-default option with its Jacobian-space reference.
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import gramweight as gw
@@ -20,7 +20,10 @@ from gramweight.testing import (
     assert_scale_invariant,
     check_against_reference,
 )
+from gramweight.testing.references import balance_margin
+from gramweight.testing.references._fairgrad import power_root
 from gramweight.testing.strategies import gramians, jacobians
+from tests.property._balance import balance_jacobians
 
 EXACT = {"norm_eps": 0.0, "reg_eps": 0.0}
 
@@ -100,9 +103,44 @@ def test_mgda_l2_permutation_equivariant_on_independent_gradients(G):
         ("krum", {"n_byzantine": 1, "n_selected": 2}),
     ],
 )
-@given(J=jacobians(m=4))
-def test_matches_reference_with_options(name, options, J):
+@given(data=st.data())
+def test_matches_reference_with_options(name, options, data):
+    strategy = balance_jacobians(m=4) if name == "fairgrad" and options["alpha"] else jacobians(m=4)
+    J = data.draw(strategy, label="J")
     check_against_reference(gw.WEIGHTINGS[name], REFERENCES[name], J, **options)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0])
+@given(J=jacobians(m=st.integers(2, 6), structures=("zero_rows", "opposite_rows")))
+def test_balance_without_a_solution_is_bounded(alpha, J):
+    # Zero rows, or rows i = -f_i row i-1 (i odd): the equations have no root and the weights
+    # of those tasks diverge; what they converge to is the update of the other tasks alone,
+    # their gradients projected off the span of the cancelling ones (the reference on that
+    # reduced J; 0 if none is left). The weightings' finite answer (a diagonal term of the
+    # dtype's round-off ε) is that update up to about ε^(1/(1+α)) of the natural size of a
+    # task's update, G_ii^(1/2 - α/(1+α)), in the dtype.
+    J64 = J.double()
+    m = J64.shape[0]
+    w = gw.fairgrad((J64 @ J64.T).to(J.dtype), alpha=alpha)
+    assert bool(torch.isfinite(w).all()) and bool((w > 0).all())
+    sq = (J64 * J64).sum(dim=1)
+    if bool((sq == 0).any()):
+        free = J64[sq > 0]
+    else:  # opposite_rows: pairs (0, 1), (2, 3), ...; the last row is free when m is odd
+        pairs = J64[: m - m % 2]
+        Q, _ = torch.linalg.qr(pairs[0::2].T)
+        rest = J64[m - m % 2 :]
+        free = rest - (rest @ Q) @ Q.T
+        # a free row in the span of the pairs cancels with them too (both signs are there)
+        free = free[free.norm(dim=1) > 1e-8 * rest.norm(dim=1)]
+    assume(free.shape[0] == 0 or balance_margin(free) > 1e-3)
+    limit = torch.zeros(J64.shape[1], dtype=torch.float64)
+    if free.shape[0]:
+        limit = power_root(free, alpha) @ free
+    eps = torch.finfo(J.dtype).eps
+    size = float((sq[sq > 0] ** (0.5 - alpha / (1 + alpha))).max()) if bool((sq > 0).any()) else 0.0
+    err = float((w.double() @ J64 - limit).norm())
+    assert err <= 50 * eps ** (1 / (1 + alpha)) * size + 1e-6 * float(limit.norm()), err
 
 
 @pytest.mark.parametrize("norm", ["l2", "loss", "loss+"])
@@ -116,7 +154,11 @@ def test_mgda_norms_match_reference(norm, J, losses):
     check_against_reference(gw.mgda, REFERENCES["mgda"], J, **kw)
 
 
-@given(J=jacobians(m=3), update_every=st.integers(1, 3), max_norm=st.sampled_from([0.0, 0.5, 10.0]))
+@given(
+    J=balance_jacobians(m=3),
+    update_every=st.integers(1, 3),
+    max_norm=st.sampled_from([0.0, 0.5, 10.0]),
+)
 def test_nash_mtl_state_sequence_matches_reference(J, update_every, max_norm):
     kw = {"update_every": update_every, "max_norm": max_norm}
     state = ref_state = gw.nash_mtl_init(3)

@@ -9,6 +9,7 @@ from . import _aligned_mtl, _basic, _cagrad, _config, _cr_mogm, _fairgrad, _grad
 from . import _epo, _pmtl
 from . import _krum, _mgda, _modo, _nash_mtl, _pcgrad, _sdmgrad, _upgrad
 from . import _db_mtl, _gradnorm, _imtl, _pcd
+from ._fairgrad import balance_margin
 from ._framework import REFERENCES, check_against_reference, register_reference
 
-__all__ = ["REFERENCES", "check_against_reference", "register_reference"]
+__all__ = ["REFERENCES", "balance_margin", "check_against_reference", "register_reference"]

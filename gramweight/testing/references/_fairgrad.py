@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -10,48 +11,122 @@ from torch import Tensor
 from ._framework import register_reference
 
 
-def power_root(J: Tensor, alpha: float, dtype: torch.dtype) -> Tensor:
+def _scalar_root(a: float, b: float, p: float) -> float:
+    """The root of ``a w + b = w^(-p)`` over ``w > 0`` (``a > 0``: the left side increases,
+    the right one decreases): bracketed, then Newton's method kept inside the bracket, bisecting
+    (geometrically) where it would leave it."""
+    def g(w: float) -> float:
+        return a * w + b - w ** (-p)
+
+    lo, hi = 1.0, 1.0
+    while g(lo) > 0:
+        lo /= 4
+    while g(hi) < 0:
+        hi *= 4
+    w = math.sqrt(lo * hi)
+    for _ in range(200):
+        gw = g(w)
+        if gw == 0:
+            return w
+        if gw < 0:
+            lo = w
+        else:
+            hi = w
+        nxt = w - gw / (a + p * w ** (-p - 1.0))
+        w = nxt if lo < nxt < hi else math.sqrt(lo * hi)
+        if hi - lo <= 1e-16 * hi:
+            break
+    return w
+
+
+def power_root(J: Tensor, alpha: float) -> Tensor:
     """The positive ``w`` with ``g_iᵀ(Jᵀw) = w_i^(-1/alpha)`` for every row ``g_i`` of ``J``.
 
-    Like the weightings, ``J`` is first augmented with ``sqrt(r · max_i ‖g_i‖²) I`` (their
-    diagonal regularisation, written as extra columns). ``w`` minimises the strictly convex
-    potential ``½‖Jᵀw‖² - Σ φ(w_i)`` with ``φ' = w^(-1/alpha)``: Newton's method on it, steps
-    kept inside ``w > 0`` and halved until the potential or the residual of the equation
-    decreases.
+    Nothing is added to the equations: they are solved as they stand, in float64. Cyclic
+    coordinate descent on the convex potential ``½‖Jᵀw‖² - Σ φ(w_i)`` (``φ' = w^(-1/alpha)``)
+    first: each step solves the equation of one task exactly for its own weight, the others
+    fixed (a scalar root). Once every relative residual ``g_iᵀ(Jᵀw) w_i^(1/alpha) - 1`` is below
+    1e-3, plain Newton steps on the equations (halved until ``w`` stays positive and the
+    residuals decrease) reach round-off.
+
+    The root exists exactly when no non-negative combination of the gradients vanishes (see
+    :func:`balance_margin`); without one, this raises ``ValueError``.
     """
     J64 = J.double().cpu()
     m = J64.shape[0]
-    big = float((J64 * J64).sum(dim=1).max())
-    big = big if big > 0 else 1.0
-    r = 1e-6 if dtype == torch.float64 else 1e-4  # as the weightings, by input precision
-    Ja = torch.cat([J64, math.sqrt(r * big) * torch.eye(m, dtype=torch.float64)], dim=1)
     p = 1.0 / alpha
+    sq = (J64 * J64).sum(dim=1)
+    if bool((sq == 0).any()):
+        raise ValueError("a zero gradient: the balance equations have no solution")
+    G = (J64 @ J64.T).tolist()
+    w = [float(v) ** (-alpha / (1.0 + alpha)) for v in sq.tolist()]
 
-    def potential(w: Tensor) -> Tensor:
-        phi = torch.log(w) if alpha == 1 else w ** (1.0 - p) / (1.0 - p)
-        return 0.5 * (Ja.T @ w).pow(2).sum() - phi.sum()
+    def relative(v: list[float]) -> float:
+        return max(abs(sum(G[i][j] * v[j] for j in range(m)) * v[i] ** p - 1.0) for i in range(m))
 
-    def residual(w: Tensor) -> float:
-        return float(((Ja @ (Ja.T @ w)) * w**p - 1.0).abs().max())
-
-    w = torch.full((m,), big ** (-alpha / (1.0 + alpha)), dtype=torch.float64)
-    for _ in range(500):
-        if residual(w) < 1e-13:
+    for _ in range(100_000):
+        if relative(w) < 1e-3:
             break
-        grad = Ja @ (Ja.T @ w) - w ** (-p)
-        hess = Ja @ Ja.T + torch.diag(p * w ** (-p - 1.0))
-        step = torch.linalg.solve(hess, -grad)
+        for i in range(m):
+            b = sum(G[i][j] * w[j] for j in range(m) if j != i)
+            w[i] = _scalar_root(G[i][i], b, p)
+    else:
+        raise ValueError("coordinate descent did not converge: the equations may have no solution")
+
+    x = torch.tensor(w, dtype=torch.float64)
+
+    def residual(v: Tensor) -> Tensor:
+        return J64 @ (J64.T @ v) - v ** (-p)
+
+    def rel_norm(v: Tensor) -> float:
+        return float((residual(v) * v**p).norm())
+
+    for _ in range(100):
+        r0 = rel_norm(x)
+        if r0 < 1e-14:
+            break
+        step = torch.linalg.solve(J64 @ J64.T + torch.diag(p * x ** (-p - 1.0)), -residual(x))
         t = 1.0
-        while bool((w + t * step <= 0).any()):
+        while bool((x + t * step <= 0).any()) or rel_norm(x + t * step) >= r0:
             t /= 2
-        f0, r0, slope = float(potential(w)), residual(w), float(grad @ step)
-        while t > 1e-30:
-            cand = w + t * step
-            if float(potential(cand)) <= f0 + 1e-4 * t * slope or residual(cand) < r0:
+            if t < 1e-10:
                 break
-            t /= 2
-        w = w + t * step
-    return w
+        if t < 1e-10:
+            break  # round-off: no step decreases the residual
+        x = x + t * step
+    return x
+
+
+def balance_margin(J: Tensor) -> float:
+    """The squared distance from 0 to the convex hull of the unit gradients ``g_i / ‖g_i‖``
+    (0 if a gradient is zero): the balance equations have a positive root exactly when it is
+    positive, and the smaller it is, the larger the root.
+
+    Computed by enumerating the supports: for each subset of the gradients, the point of their
+    affine hull nearest 0; the smallest of those whose coefficients are all non-negative.
+    Exponential in m: for tests on small Jacobians.
+    """
+    J64 = J.double().cpu()
+    norms = J64.norm(dim=1)
+    if bool((norms == 0).any()):
+        return 0.0
+    U = J64 / norms.unsqueeze(1)
+    m = U.shape[0]
+    best = float("inf")
+    for k in range(1, m + 1):
+        for subset in itertools.combinations(range(m), k):
+            V = U[list(subset)]
+            # min ‖Vᵀc‖² with Σc = 1: its KKT system [[V Vᵀ, 1], [1ᵀ, 0]] (c, λ) = (0, 1),
+            # unique on affinely independent gradients (where every hull point is reached)
+            kkt = torch.zeros(k + 1, k + 1, dtype=torch.float64)
+            kkt[:k, :k] = V @ V.T
+            kkt[:k, k] = kkt[k, :k] = 1.0
+            rhs = torch.zeros(k + 1, dtype=torch.float64)
+            rhs[k] = 1.0
+            c = torch.linalg.lstsq(kkt, rhs.unsqueeze(1)).solution[:k, 0]
+            if bool((c >= -1e-12).all()):
+                best = min(best, float((V.T @ c).square().sum()))
+    return max(best, 0.0)
 
 
 @register_reference("fairgrad")
@@ -60,4 +135,4 @@ def fairgrad_reference(J: Tensor, /, *, alpha: float = 1.0) -> Tensor:
     J64 = J.double().cpu()
     if alpha == 0:
         return J64.mean(dim=0)
-    return J64.T @ power_root(J64, alpha, J.dtype)
+    return J64.T @ power_root(J64, alpha)

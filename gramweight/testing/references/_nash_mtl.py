@@ -26,7 +26,7 @@ def nash_mtl_reference(
     J64 = J.double().cpu()
     step = int(state.step)
     if step % update_every == 0:
-        alpha = power_root(J64, 1.0, J.dtype)
+        alpha = power_root(J64, 1.0)
     else:
         alpha = state.weights.double().cpu()
     update = J64.T @ alpha

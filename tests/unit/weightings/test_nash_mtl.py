@@ -18,9 +18,26 @@ def test_one_call_is_one_step():
 
 def test_bargaining_equation_without_clipping():
     w, state = gw.nash_mtl(G, gw.nash_mtl_init(2), max_norm=0.0)
-    reg = 1e-6 * 38.0
-    assert torch.allclose(((G + reg * torch.eye(2, dtype=torch.float64)) @ w) * w, torch.ones(2, dtype=torch.float64), rtol=1e-10)
+    assert torch.allclose((G @ w) * w, torch.ones(2, dtype=torch.float64), rtol=1e-14, atol=0.0)
     assert torch.allclose(state.weights, w, rtol=1e-12)
+
+
+def test_a_small_gradient_is_not_a_zero_one():
+    # J = diag(1000, 1), G = diag(1e6, 1): w_i G_ii w_i = 1, w_i = G_ii^(-1/2), so
+    # w = (1e-3, 1) and the update (1, 1) (hand); the relative 1e-6 of the largest diagonal
+    # gave w_1 = 0.7071
+    J = torch.tensor([[1000.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    w, _ = gw.nash_mtl(J @ J.T, gw.nash_mtl_init(2), max_norm=0.0)
+    assert torch.allclose(w, torch.tensor([1e-3, 1.0], dtype=torch.float64), rtol=1e-14, atol=0.0)
+    assert torch.allclose(w @ J, torch.ones(2, dtype=torch.float64), rtol=1e-14, atol=0.0)
+
+
+def test_float32_is_the_float64_answer_rounded():
+    # the running example: (0.591461152, 0.407071483) (hand, W_BALANCE of
+    # test_expected_values.py), within float32's round-off
+    w, _ = gw.nash_mtl(G.float(), gw.nash_mtl_init(2), max_norm=0.0)
+    exact = torch.tensor([0.591461152, 0.407071483], dtype=torch.float64)
+    assert torch.allclose(w.double(), exact, rtol=2e-7, atol=0.0)
 
 
 def test_clipping_bounds_the_update_norm():
