@@ -26,6 +26,32 @@ from tests.property._balance import balance_jacobians
 NAMES = sorted(gw.WEIGHTINGS)
 STATEFUL = [name for name in NAMES if REGISTRY[name].stateful]
 
+
+
+def away_from_config_cut_off(J: torch.Tensor) -> bool:
+    """Whether ConFIG's two rank decisions on ``J`` are clear of their cut-off by a factor 100.
+
+    ConFIG drops the singular values of the unit gradients ``U`` below a relative ``τ`` and
+    returns no direction when ``pref``'s part in their span is below ``τ`` (the documented
+    ``τ = sqrt(4 eps + 10 sqrt(m) eps_w)``). Both decisions jump: on a draw within round-off of
+    either threshold the weighting (from the eigenpairs of the cosine matrix) and the reference
+    (from an SVD of ``U``) may fall on different sides, both correctly."""
+    m = J.shape[0]
+    J64 = J.double()
+    norms = J64.norm(dim=1, keepdim=True)
+    U = torch.where(norms > 0, J64 / torch.where(norms > 0, norms, 1.0), 0.0)
+    tau = (4 * torch.finfo(J.dtype).eps + 10 * m**0.5 * torch.finfo(torch.float64).eps) ** 0.5
+    left, sv, _ = torch.linalg.svd(U, full_matrices=False)
+    if not bool(sv.max() > 0):
+        return True
+    rel = sv / sv.max()
+    if bool(((rel > tau / 100) & (rel < tau * 100)).any()):
+        return False
+    kept = left[:, rel >= tau * 100]
+    share = float((kept.T @ torch.ones(m, dtype=torch.float64)).norm()) / m**0.5
+    return not (tau / 100 < share < tau * 100)
+
+
 # name -> Jacobians on which the weighting must match its reference, when not all of them.
 REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     # A Gramian resolves a vector only down to about sqrt(machine eps) of the gradient norms.
@@ -50,6 +76,7 @@ REFERENCE_JACOBIANS: dict[str, st.SearchStrategy[torch.Tensor]] = {
     # The balance equations have a root only away from cancelling combinations of the
     # gradients (tests/property/_balance.py); the finite answer without one is checked there.
     "fairgrad": balance_jacobians(),
+    "config": jacobians().filter(away_from_config_cut_off),
     "nash_mtl": balance_jacobians(),
 }
 

@@ -34,7 +34,9 @@ def test_composition_is_the_weighting_of_the_rescaled_jacobian(name, seed):
 
 
 def test_stateful_weighting_returns_its_state():
-    J = torch.tensor([[1.0, 0.5], [-0.3, 1.2], [0.2, -0.9]], dtype=F64)
+    # the gradients lie within a half-plane (angles 27°, 104° and -34°), so Nash-MTL's
+    # equations have a root (no non-negative combination of the rows vanishes)
+    J = torch.tensor([[1.0, 0.5], [-0.3, 1.2], [0.6, -0.4]], dtype=F64)
     D = torch.tensor([0.5, 1.0, 2.0], dtype=F64)
     state = gw.nash_mtl_init(3)
     w, new = gw.loss_weightings.compose(J @ J.T, D, gw.nash_mtl, state)
