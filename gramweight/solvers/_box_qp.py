@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 
 from .._host import use_host
+from . import _face
 from ._face import (
     JITTER,
-    STEP_BYTES,
     definite_solver,
     pad_scale,
     solve_dense,
@@ -63,8 +63,8 @@ _CG_ITERS_PER_BLOCK = 0.6
 # Fewer conjugate-gradient iterations than this never solve a face to round-off: below, the
 # rows' blocks are factored at once.
 _CG_MIN_ITERS = 6
-# The residual the conjugate gradients stop at, relative to the tolerance of the KKT test (so
-# that their error on the free set stays well below what that test judges).
+# The residual the conjugate gradients aim at, relative to the one they accept (so that the
+# recursion's drift from the true residual stays below that).
 _CG_RESIDUAL = 0.1
 
 # A face step: for the linear terms, free sets and tolerances of some rows and a starting point
@@ -308,7 +308,7 @@ def _definite_step(A: Tensor) -> _Step:
         b = C.shape[0]
         nf = free.sum(dim=1)
         k = int(torch.minimum(nf, m - nf).max())
-        rows = max(1, STEP_BYTES // max(1, k * k * C.element_size()))
+        rows = max(1, _face.STEP_BYTES // max(1, k * k * C.element_size()))
         if b <= rows:
             x, mu = solve_rows(C, free, tol)
             return x, None, mu
@@ -327,8 +327,9 @@ def _cg_step(A: Tensor, direct: _Step) -> _Step:
     with the shared ``A`` per iteration, no gathers: m² memory, where factoring every row's
     block takes about m⁴/24 operations), from the rows' last iterates.
 
-    A row is done when its recomputed multipliers vanish on its free set to the KKT test's
-    tolerance (the iterations aim at ``_CG_RESIDUAL`` times it): as exact as the
+    A row is done when its recomputed multipliers vanish on its free set to ``KKT_TOL`` relative
+    to the row's scale ``‖c‖∞ + ‖x‖∞`` (the iterations aim at ``_CG_RESIDUAL`` times it; the
+    KKT test's ``tol`` is absolute for small rows, too loose for the solves): as exact as the
     factorisations. The iterations are bounded by the cost of those factorisations (a cost
     model, see ``_CG_ITERS_PER_BLOCK``); a row whose residual, at the rate it has fallen so
     far, would not reach its target by then (an ill-conditioned ``A``: slow convergence or a
@@ -359,11 +360,12 @@ def _cg_step(A: Tensor, direct: _Step) -> _Step:
         X = torch.empty_like(C)
         MU = torch.empty_like(C)
         rows = torch.arange(b, device=C.device)  # the rows of the batch, among C's
-        Ct, tolt = C, tol.squeeze(1)
+        cn = torch.linalg.vector_norm(C, inf, dim=1)
+        Ct = C
         slow: list[Tensor] = []  # rows left to the direct solves
         tiny = torch.finfo(C.dtype).tiny
         for it in range(budget + 1):
-            xtol = tolt * (1.0 + torch.linalg.vector_norm(x, inf, dim=1))
+            xtol = KKT_TOL * (cn + torch.linalg.vector_norm(x, inf, dim=1))
             res = torch.linalg.vector_norm(r, inf, dim=1)
             done = res <= _CG_RESIDUAL * xtol
             give_up = None
@@ -394,7 +396,7 @@ def _cg_step(A: Tensor, direct: _Step) -> _Step:
                 if keep.numel() == 0:
                     break
                 rows, x, r, p, f = rows[keep], x[keep], r[keep], p[keep], f[keep]
-                rr, res0, Ct, tolt = rr[keep], res0[keep], Ct[keep], tolt[keep]
+                rr, res0, Ct, cn = rr[keep], res0[keep], Ct[keep], cn[keep]
             q = (p @ A).mul_(f)
             pq = torch.linalg.vecdot(p, q)
             alpha = torch.where(pq > 0, rr / pq.clamp_min(tiny), 0.0)
