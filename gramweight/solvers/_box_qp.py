@@ -52,9 +52,10 @@ _SIMPLEX_GUESS_M = 256
 _GATHER_MIN_M = 48
 
 # From this size on, the face systems of definite box problems are solved by conjugate
-# gradients (one shared matrix product per step for all rows), where the cost model of
-# _cg_step expects them to beat the factorisations.
-_CG_MIN_M = 128
+# gradients (one shared matrix product per step for all rows) where the cost model of
+# _cg_step expects them to beat the factorisations (UPGrad on the benchmark's Gramians, one
+# thread: 0.8x at m = 128, 0.9x at 192, 1.9x at 256, 2.4x at 384, 3x at 512).
+_CG_MIN_M = 256
 # Conjugate-gradient iterations whose matrix products cost as much as factoring a block of
 # size k of each row, times m² / k³: the rows' factorisations (k³/3 flops each, at about a
 # quarter of the speed of a matrix product on small blocks, plus their gathers) against one

@@ -2,15 +2,22 @@
 
 Run from the repository root::
 
-    python tests/benchmarks/weightings.py            # m in {2, 8, 32, 128, 512}
+    python tests/benchmarks/weightings.py            # m in {2, 8, 32, 128, 512, 1024, 2048}
     python tests/benchmarks/weightings.py --quick    # m in {2, 8, 32}
     python tests/benchmarks/weightings.py --only upgrad mgda --markdown
     python tests/benchmarks/weightings.py --quick --no-host       # tensor paths only
     python tests/benchmarks/weightings.py --sizes 2 8 --host-ratio
+    python tests/benchmarks/weightings.py --sizes 1024 2048 --memory --peer-max-m 1024
 
 TorchJD (``pip install -e ".[bench]"``) is optional: without it, only gramweight is timed.
 Both libraries get the same float32 Gramian ``G = J Jᵀ`` of a random Jacobian with 4m
 columns, on the CPU, in the same process. ``ratio`` is TorchJD's median divided by ours.
+TorchJD is timed only up to ``--peer-max-m`` (default 512: its UPGrad alone takes minutes a
+call beyond); its cells above say "not timed".
+
+``--memory`` adds the peak memory of one call of gramweight (outside the timed ones): the
+largest growth of the process's resident memory over the call, sampled every 0.2 ms from
+``/proc/self/statm`` by a second thread (Linux only).
 
 ``--no-host`` sends every small problem to its tensor path (``gramweight._host.disabled``),
 and ``--host-ratio`` times gramweight against itself with the host paths disabled instead of
@@ -24,6 +31,7 @@ import contextlib
 import platform
 import statistics
 import sys
+import threading
 import time
 from importlib.metadata import version
 from collections.abc import Callable
@@ -142,6 +150,50 @@ def paired_times(
     return medians[0], (medians[1] if theirs is not None else None)
 
 
+def peak_memory(call: Callable[[], Any]) -> int | None:
+    """The largest growth of the resident memory (bytes) during ``call()``, or None where
+    ``/proc/self/statm`` does not exist. Large tensors are mapped and unmapped whole, so the
+    resident set follows what is allocated; a thread samples it while the call runs (torch
+    releases the GIL in its kernels)."""
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        return None
+    page = 4096
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        import os
+
+        page = os.sysconf("SC_PAGE_SIZE")
+
+    def resident() -> int:
+        return int(statm.read_text().split()[1]) * page
+
+    base = resident()
+    peak = [base]
+    running = [True]
+
+    def sample() -> None:
+        while running[0]:
+            peak[0] = max(peak[0], resident())
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        call()
+    finally:
+        running[0] = False
+        thread.join()
+    return max(peak[0], resident()) - base
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    if n < 1 << 20:
+        return "< 1 MB"
+    return f"{n / (1 << 20):.0f} MB" if n < 1 << 30 else f"{n / (1 << 30):.2f} GB"
+
+
 def fmt(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -155,6 +207,15 @@ def fmt(seconds: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="m in {2, 8, 32} only")
+    parser.add_argument(
+        "--peer-max-m",
+        type=int,
+        default=512,
+        help="time TorchJD only up to this m (default 512; its cells above say 'not timed')",
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="add the peak memory of one call of gramweight"
+    )
     parser.add_argument("--only", nargs="*", help="weighting names to time (default: all)")
     parser.add_argument("--sizes", nargs="*", type=int, help="values of m")
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per cell (default 0.3)")
@@ -172,7 +233,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = args.sizes or ([2, 8, 32] if args.quick else [2, 8, 32, 128, 512])
+    sizes = args.sizes or ([2, 8, 32] if args.quick else [2, 8, 32, 128, 512, 1024, 2048])
     names = args.only or list(gw.WEIGHTINGS)
     unknown = sorted(set(names) - set(gw.WEIGHTINGS))
     if unknown:
@@ -188,6 +249,8 @@ def table(args: argparse.Namespace, sizes: list[int], names: list[str]) -> None:
     else:
         peer = f"torchjd {version('torchjd')}" if tjd is not None else "torchjd not installed"
         peer += ", no host paths" if args.no_host else ""
+        if tjd is not None and max(sizes) > args.peer_max_m:
+            peer += f" (timed up to m = {args.peer_max_m})"
     print(f"# gramweight {gw.__version__} vs {peer}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}")
@@ -203,21 +266,31 @@ def table(args: argparse.Namespace, sizes: list[int], names: list[str]) -> None:
                 continue
             peer = None
             context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+            skipped = False
             if args.host_ratio:
                 peer = lambda step, c=gramweight_call(name, m): c(G, step)  # noqa: E731
                 context = host.disabled
-            elif name in TORCHJD:
+            elif name in TORCHJD and m <= args.peer_max_m:
                 peer_fn = TORCHJD[name](m)
                 peer = lambda step, f=peer_fn: f(G)  # noqa: E731
+            elif name in TORCHJD:
+                skipped = True
             ours, theirs = paired_times(
                 lambda step, c=gramweight_call(name, m): c(G, step), peer, args.budget, context
             )
             ratio = f"{theirs / ours:.{2 if args.host_ratio else 1}f}x" if theirs else "—"
-            rows.append((name, m, fmt(ours), fmt(theirs), ratio))
-            print(f"  {name:>12} m={m:<4} gramweight {fmt(ours):>10}  {side:>9} "
-                  f"{fmt(theirs):>10}  ratio {ratio}", file=sys.stderr, flush=True)
+            row = [name, m, fmt(ours), "not timed" if skipped else fmt(theirs), ratio]
+            if args.memory:
+                call = gramweight_call(name, m)
+                row.append(fmt_bytes(peak_memory(lambda c=call: c(G, 0))))
+            rows.append(tuple(row))
+            print(f"  {name:>12} m={m:<4} gramweight {row[2]:>10}  {side:>9} "
+                  f"{row[3]:>10}  ratio {ratio}" + (f"  memory {row[5]}" if args.memory else ""),
+                  file=sys.stderr, flush=True)
 
-    header = ("weighting", "m", "gramweight", side, "ratio")
+    header = ("weighting", "m", "gramweight", side, "ratio") + (
+        ("peak memory",) if args.memory else ()
+    )
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

@@ -132,10 +132,11 @@ def test_handover_when_the_python_steps_cycle():
     ("n", "reg", "scale_row"), [(800, 1e-4, 1.0), (800, 1e-8, 1e3), (8, 1e-4, 1.0)]
 )
 def test_large_definite_problems_by_conjugate_gradients(monkeypatch, n, reg, scale_row):
-    # m >= 128, definite: the conjugate gradients, given a larger budget than their cost model
-    # gives at this size (full rank: they converge; reg 1e-8 with a dominant row: they
+    # a large definite problem: the conjugate gradients, at a size and with a budget beyond
+    # what their cost model gives them (full rank: they converge; reg 1e-8 with a dominant row: they
     # converge too, slowly; rank 8: they hand most rows over to the factorisations); against
     # the KKT conditions and, for the full-rank ones, the gathered (non-definite) path
+    monkeypatch.setattr(_box_qp, "_CG_MIN_M", 128)
     monkeypatch.setattr(_box_qp, "_CG_ITERS_PER_BLOCK", 20.0)
     gen = torch.Generator().manual_seed(8)
     m = 200
