@@ -16,8 +16,8 @@ TorchJD is timed only up to ``--peer-max-m`` (default 512: its UPGrad alone take
 call beyond); its cells above say "not timed".
 
 ``--memory`` adds the peak memory of one call of gramweight (outside the timed ones): the
-largest growth of the process's resident memory over the call, sampled every 0.2 ms from
-``/proc/self/statm`` by a second thread (Linux only).
+growth of the process's peak resident memory over the call, measured as ``autogram.py``
+measures it (Linux with glibc only).
 
 ``--no-host`` sends every small problem to its tensor path (``gramweight._host.disabled``),
 and ``--host-ratio`` times gramweight against itself with the host paths disabled instead of
@@ -29,9 +29,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
+import ctypes
 import statistics
 import sys
-import threading
 import time
 from importlib.metadata import version
 from collections.abc import Callable
@@ -151,39 +151,27 @@ def paired_times(
 
 
 def peak_memory(call: Callable[[], Any]) -> int | None:
-    """The largest growth of the resident memory (bytes) during ``call()``, or None where
-    ``/proc/self/statm`` does not exist. Large tensors are mapped and unmapped whole, so the
-    resident set follows what is allocated; a thread samples it while the call runs (torch
-    releases the GIL in its kernels)."""
-    statm = Path("/proc/self/statm")
-    if not statm.exists():
+    """The growth of the peak resident memory (bytes) during ``call()``, or None off Linux.
+
+    As ``autogram.py`` measures it: freed heap is given back first (``malloc_trim``), the
+    kernel's high-water mark is reset to the current resident set (``/proc/self/clear_refs``),
+    and :func:`main` has fixed glibc's mmap threshold (128 KiB), so that every large tensor is
+    mapped and unmapped whole and the resident set follows live memory."""
+    status = Path("/proc/self/status")
+    if not status.exists():
         return None
-    page = 4096
-    with contextlib.suppress(AttributeError, ValueError, OSError):
-        import os
 
-        page = os.sysconf("SC_PAGE_SIZE")
+    def kib(field: str) -> int:
+        for line in status.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(field)
 
-    def resident() -> int:
-        return int(statm.read_text().split()[1]) * page
-
-    base = resident()
-    peak = [base]
-    running = [True]
-
-    def sample() -> None:
-        while running[0]:
-            peak[0] = max(peak[0], resident())
-            time.sleep(0.0002)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        call()
-    finally:
-        running[0] = False
-        thread.join()
-    return max(peak[0], resident()) - base
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    base = kib("VmRSS")
+    call()
+    return (kib("VmHWM") - base) * 1024
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -231,6 +219,10 @@ def main() -> None:
         help="time gramweight against itself with the host paths disabled (not TorchJD)",
     )
     args = parser.parse_args()
+    if args.memory:
+        # a fixed mmap threshold (M_MMAP_THRESHOLD = -3): freed blocks of 128 KiB and more go
+        # back to the system, so the resident set follows live memory (see peak_memory)
+        ctypes.CDLL("libc.so.6").mallopt(-3, 131072)
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = args.sizes or ([2, 8, 32] if args.quick else [2, 8, 32, 128, 512, 1024, 2048])
