@@ -340,7 +340,6 @@ def _cg_step(A: Tensor, direct: _Step) -> _Step:
     step has left most of its rows to ``direct``, the later steps (same ``A``) go there at
     once."""
     m = A.shape[0]
-    inf = math.inf
     slow_matrix = [False]
 
     def step(
@@ -357,17 +356,17 @@ def _cg_step(A: Tensor, direct: _Step) -> _Step:
         r = torch.addmm(C, x, A).mul_(f).neg_()  # the residual -(A x + c) on the free set
         p = r.clone()
         rr = torch.linalg.vecdot(r, r)
-        res0 = torch.linalg.vector_norm(r, inf, dim=1)
+        res0 = r.abs().amax(dim=1)
         X = torch.empty_like(C)
         MU = torch.empty_like(C)
         rows = torch.arange(b, device=C.device)  # the rows of the batch, among C's
-        cn = torch.linalg.vector_norm(C, inf, dim=1)
+        cn = C.abs().amax(dim=1)
         Ct = C
         slow: list[Tensor] = []  # rows left to the direct solves
         tiny = torch.finfo(C.dtype).tiny
         for it in range(budget + 1):
-            xtol = KKT_TOL * (cn + torch.linalg.vector_norm(x, inf, dim=1))
-            res = torch.linalg.vector_norm(r, inf, dim=1)
+            xtol = KKT_TOL * (cn + x.abs().amax(dim=1))
+            res = r.abs().amax(dim=1)
             done = res <= _CG_RESIDUAL * xtol
             give_up = None
             if it == budget:
@@ -385,7 +384,7 @@ def _cg_step(A: Tensor, direct: _Step) -> _Step:
                 idx = done.nonzero().squeeze(1)
                 xd = x[idx]
                 mu = torch.addmm(Ct[idx], xd, A)
-                exact = torch.linalg.vector_norm(mu * f[idx], inf, dim=1) <= xtol[idx]
+                exact = (mu * f[idx]).abs().amax(dim=1) <= xtol[idx]
                 X[rows[idx]] = xd
                 MU[rows[idx]] = mu
                 slow.append(rows[idx[~exact]])
