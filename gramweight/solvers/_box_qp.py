@@ -13,7 +13,11 @@ monotone primal active-set method.
 
 How a step solves its face systems is the one choice inside: for small m each row's system is
 one m x m matrix (no gathers), for large m each row's free block is gathered, and for a
-well-conditioned box problem the smaller of its free block of ``A`` and bound block of ``A⁻¹``.
+well-conditioned box problem the smaller of its free block of ``A`` and bound block of ``A⁻¹``
+or, from m = 256 on, conjugate gradients on every row at once (one product with ``A`` per
+iteration: O(m²) memory and O(m³) work per step, where the factorisations take O(m⁴)), which
+hand the rows they would solve slowly back to the factorisations. The rows' blocks go through
+in batches of at most ``_face.STEP_BYTES``, so that no step holds O(m³) numbers.
 Small problems on the CPU run the same steps on Python floats (:func:`nonneg_qp_host`).
 """
 

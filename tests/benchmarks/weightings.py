@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import platform
 import ctypes
+import functools
 import statistics
 import sys
 import time
@@ -274,7 +275,7 @@ def table(args: argparse.Namespace, sizes: list[int], names: list[str]) -> None:
             row = [name, m, fmt(ours), "not timed" if skipped else fmt(theirs), ratio]
             if args.memory:
                 call = gramweight_call(name, m)
-                row.append(fmt_bytes(peak_memory(lambda c=call: c(G, 0))))
+                row.append(fmt_bytes(peak_memory(functools.partial(call, G, 0))))
             rows.append(tuple(row))
             print(f"  {name:>12} m={m:<4} gramweight {row[2]:>10}  {side:>9} "
                   f"{row[3]:>10}  ratio {ratio}" + (f"  memory {row[5]}" if args.memory else ""),
