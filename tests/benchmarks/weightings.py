@@ -15,9 +15,8 @@ columns, on the CPU, in the same process. ``ratio`` is TorchJD's median divided 
 TorchJD is timed only up to ``--peer-max-m`` (default 512: its UPGrad alone takes minutes a
 call beyond); its cells above say "not timed".
 
-``--memory`` adds the peak memory of one call of gramweight (outside the timed ones): the
-growth of the process's peak resident memory over the call, measured as ``autogram.py``
-measures it (Linux with glibc only).
+``--memory`` adds the peak memory of one call of gramweight, measured in a fresh process as
+``autogram.py`` measures it (Linux with glibc only; see ``peak_memory``).
 
 ``--no-host`` sends every small problem to its tensor path (``gramweight._host.disabled``),
 and ``--host-ratio`` times gramweight against itself with the host paths disabled instead of
@@ -30,8 +29,9 @@ import argparse
 import contextlib
 import platform
 import ctypes
-import functools
+import os
 import statistics
+import subprocess
 import sys
 import time
 from importlib.metadata import version
@@ -151,28 +151,50 @@ def paired_times(
     return medians[0], (medians[1] if theirs is not None else None)
 
 
-def peak_memory(call: Callable[[], Any]) -> int | None:
-    """The growth of the peak resident memory (bytes) during ``call()``, or None off Linux.
+def peak_memory(name: str, m: int) -> int | None:
+    """The growth of the peak resident memory (bytes) over one call of weighting ``name`` on
+    the benchmark's (m, m) Gramian, or None off Linux.
 
-    As ``autogram.py`` measures it: freed heap is given back first (``malloc_trim``), the
-    kernel's high-water mark is reset to the current resident set (``/proc/self/clear_refs``),
-    and :func:`main` has fixed glibc's mmap threshold (128 KiB), so that every large tensor is
-    mapped and unmapped whole and the resident set follows live memory."""
-    status = Path("/proc/self/status")
-    if not status.exists():
+    Measured as ``autogram.py`` measures it, in a fresh process (so that the timed calls keep
+    the allocator's defaults): with a fixed mmap threshold of 128 KiB, every large tensor is
+    mapped and unmapped whole; after a warm-up call, freed heap is given back
+    (``malloc_trim``) and the kernel's high-water mark is reset to the current resident set
+    (``/proc/self/clear_refs``), so that the mark's growth over the call is the call's peak
+    of live memory."""
+    if not Path("/proc/self/status").exists():
         return None
+    cmd = [sys.executable, __file__, "--peak", name, str(m)]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return int(res.stdout.strip().splitlines()[-1])
+
+
+def _peak_here(name: str, m: int) -> int:
+    """:func:`peak_memory`'s measurement, in this process."""
 
     def kib(field: str) -> int:
-        for line in status.read_text().splitlines():
+        for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
                 return int(line.split()[1])
         raise RuntimeError(field)
 
+    G = gramian(m)
+    call = gramweight_call(name, m)
+    call(G, 0)  # warm-up: lazy imports and initialisations are not the call's memory
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     Path("/proc/self/clear_refs").write_text("5")
     base = kib("VmRSS")
-    call()
+    call(G, 1)
     return (kib("VmHWM") - base) * 1024
+
+
+def gramian(m: int) -> torch.Tensor:
+    """The benchmark's float32 Gramian of size m: ``J Jᵀ`` of a random m x 4m Jacobian (the
+    generator seeded once per size)."""
+    gen = torch.Generator().manual_seed(m)
+    J = torch.randn(m, 4 * m, generator=gen)
+    G = J @ J.T
+    return (G + G.T) / 2
 
 
 def fmt_bytes(n: int | None) -> str:
@@ -219,11 +241,12 @@ def main() -> None:
         action="store_true",
         help="time gramweight against itself with the host paths disabled (not TorchJD)",
     )
+    parser.add_argument("--peak", nargs=2, metavar=("NAME", "M"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory:
-        # a fixed mmap threshold (M_MMAP_THRESHOLD = -3): freed blocks of 128 KiB and more go
-        # back to the system, so the resident set follows live memory (see peak_memory)
-        ctypes.CDLL("libc.so.6").mallopt(-3, 131072)
+    if args.peak:  # (peak_memory's subprocess)
+        torch.set_num_threads(1)
+        print(_peak_here(args.peak[0], int(args.peak[1])))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = args.sizes or ([2, 8, 32] if args.quick else [2, 8, 32, 128, 512, 1024, 2048])
@@ -249,11 +272,8 @@ def table(args: argparse.Namespace, sizes: list[int], names: list[str]) -> None:
           f"python {platform.python_version()}")
     side = "no host" if args.host_ratio else "torchjd"
     rows = []
-    gen = torch.Generator().manual_seed(0)
     for m in sizes:
-        J = torch.randn(m, 4 * m, generator=gen)
-        G = J @ J.T
-        G = (G + G.T) / 2
+        G = gramian(m)
         for name in names:
             if not supports(name, m):
                 continue
@@ -274,8 +294,7 @@ def table(args: argparse.Namespace, sizes: list[int], names: list[str]) -> None:
             ratio = f"{theirs / ours:.{2 if args.host_ratio else 1}f}x" if theirs else "—"
             row = [name, m, fmt(ours), "not timed" if skipped else fmt(theirs), ratio]
             if args.memory:
-                call = gramweight_call(name, m)
-                row.append(fmt_bytes(peak_memory(functools.partial(call, G, 0))))
+                row.append(fmt_bytes(peak_memory(name, m)))
             rows.append(tuple(row))
             print(f"  {name:>12} m={m:<4} gramweight {row[2]:>10}  {side:>9} "
                   f"{row[3]:>10}  ratio {ratio}" + (f"  memory {row[5]}" if args.memory else ""),
