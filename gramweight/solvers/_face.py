@@ -29,6 +29,7 @@ from torch import Tensor
 
 __all__ = [
     "JITTER",
+    "STEP_BYTES",
     "definite_solver",
     "pad_scale",
     "solve_blocks",
@@ -48,6 +49,11 @@ _RETRY_JITTER = 1e-7
 # Small batches cost more than they save (each fresh multi-megabyte intermediate is paid in
 # page faults); one batch would hold b·k·m numbers (over 500 MB for m = 512).
 _GATHER_BYTES = 16 << 20
+# Most bytes the gathered blocks (or their factors) of one batch of rows may fill: the face
+# solves of large problems go through their rows in batches below it, so that their memory
+# stays this plus a few m x m matrices whatever m (every row's block at once would take
+# b·k² numbers: 8 GB for 2048 rows with k = 1024).
+STEP_BYTES = 64 << 20
 # Size of the batches of blocks factored at once: a batched factorisation of large blocks runs
 # markedly slower once they no longer fit in the cache.
 _BLOCK_BYTES = 1 << 20
@@ -174,6 +180,17 @@ def solve_free(
         k = int(counts.max()) if b > 0 else 0
         if k == 0:
             return x, nu
+        rows = max(1, STEP_BYTES // (k * (k + m + 1) * C.element_size()))
+        if b > rows:
+            # the blocks of every row and the rows they are gathered from would exceed
+            # STEP_BYTES: batches of rows
+            parts = [
+                solve_free(
+                    A, C[i : i + rows], free[i : i + rows], simplex=simplex, _padded=_padded
+                )
+                for i in range(0, b, rows)
+            ]
+            return torch.cat([x for x, _ in parts]), torch.cat([nu for _, nu in parts])
         # Gather each row's free indices first (a stable sort keeps their order), padded to k
         # with the index m of an extra zero row and column of A.
         order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)

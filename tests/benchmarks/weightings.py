@@ -2,15 +2,21 @@
 
 Run from the repository root::
 
-    python tests/benchmarks/weightings.py            # m in {2, 8, 32, 128, 512}
+    python tests/benchmarks/weightings.py            # m in {2, 8, 32, 128, 512, 1024, 2048}
     python tests/benchmarks/weightings.py --quick    # m in {2, 8, 32}
     python tests/benchmarks/weightings.py --only upgrad mgda --markdown
     python tests/benchmarks/weightings.py --quick --no-host       # tensor paths only
     python tests/benchmarks/weightings.py --sizes 2 8 --host-ratio
+    python tests/benchmarks/weightings.py --sizes 1024 2048 --memory --peer-max-m 1024
 
 TorchJD (``pip install -e ".[bench]"``) is optional: without it, only gramweight is timed.
 Both libraries get the same float32 Gramian ``G = J Jᵀ`` of a random Jacobian with 4m
 columns, on the CPU, in the same process. ``ratio`` is TorchJD's median divided by ours.
+TorchJD is timed only up to ``--peer-max-m`` (default 512: its UPGrad alone takes minutes a
+call beyond); its cells above say "not timed".
+
+``--memory`` adds the peak memory of one call of gramweight, measured in a fresh process as
+``autogram.py`` measures it (Linux with glibc only; see ``peak_memory``).
 
 ``--no-host`` sends every small problem to its tensor path (``gramweight._host.disabled``),
 and ``--host-ratio`` times gramweight against itself with the host paths disabled instead of
@@ -22,7 +28,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import platform
+import ctypes
+import os
 import statistics
+import subprocess
 import sys
 import time
 from importlib.metadata import version
@@ -143,6 +152,60 @@ def paired_times(
     return medians[0], (medians[1] if theirs is not None else None)
 
 
+def peak_memory(name: str, m: int) -> int | None:
+    """The growth of the peak resident memory (bytes) over one call of weighting ``name`` on
+    the benchmark's (m, m) Gramian, or None off Linux.
+
+    Measured as ``autogram.py`` measures it, in a fresh process (so that the timed calls keep
+    the allocator's defaults): with a fixed mmap threshold of 128 KiB, every large tensor is
+    mapped and unmapped whole; after a warm-up call, freed heap is given back
+    (``malloc_trim``) and the kernel's high-water mark is reset to the current resident set
+    (``/proc/self/clear_refs``), so that the mark's growth over the call is the call's peak
+    of live memory."""
+    if not Path("/proc/self/status").exists():
+        return None
+    cmd = [sys.executable, __file__, "--peak", name, str(m)]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    return int(res.stdout.strip().splitlines()[-1])
+
+
+def _peak_here(name: str, m: int) -> int:
+    """:func:`peak_memory`'s measurement, in this process."""
+
+    def kib(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(field)
+
+    G = gramian(m)
+    call = gramweight_call(name, m)
+    call(G, 0)  # warm-up: lazy imports and initialisations are not the call's memory
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    base = kib("VmRSS")
+    call(G, 1)
+    return (kib("VmHWM") - base) * 1024
+
+
+def gramian(m: int) -> torch.Tensor:
+    """The benchmark's float32 Gramian of size m: ``J Jᵀ`` of a random m x 4m Jacobian (the
+    generator seeded once per size)."""
+    gen = torch.Generator().manual_seed(m)
+    J = torch.randn(m, 4 * m, generator=gen)
+    G = J @ J.T
+    return (G + G.T) / 2
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    if n < 1 << 20:
+        return "< 1 MB"
+    return f"{n / (1 << 20):.0f} MB" if n < 1 << 30 else f"{n / (1 << 30):.2f} GB"
+
+
 def fmt(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -156,6 +219,15 @@ def fmt(seconds: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="m in {2, 8, 32} only")
+    parser.add_argument(
+        "--peer-max-m",
+        type=int,
+        default=512,
+        help="time TorchJD only up to this m (default 512; its cells above say 'not timed')",
+    )
+    parser.add_argument(
+        "--memory", action="store_true", help="add the peak memory of one call of gramweight"
+    )
     parser.add_argument("--only", nargs="*", help="weighting names to time (default: all)")
     parser.add_argument("--sizes", nargs="*", type=int, help="values of m")
     parser.add_argument("--budget", type=float, default=0.3, help="seconds per cell (default 0.3)")
@@ -170,10 +242,15 @@ def main() -> None:
         action="store_true",
         help="time gramweight against itself with the host paths disabled (not TorchJD)",
     )
+    parser.add_argument("--peak", nargs=2, metavar=("NAME", "M"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak:  # (peak_memory's subprocess)
+        torch.set_num_threads(1)
+        print(_peak_here(args.peak[0], int(args.peak[1])))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = args.sizes or ([2, 8, 32] if args.quick else [2, 8, 32, 128, 512])
+    sizes = args.sizes or ([2, 8, 32] if args.quick else [2, 8, 32, 128, 512, 1024, 2048])
     names = args.only or list(gw.WEIGHTINGS)
     unknown = sorted(set(names) - set(gw.WEIGHTINGS))
     if unknown:
@@ -189,36 +266,44 @@ def table(args: argparse.Namespace, sizes: list[int], names: list[str]) -> None:
     else:
         peer = f"torchjd {version('torchjd')}" if tjd is not None else "torchjd not installed"
         peer += ", no host paths" if args.no_host else ""
+        if tjd is not None and max(sizes) > args.peer_max_m:
+            peer += f" (timed up to m = {args.peer_max_m})"
     print(f"# gramweight {gw.__version__} vs {peer}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}")
     side = "no host" if args.host_ratio else "torchjd"
     rows = []
-    gen = torch.Generator().manual_seed(0)
     for m in sizes:
-        J = torch.randn(m, 4 * m, generator=gen)
-        G = J @ J.T
-        G = (G + G.T) / 2
+        G = gramian(m)
         for name in names:
             if not supports(name, m):
                 continue
             peer = None
             context: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+            skipped = False
             if args.host_ratio:
                 peer = lambda step, c=gramweight_call(name, m): c(G, step)  # noqa: E731
                 context = host.disabled
-            elif name in TORCHJD:
+            elif name in TORCHJD and m <= args.peer_max_m:
                 peer_fn = TORCHJD[name](m)
                 peer = lambda step, f=peer_fn: f(G)  # noqa: E731
+            elif name in TORCHJD:
+                skipped = True
             ours, theirs = paired_times(
                 lambda step, c=gramweight_call(name, m): c(G, step), peer, args.budget, context
             )
             ratio = f"{theirs / ours:.{2 if args.host_ratio else 1}f}x" if theirs else "—"
-            rows.append((name, m, fmt(ours), fmt(theirs), ratio))
-            print(f"  {name:>12} m={m:<4} gramweight {fmt(ours):>10}  {side:>9} "
-                  f"{fmt(theirs):>10}  ratio {ratio}", file=sys.stderr, flush=True)
+            row = [name, m, fmt(ours), "not timed" if skipped else fmt(theirs), ratio]
+            if args.memory:
+                row.append(fmt_bytes(peak_memory(name, m)))
+            rows.append(tuple(row))
+            print(f"  {name:>12} m={m:<4} gramweight {row[2]:>10}  {side:>9} "
+                  f"{row[3]:>10}  ratio {ratio}" + (f"  memory {row[5]}" if args.memory else ""),
+                  file=sys.stderr, flush=True)
 
-    header = ("weighting", "m", "gramweight", side, "ratio")
+    header = ("weighting", "m", "gramweight", side, "ratio") + (
+        ("peak memory",) if args.memory else ()
+    )
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import gramweight._host as host
-from gramweight.solvers import nonneg_qp
+from gramweight.solvers import _box_qp, nonneg_qp
 from gramweight.solvers._box_qp import nonneg_qp_host
 
 from ._problems import brute_force, kkt_violation, problems, structured
@@ -126,3 +126,26 @@ def test_handover_when_the_python_steps_cycle():
             handed_over += 1
             assert kkt_violation(A, C, nonneg_qp(A, C), simplex=False) < 1e-12
     assert handed_over > 0
+
+
+@pytest.mark.parametrize(
+    ("n", "reg", "scale_row"), [(800, 1e-4, 1.0), (800, 1e-8, 1e3), (8, 1e-4, 1.0)]
+)
+def test_large_definite_problems_by_conjugate_gradients(monkeypatch, n, reg, scale_row):
+    # a large definite problem: the conjugate gradients, at a size and with a budget beyond
+    # what their cost model gives them (full rank: they converge; reg 1e-8 with a dominant row: they
+    # converge too, slowly; rank 8: they hand most rows over to the factorisations); against
+    # the KKT conditions and, for the full-rank ones, the gathered (non-definite) path
+    monkeypatch.setattr(_box_qp, "_CG_MIN_M", 128)
+    monkeypatch.setattr(_box_qp, "_CG_ITERS_PER_BLOCK", 20.0)
+    gen = torch.Generator().manual_seed(8)
+    m = 200
+    J = torch.randn(m, n, generator=gen, dtype=torch.float64)
+    J[0] *= scale_row
+    A = J @ J.T / (J * J).sum() + reg * torch.eye(m, dtype=torch.float64)
+    C = (torch.rand(m, generator=gen, dtype=torch.float64) / m).unsqueeze(1) * A
+    X = nonneg_qp(A, C, definite=True)
+    assert kkt_violation(A, C, X, simplex=False) < 1e-12
+    if n >= m:
+        atol = 1e-10 * float(A.diagonal().max()) * (1 + float(X.abs().max()))
+        assert torch.allclose(X @ A, nonneg_qp(A, C) @ A, rtol=0, atol=atol)
