@@ -119,7 +119,8 @@ def gradvac(
         state: From :func:`gramweight.gradvac_init` (or a previous call), matching G's shape.
         beta: EMA rate of the targets, in [0, 1].
         eps: Non-negative constant added to both denominators.
-        key: Seed of the visiting orders (required, an ``int``).
+        key: Seed of the visiting orders (required, an ``int`` in [0, 2**63 - 1]; every key in
+            that range gives its own draw).
 
     Returns:
         ``(w, new_state)``: weights (m,) (or (K, m)) and the new state, both with ``G``'s dtype
@@ -151,7 +152,9 @@ def gradvac(
     dtype = work_dtype(G.dtype)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
     targets = state.targets.to(dtype=dtype, device=G.device)
-    w, targets = gradvac_weights(G.to(dtype), targets, orders, beta, eps)
+    w, targets = gradvac_weights(
+        G.to(dtype), targets, orders, beta, eps, roundoff=torch.finfo(G.dtype).eps
+    )
     return w.to(G.dtype), GradVacState(targets.to(G.dtype))
 
 
@@ -173,13 +176,14 @@ def _gradvac_host(
             phi = g01 / (den + eps)
         else:
             phi = g01 / den if den > 0 else 0.0
+        phi = min(max(phi, -1.0), 1.0)  # a cosine from G, one up to round-off
         sh = math.sqrt(max(1.0 - hat * hat, 0.0))
         den_a = nj * sh + eps
         # a correction towards a zero g_j, or with a vanishing denominator, is skipped
         inv_den_a = 1.0 / den_a if den_a > 0 and nj > 0 else 0.0
         a = max(hat * math.sqrt(max(1.0 - phi * phi, 0.0)) - phi * sh, 0.0) * ni * inv_den_a
         w[j] += a
-        new[i][j] = (1.0 - beta) * hat + beta * phi
+        new[i][j] = min(max((1.0 - beta) * hat + beta * phi, -1.0), 1.0)
     return (
         torch.tensor(w, dtype=G.dtype, device=G.device),
         torch.tensor(new, dtype=G.dtype, device=G.device),
