@@ -100,10 +100,16 @@ def gradvac(
     The visiting orders are :func:`gramweight.visiting_orders` ``(m, key=key)``.
 
     Precision: a Gramian resolves the gradients only to about sqrt(machine eps) of their norms.
-    After a correction towards an exactly opposite or collinear gradient (opposite rows,
-    rank-1 blocks) the residual is below that limit: the update still matches the vector-space
-    algorithm, but the cosines measured afterwards, hence the stored targets, are not
-    determined by ``G`` (see the documentation page "Gradient surgery and stateful methods").
+    A correction towards an exactly opposite or collinear gradient (opposite rows, rank-1
+    blocks) cancels the row to a residual whose squared norm is below the round-off of its
+    computation, :math:`(m\,\epsilon + \epsilon_G) N^2` with
+    :math:`N = \sum_k c_k \|g_k\|` (:math:`\epsilon` the machine epsilon of the working
+    dtype, :math:`\epsilon_G` that of ``G``'s): such a row is zero to the precision of ``G``
+    and is treated as zero (cosine 0 with every later task, no further correction), and every
+    cosine is clamped to [-1, 1]. The vector-space algorithm measures that residual's cosines instead, which
+    ``G`` does not determine: the targets of such a row, and later updates, can differ from
+    it, each call from the same state agreeing (see the documentation page "Gradient surgery
+    and stateful methods", Precision).
 
     Properties: not scale-invariant (``eps`` is absolute); neither non-conflicting nor
     permutation-equivariant in general.
@@ -112,7 +118,8 @@ def gradvac(
     another m or K is an error); no global random state (a required ``key``); a correction
     towards a zero gradient :math:`g_j` (which cannot change the update) is skipped instead of
     receiving an unbounded coefficient, and so is one whose denominator vanishes (only possible
-    with ``eps = 0``).
+    with ``eps = 0``); a row cancelled below the round-off of ``G`` is taken as zero (above).
+    A state holding a NaN or an infinity is refused.
 
     Args:
         G: Gramian (m, m), or a stack (K, m, m) of block Gramians.

@@ -236,6 +236,20 @@ def test_a_row_cancelled_by_an_opposite_gradient_is_zero_to_the_precision_of_g()
     ref2, _ = vector_gradvac(J_OPPOSITE, state1, key=1)
     assert torch.allclose(w2 @ J_OPPOSITE, ref2, rtol=0, atol=1e-6 * 15.4)
     assert float(state2.targets.abs().max()) <= 1.0
+    # G does not determine the vector loop's answer either: moving g_1 by 1e-8 of its norm,
+    # orthogonally to g_0 and g_2, changes G by less than an ulp and the vector loop's second
+    # update (from its own state) from [-6.40, 0.63, -2.77] to [-7.47, 0.65, -2.63].
+    moved = J_OPPOSITE.clone()
+    normal = torch.linalg.cross(J_OPPOSITE[0], J_OPPOSITE[2])
+    moved[1] += 1e-8 * J_OPPOSITE[1].norm() * normal / normal.norm()
+    assert float((moved @ moved.T - G).abs().max()) <= 2.0**-52 * float(G.abs().max())
+    updates = []
+    for J in (J_OPPOSITE, moved):
+        ref_state = gw.gradvac_init(3, dtype=torch.float64)
+        for key in (0, 1):
+            update, ref_state = vector_gradvac(J, ref_state, key=key)
+        updates.append(update)
+    assert float((updates[0] - updates[1]).norm()) > 1.0
 
 
 @pytest.mark.parametrize("seed", range(12))
