@@ -115,6 +115,7 @@ def gradvac_weights(
     # denominator (a target of +-1 with eps = 0) has no finite value: both are skipped.
     inv_den_a = _reciprocal_or_zero(den_a) * (norm_j > 0)
     phis = torch.empty_like(hat)
+    lives = torch.empty(hat.shape, dtype=torch.bool, device=G.device)
 
     CG = G.clone(memory_format=torch.contiguous_format)  # (G may be a strided view)
     CG_flat = CG.view(*batch, m * m)
@@ -142,18 +143,23 @@ def gradvac_weights(
     steps = zip(
         flat.unbind(0), visits.unbind(0), norm_j.unbind(0), (sq_j / 2).unbind(0),
         hat.unbind(0), sqrt_1_hat2.unbind(0), inv_den_a.unbind(0), phis.unbind(0),
+        lives.unbind(0),
     )
-    for s, (flat_s, j, nj, half_sq_j, h, sh, inv_den, phi) in enumerate(steps):
+    for s, (flat_s, j, nj, half_sq_j, h, sh, inv_den, phi, live) in enumerate(steps):
         dot = CG_flat.index_select(-1, flat_s)
         # (before the first correction sq_i = N^2: every non-zero row is live)
-        live = sq_i > 0 if s == 0 else torch.addcmul(sq_i, bound, bound, value=-tol_factor) > 0
+        if s == 0:
+            torch.gt(sq_i, 0.0, out=live)
+        else:
+            torch.gt(torch.addcmul(sq_i, bound, bound, value=-tol_factor), 0.0, out=live)
         ni = torch.where(live, sq_i, 0.0).sqrt_()
-        dot_live = dot * live
+        # (a row taken as zero has ni = 0, so no correction whatever its phi; its measured
+        # cosines, kept for the targets, are set to 0 after the loop)
         if eps > 0:
-            torch.div(dot_live, torch.addcmul(eps_t, ni, nj), out=phi)
+            torch.div(dot, torch.addcmul(eps_t, ni, nj), out=phi)
         else:
             den = ni * nj
-            phi.copy_(torch.where(den > 0, dot_live / torch.where(den > 0, den, 1.0), 0.0))
+            phi.copy_(torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0))
         # A cosine from G is one up to round-off: it may leave [-1, 1] by a few ulps.
         phi.clamp_(min=-1.0, max=1.0)
         sqrt_1_phi2 = torch.addcmul(ones, phi, phi, value=-1.0).clamp_(min=0.0).sqrt_()
@@ -169,5 +175,6 @@ def gradvac_weights(
             torch.index_select(G, -2, j, out=rows_of_j)
             CG.addcmul_(rows_of_j, a.unsqueeze(-1))
     new_flat = targets.reshape(*batch, m * m).clone()
+    phis.mul_(lives)
     new_flat[..., flat] = ((1.0 - beta) * hat + beta * phis).movedim(0, -2).clamp_(-1.0, 1.0)
     return w, new_flat.view(targets.shape)
