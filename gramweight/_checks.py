@@ -348,5 +348,7 @@ def check_state(
             )
     for field, value in zip(state._fields, state) if finite else ():
         if isinstance(value, Tensor) and value.dtype.is_floating_point and not all_finite(value):
-            raise ValueError(message(f"{name}.{field}", "finite (no NaN or Inf)", "a non-finite entry"))
+            raise ValueError(
+                message(f"{name}.{field}", "finite (no NaN or Inf)", "a non-finite entry")
+            )
     return state

@@ -134,7 +134,9 @@ def cr_mogm(
         raise TypeError(message("inner(G)", "a tensor of weights", type(lam_hat).__name__))
     check_state(state, CRMOGMState, finite=False, weights=tuple(lam_hat.shape), step=())
     if not all_finite(lam_hat):
-        raise ValueError(message("inner(G)", "finite weights (no NaN or Inf)", "a non-finite entry"))
+        raise ValueError(
+            message("inner(G)", "finite weights (no NaN or Inf)", "a non-finite entry")
+        )
     previous = state.weights.to(dtype=lam_hat.dtype, device=lam_hat.device)
     step = state.step.to(device=lam_hat.device)
     smoothed = torch.where(step > 0, alpha * previous + (1.0 - alpha) * lam_hat, lam_hat)

@@ -106,10 +106,10 @@ def gradvac(
     :math:`N = \sum_k c_k \|g_k\|` (:math:`\epsilon` the machine epsilon of the working
     dtype, :math:`\epsilon_G` that of ``G``'s): such a row is zero to the precision of ``G``
     and is treated as zero (cosine 0 with every later task, no further correction), and every
-    cosine is clamped to [-1, 1]. The vector-space algorithm measures that residual's cosines instead, which
-    ``G`` does not determine: the targets of such a row, and later updates, can differ from
-    it, each call from the same state agreeing (see the documentation page "Gradient surgery
-    and stateful methods", Precision).
+    cosine is clamped to [-1, 1]. The vector-space algorithm measures that residual's cosines
+    instead, which ``G`` does not determine: the targets of such a row, and later updates, can
+    differ from it, each call from the same state agreeing (see the documentation page
+    "Gradient surgery and stateful methods", Precision).
 
     Properties: not scale-invariant (``eps`` is absolute); neither non-conflicting nor
     permutation-equivariant in general.

@@ -69,7 +69,8 @@ def visiting_orders(
         raise TypeError(message("include_self", "a bool", type(include_self).__name__))
     generator = torch.Generator().manual_seed(key)
     if include_self:
-        return _place(torch.stack([torch.randperm(m, generator=generator) for _ in range(m)]), device)
+        perms = torch.stack([torch.randperm(m, generator=generator) for _ in range(m)])
+        return _place(perms, device)
     perms = torch.stack([torch.randperm(m - 1, generator=generator) for _ in range(m)])
     return _place(perms + (perms >= torch.arange(m).unsqueeze(1)), device)
 
