@@ -19,6 +19,8 @@ from torch import Tensor
 from ._host import use_host
 
 __all__ = [
+    "KEY_MAX",
+    "all_finite",
     "check_gramian",
     "check_gramian_scale",
     "check_key",
@@ -80,16 +82,23 @@ def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
         raise ValueError(message(name, "a square matrix", f"shape {format_shape(M.shape)}"))
     if M.shape[-1] == 0:
         raise ValueError(message(name, "at least 1 x 1", f"shape {format_shape(M.shape)}"))
+    if not all_finite(M):
+        raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
+    return M
+
+
+def all_finite(t: Tensor) -> bool:
+    """Whether every entry of ``t`` is finite, in one host synchronisation (two at most)."""
+    if t.numel() == 0:
+        return True
     # A NaN or an infinity makes the sum non-finite: one reduction, much cheaper than
-    # isfinite(M).all(). Only a sum that overflows from finite entries needs a second look
+    # isfinite(t).all(). Only a sum that overflows from finite entries needs a second look
     # (min/max propagate NaN). (Reading a number off a graph would warn.)
-    values = M.detach() if M.requires_grad else M
+    values = t.detach() if t.requires_grad else t
     extremes = [float(values.sum())]
     if not math.isfinite(extremes[0]):
         extremes = torch.stack(torch.aminmax(values)).tolist()
-    if not all(map(math.isfinite, extremes)):
-        raise ValueError(message(name, "finite (no NaN or Inf)", "a non-finite entry"))
-    return M
+    return all(map(math.isfinite, extremes))
 
 
 def _extremes(G: Tensor) -> tuple[float, float, float, float]:
@@ -252,12 +261,31 @@ def check_vector(
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
+# Keys seed torch.Generator().manual_seed, whose CPU generator keeps the seed modulo 2**63:
+# every key in this range draws differently, and a key outside it would alias one inside
+# (-1 draws as 2**63 - 1) or overflow.
+KEY_MAX = 2**63 - 1
+
+
 def check_key(key: Any, name: str = "key") -> int:
-    """Validate a random key: a Python ``int`` (``bool`` refused), any sign."""
+    """Validate a random key: a Python ``int`` (``bool`` refused) in ``[0, 2**63 - 1]``.
+
+    This is the key range of every stochastic function of the library (:func:`gramweight.pcgrad`,
+    :func:`gramweight.gradvac`, :func:`gramweight.random`, :func:`gramweight.visiting_orders`):
+    each key in it gives its own draw. Negative keys and keys of 2**63 or more are refused,
+    because ``torch.Generator().manual_seed`` keeps its seed modulo 2**63 (``-1`` would draw as
+    ``2**63 - 1``, ``2**63`` as ``0``) or overflows.
+
+    Raises:
+        TypeError: ``key`` is not an ``int`` (or is ``None`` or a ``bool``).
+        ValueError: ``key`` is outside ``[0, 2**63 - 1]``.
+    """
     if key is None:
         raise TypeError(message(name, "an int (the random key; pass key=step)", "None"))
     if isinstance(key, bool) or not isinstance(key, int):
         raise TypeError(message(name, "an int", type(key).__name__))
+    if not 0 <= key <= KEY_MAX:
+        raise ValueError(message(name, "in [0, 2**63 - 1]", repr(key)))
     return key
 
 
@@ -292,8 +320,23 @@ def check_number(
     return x
 
 
-def check_state(state: Any, cls: type, name: str = "state", **expected_shapes: tuple[int, ...]) -> Any:
-    """Validate a NamedTuple state: its type and the shapes of the named fields."""
+def check_state(
+    state: Any,
+    cls: type,
+    name: str = "state",
+    *,
+    finite: bool = True,
+    **expected_shapes: tuple[int, ...],
+) -> Any:
+    """Validate a NamedTuple state: its type, the shapes of the named fields and (unless
+    ``finite=False``, for a second look at a state already checked) that every floating-point
+    tensor field is finite.
+
+    A NaN or an infinity in a state can only come from a corrupted state (every method returns
+    finite states from finite inputs); it would pass through as NaN weights or be silently
+    dropped, so it is refused, naming the field: "`state.targets` must be finite (no NaN or
+    Inf), got a non-finite entry."
+    """
     if not isinstance(state, cls):
         raise TypeError(message(name, f"a {cls.__name__} (from the matching _init)", type(state).__name__))
     for field, shape in expected_shapes.items():
@@ -302,5 +345,10 @@ def check_state(state: Any, cls: type, name: str = "state", **expected_shapes: t
             raise ValueError(
                 message(f"{name}.{field}", f"of shape {tuple(shape)} (state built for another m or K?)",
                         f"shape {format_shape(value.shape)}")
+            )
+    for field, value in zip(state._fields, state) if finite else ():
+        if isinstance(value, Tensor) and value.dtype.is_floating_point and not all_finite(value):
+            raise ValueError(
+                message(f"{name}.{field}", "finite (no NaN or Inf)", "a non-finite entry")
             )
     return state

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .._checks import check_number, check_state, message
+from .._checks import all_finite, check_number, check_state, message
 
 __all__ = ["CRMOGMState", "cr_mogm", "cr_mogm_init"]
 
@@ -104,6 +104,11 @@ def cr_mogm(
     Returns:
         ``(w, new_state)``: the smoothed weights, with the inner weights' dtype and device.
 
+    Raises:
+        TypeError, ValueError: a state of another kind, built for another m or K, or holding
+            a NaN or an infinity; ``inner`` not callable, or returning something other than a
+            tensor of weights or weights with a NaN or an infinity.
+
     Examples:
         >>> import functools, torch, gramweight as gw
         >>> G1 = torch.tensor([[18.0, -22.0], [-22.0, 38.0]])
@@ -127,7 +132,11 @@ def cr_mogm(
         lam_hat, new_inner = inner(G, state.inner)
     if not isinstance(lam_hat, Tensor):
         raise TypeError(message("inner(G)", "a tensor of weights", type(lam_hat).__name__))
-    check_state(state, CRMOGMState, weights=tuple(lam_hat.shape), step=())
+    check_state(state, CRMOGMState, finite=False, weights=tuple(lam_hat.shape), step=())
+    if not all_finite(lam_hat):
+        raise ValueError(
+            message("inner(G)", "finite weights (no NaN or Inf)", "a non-finite entry")
+        )
     previous = state.weights.to(dtype=lam_hat.dtype, device=lam_hat.device)
     step = state.step.to(device=lam_hat.device)
     smoothed = torch.where(step > 0, alpha * previous + (1.0 - alpha) * lam_hat, lam_hat)

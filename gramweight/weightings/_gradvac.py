@@ -100,10 +100,16 @@ def gradvac(
     The visiting orders are :func:`gramweight.visiting_orders` ``(m, key=key)``.
 
     Precision: a Gramian resolves the gradients only to about sqrt(machine eps) of their norms.
-    After a correction towards an exactly opposite or collinear gradient (opposite rows,
-    rank-1 blocks) the residual is below that limit: the update still matches the vector-space
-    algorithm, but the cosines measured afterwards, hence the stored targets, are not
-    determined by ``G`` (see the documentation page "Gradient surgery and stateful methods").
+    A correction towards an exactly opposite or collinear gradient (opposite rows, rank-1
+    blocks) cancels the row to a residual whose squared norm is below the round-off of its
+    computation, :math:`(m\,\epsilon + \epsilon_G) N^2` with
+    :math:`N = \sum_k c_k \|g_k\|` (:math:`\epsilon` the machine epsilon of the working
+    dtype, :math:`\epsilon_G` that of ``G``'s): such a row is zero to the precision of ``G``
+    and is treated as zero (cosine 0 with every later task, no further correction), and every
+    cosine is clamped to [-1, 1]. The vector-space algorithm measures that residual's cosines
+    instead, which ``G`` does not determine: the targets of such a row, and later updates, can
+    differ from it, each call from the same state agreeing (see the documentation page
+    "Gradient surgery and stateful methods", Precision).
 
     Properties: not scale-invariant (``eps`` is absolute); neither non-conflicting nor
     permutation-equivariant in general.
@@ -112,14 +118,16 @@ def gradvac(
     another m or K is an error); no global random state (a required ``key``); a correction
     towards a zero gradient :math:`g_j` (which cannot change the update) is skipped instead of
     receiving an unbounded coefficient, and so is one whose denominator vanishes (only possible
-    with ``eps = 0``).
+    with ``eps = 0``); a row cancelled below the round-off of ``G`` is taken as zero (above).
+    A state holding a NaN or an infinity is refused.
 
     Args:
         G: Gramian (m, m), or a stack (K, m, m) of block Gramians.
         state: From :func:`gramweight.gradvac_init` (or a previous call), matching G's shape.
         beta: EMA rate of the targets, in [0, 1].
         eps: Non-negative constant added to both denominators.
-        key: Seed of the visiting orders (required, an ``int``).
+        key: Seed of the visiting orders (required, an ``int`` in [0, 2**63 - 1]; every key in
+            that range gives its own draw).
 
     Returns:
         ``(w, new_state)``: weights (m,) (or (K, m)) and the new state, both with ``G``'s dtype
@@ -151,7 +159,9 @@ def gradvac(
     dtype = work_dtype(G.dtype)
     orders = visiting_orders(G.shape[-1], key=key, device=G.device)
     targets = state.targets.to(dtype=dtype, device=G.device)
-    w, targets = gradvac_weights(G.to(dtype), targets, orders, beta, eps)
+    w, targets = gradvac_weights(
+        G.to(dtype), targets, orders, beta, eps, roundoff=torch.finfo(G.dtype).eps
+    )
     return w.to(G.dtype), GradVacState(targets.to(G.dtype))
 
 
@@ -173,13 +183,14 @@ def _gradvac_host(
             phi = g01 / (den + eps)
         else:
             phi = g01 / den if den > 0 else 0.0
+        phi = min(max(phi, -1.0), 1.0)  # a cosine from G, one up to round-off
         sh = math.sqrt(max(1.0 - hat * hat, 0.0))
         den_a = nj * sh + eps
         # a correction towards a zero g_j, or with a vanishing denominator, is skipped
         inv_den_a = 1.0 / den_a if den_a > 0 and nj > 0 else 0.0
         a = max(hat * math.sqrt(max(1.0 - phi * phi, 0.0)) - phi * sh, 0.0) * ni * inv_den_a
         w[j] += a
-        new[i][j] = (1.0 - beta) * hat + beta * phi
+        new[i][j] = min(max((1.0 - beta) * hat + beta * phi, -1.0), 1.0)
     return (
         torch.tensor(w, dtype=G.dtype, device=G.device),
         torch.tensor(new, dtype=G.dtype, device=G.device),

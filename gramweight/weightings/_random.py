@@ -21,7 +21,8 @@ def random(G: Tensor, /, *, key: int) -> Tensor:
     Args:
         G: Gramian of shape (m, m), or a stack (..., m, m) of Gramians. Only its size, dtype
             and device are used.
-        key: Seed of the draw (required, an ``int``).
+        key: Seed of the draw (required, an ``int`` in [0, 2**63 - 1]; every key in that range
+            gives its own draw).
 
     Returns:
         Positive weights summing to 1, of shape (m,) (or (..., m)).

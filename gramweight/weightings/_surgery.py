@@ -48,39 +48,60 @@ def _reciprocal_or_zero(x: Tensor) -> Tensor:
 
 
 def pcgrad_weights(G: Tensor, orders: Tensor) -> Tensor:
-    """Column sums of PCGrad's coefficient matrix for the Gramian(s) ``G`` (..., m, m)."""
+    """Column sums of PCGrad's coefficient matrix for the Gramian(s) ``G`` (..., m, m).
+
+    Row ``i`` of ``orders`` lists the tasks that row ``i`` visits, in order: the ``m - 1``
+    others (the paper's order) or all ``m`` tasks (``include_self``, the original code's).
+    """
     m = G.shape[-1]
     w = torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device)
-    if m == 1:
+    if orders.shape[-1] == 0:  # one task, visiting no other
         return w
     visits = orders.T.contiguous()  # visits[s, i]: task visited by row i at step s
+    n_steps = visits.shape[0]
     flat = _flat_visits(visits)
-    sq = G.diagonal(dim1=-2, dim2=-1)[..., visits]  # ||g_j||^2 of each visit, (..., m - 1, m)
+    sq = G.diagonal(dim1=-2, dim2=-1)[..., visits]  # ||g_j||^2 of each visit, (..., steps, m)
     # A zero gradient has nothing to project onto: its step is skipped.
     neg_inv_sq = _reciprocal_or_zero(sq).neg_()
-    CG = G.clone()
+    CG = G.clone(memory_format=torch.contiguous_format)  # (G may be a strided view)
     CG_flat = CG.view(*G.shape[:-2], m * m)
-    rows_of_j = torch.empty_like(G)
+    rows_of_j = torch.empty_like(CG)
     steps = zip(flat.unbind(0), visits.unbind(0), neg_inv_sq.movedim(-2, 0).unbind(0))
     for s, (flat_s, j, neg_inv) in enumerate(steps):
         dot = CG_flat.index_select(-1, flat_s)
         # Only conflicts (negative dot products) are projected away.
         a = dot.clamp_(max=0.0).mul_(neg_inv)
         w.index_add_(-1, j, a)
-        if s < m - 2:
+        if s < n_steps - 1:
             torch.index_select(G, -2, j, out=rows_of_j)
             CG.addcmul_(rows_of_j, a.unsqueeze(-1))
     return w
 
 
 def gradvac_weights(
-    G: Tensor, targets: Tensor, orders: Tensor, beta: float, eps: float
+    G: Tensor,
+    targets: Tensor,
+    orders: Tensor,
+    beta: float,
+    eps: float,
+    *,
+    roundoff: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """GradVac's weights and new cosine targets for the Gramian(s) ``G`` (..., m, m)."""
+    """GradVac's weights and new cosine targets for the Gramian(s) ``G`` (..., m, m).
+
+    ``roundoff`` is the relative precision of ``G``'s entries: the machine epsilon of the dtype
+    they were rounded to (default: ``G``'s; pass the input's when ``G`` was converted to a
+    working dtype).
+
+    A corrected gradient whose squared norm is within the round-off of its computation is
+    treated as zero, as the vector-space algorithm would find it: cosine 0 with every later
+    task, no further correction. Why and where the line is drawn: the comment in the loop.
+    """
     m = G.shape[-1]
     batch = G.shape[:-2]
     if m == 1:
         return torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device), targets.clone()
+    roundoff = torch.finfo(G.dtype).eps if roundoff is None else roundoff
     visits = orders.T.contiguous()
     flat = _flat_visits(visits)
     diag = G.diagonal(dim1=-2, dim2=-1)
@@ -94,11 +115,27 @@ def gradvac_weights(
     # denominator (a target of +-1 with eps = 0) has no finite value: both are skipped.
     inv_den_a = _reciprocal_or_zero(den_a) * (norm_j > 0)
     phis = torch.empty_like(hat)
+    lives = torch.empty(hat.shape, dtype=torch.bool, device=G.device)
 
-    CG = G.clone()
+    CG = G.clone(memory_format=torch.contiguous_format)  # (G may be a strided view)
     CG_flat = CG.view(*batch, m * m)
-    rows_of_j = torch.empty_like(G)
+    rows_of_j = torch.empty_like(CG)
     sq_i = diag.clone()
+    # Row i is c J with c = e_i + (the corrections a >= 0 added so far), and its squared norm
+    # c^T G c is accumulated step by step as ||g||^2 + 2 a (g . g_j + a ||g_j||^2 / 2). Let
+    # N = sum_k c_k ||g_k|| >= ||c J|| (kept in `bound`); |G_kl| <= ||g_k|| ||g_l|| bounds every
+    # rounded term by N^2. A step from N to N' rounds the new squared norm (<= N'^2) and terms
+    # of total size <= N'^2 - N^2 (the product, and g . g_j, itself accumulated over the
+    # <= m - 1 steps so far); with u = eps / 2 the unit round-off, the error after all steps
+    # telescopes to <= 2 m u N^2 = m eps N^2, and the entries of G, rounded to their own dtype,
+    # add eps_G N^2 at most. A computed squared norm below (m eps + eps_G) N^2 is therefore
+    # not determined by G: the row has cancelled to noise (a correction towards an opposite or
+    # collinear gradient), and cosines computed from that noise can leave [-1, 1] by any
+    # amount (|112| was seen) and blow up later calls through the targets. Such a row is zero
+    # to the precision of G and is treated as zero: cosine 0 with every later task, no further
+    # correction (its remainder, of norm below sqrt(m eps) N, stays in w).
+    tol_factor = m * torch.finfo(G.dtype).eps + roundoff
+    bound = diag.clamp(min=0.0).sqrt()  # N of each row (c = e_i at first)
     w = torch.ones(G.shape[:-1], dtype=G.dtype, device=G.device)
     ones = torch.ones_like(w)
     eps_t = torch.full_like(w, eps)
@@ -106,15 +143,25 @@ def gradvac_weights(
     steps = zip(
         flat.unbind(0), visits.unbind(0), norm_j.unbind(0), (sq_j / 2).unbind(0),
         hat.unbind(0), sqrt_1_hat2.unbind(0), inv_den_a.unbind(0), phis.unbind(0),
+        lives.unbind(0),
     )
-    for s, (flat_s, j, nj, half_sq_j, h, sh, inv_den, phi) in enumerate(steps):
+    for s, (flat_s, j, nj, half_sq_j, h, sh, inv_den, phi, live) in enumerate(steps):
         dot = CG_flat.index_select(-1, flat_s)
-        ni = sq_i.clamp(min=0.0).sqrt_()
+        # (before the first correction sq_i = N^2: every non-zero row is live)
+        if s == 0:
+            torch.gt(sq_i, 0.0, out=live)
+        else:
+            torch.gt(torch.addcmul(sq_i, bound, bound, value=-tol_factor), 0.0, out=live)
+        ni = torch.where(live, sq_i, 0.0).sqrt_()
+        # (a row taken as zero has ni = 0, so no correction whatever its phi; its measured
+        # cosines, kept for the targets, are set to 0 after the loop)
         if eps > 0:
             torch.div(dot, torch.addcmul(eps_t, ni, nj), out=phi)
         else:
             den = ni * nj
             phi.copy_(torch.where(den > 0, dot / torch.where(den > 0, den, 1.0), 0.0))
+        # A cosine from G is one up to round-off: it may leave [-1, 1] by a few ulps.
+        phi.clamp_(min=-1.0, max=1.0)
         sqrt_1_phi2 = torch.addcmul(ones, phi, phi, value=-1.0).clamp_(min=0.0).sqrt_()
         # With phi = cos(x), target = cos(y): target sqrt(1 - phi^2) - phi sqrt(1 - target^2)
         # = sin(x - y), positive exactly when phi < target: the relu is the paper's test.
@@ -124,8 +171,10 @@ def gradvac_weights(
         if s < m - 2:
             # ||g + a g_j||^2 = ||g||^2 + 2 a (g . g_j + a ||g_j||^2 / 2)
             sq_i = torch.addcmul(sq_i, a, torch.addcmul(dot, a, half_sq_j), value=2.0)
+            bound = torch.addcmul(bound, a, nj)
             torch.index_select(G, -2, j, out=rows_of_j)
             CG.addcmul_(rows_of_j, a.unsqueeze(-1))
     new_flat = targets.reshape(*batch, m * m).clone()
-    new_flat[..., flat] = ((1.0 - beta) * hat + beta * phis).movedim(0, -2)
+    phis.mul_(lives)
+    new_flat[..., flat] = ((1.0 - beta) * hat + beta * phis).movedim(0, -2).clamp_(-1.0, 1.0)
     return w, new_flat.view(targets.shape)

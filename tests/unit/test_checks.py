@@ -6,7 +6,18 @@ import pytest
 import torch
 
 import gramweight as gw
-from gramweight._checks import check_gramian, check_key, check_matrix, check_number, check_vector
+from gramweight._checks import (
+    KEY_MAX,
+    all_finite,
+    check_gramian,
+    check_key,
+    check_matrix,
+    check_number,
+    check_state,
+    check_vector,
+)
+from gramweight.weightings import REGISTRY
+from tests._calling import arguments
 
 
 def test_valid_gramian_is_returned_symmetrised_and_unchanged_in_place():
@@ -95,7 +106,7 @@ def test_check_vector():
 
 
 def test_check_key_and_number():
-    assert check_key(-5) == -5
+    assert check_key(0) == 0 and check_key(KEY_MAX) == KEY_MAX == 2**63 - 1
     with pytest.raises(TypeError, match=r"^`key` must be an int, got float\.$"):
         check_key(1.0)
     with pytest.raises(TypeError, match=r"^`key` must be an int, got bool\.$"):
@@ -107,6 +118,59 @@ def test_check_key_and_number():
         check_number(-1, "eps", low=0)
     with pytest.raises(ValueError, match=r"^`alpha` must be finite, got nan\.$"):
         check_number(math.nan, "alpha", low=0)
+
+
+def test_the_key_range_is_the_generators_distinct_seeds():
+    # torch.Generator().manual_seed keeps its seed modulo 2**63 (and overflows past 64 bits):
+    # outside [0, 2**63 - 1] a key would alias one inside, so it is refused.
+    def draw(seed):
+        return torch.randperm(20, generator=torch.Generator().manual_seed(seed)).tolist()
+
+    assert draw(-1) == draw(2**63 - 1) and draw(2**63) == draw(0)  # why negatives are refused
+    assert draw(KEY_MAX) != draw(KEY_MAX - 1) and draw(KEY_MAX) != draw(0)
+    for bad in (-1, -(2**63), 2**63, 2**64, 2**70):
+        with pytest.raises(ValueError, match=rf"^`key` must be in \[0, 2\*\*63 - 1\], got {bad}\.$"):
+            check_key(bad)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda key: gw.pcgrad(torch.eye(3), key=key),
+        lambda key: gw.gradvac(torch.eye(3), gw.gradvac_init(3), key=key),
+        lambda key: gw.random(torch.eye(3), key=key),
+        lambda key: gw.visiting_orders(3, key=key),
+    ],
+    ids=["pcgrad", "gradvac", "random", "visiting_orders"],
+)
+def test_every_stochastic_function_refuses_keys_outside_the_range(call):
+    call(0)
+    call(KEY_MAX)
+    for bad in (-1, 2**63):
+        with pytest.raises(ValueError, match=r"^`key` must be in \[0, 2\*\*63 - 1\], got "):
+            call(bad)
+    with pytest.raises(ValueError, match="got 18446744073709551616"):
+        call(2**64)  # (torch alone: "Overflow when unpacking long long")
+
+
+def test_all_finite():
+    assert all_finite(torch.ones(3)) and all_finite(torch.zeros(0))
+    assert all_finite(torch.full((4,), 6e4, dtype=torch.float16))  # the float16 sum overflows
+    for bad in (math.nan, math.inf, -math.inf):
+        assert not all_finite(torch.tensor([1.0, bad]))
+    assert not all_finite(torch.tensor([1.0, math.nan], requires_grad=True))
+
+
+def test_check_state_refuses_non_finite_fields_by_name():
+    state = gw.NashMTLState(step=torch.tensor(3), weights=torch.ones(2))
+    assert check_state(state, gw.NashMTLState, step=(), weights=(2,)) is state
+    for bad in (math.nan, math.inf):
+        broken = state._replace(weights=torch.tensor([1.0, bad]))
+        with pytest.raises(
+            ValueError, match=r"^`state.weights` must be finite \(no NaN or Inf\), got a non-finite entry\.$"
+        ):
+            check_state(broken, gw.NashMTLState, step=(), weights=(2,))
+        assert check_state(broken, gw.NashMTLState, finite=False) is broken
 
 
 @pytest.mark.parametrize("m", [1, 2, 8, 9, 40, 300])
@@ -141,3 +205,42 @@ def test_host_and_tensor_extremes_agree_with_a_direct_computation(m, dtype):
         H[m // 2, m // 3] = bad
         with pytest.raises(ValueError, match="finite"):
             check_gramian(H)
+
+
+STATEFUL = [name for name, entry in REGISTRY.items() if entry.stateful]
+STOCHASTIC = [name for name, entry in REGISTRY.items() if entry.stochastic]
+
+
+def test_the_generic_lists_are_not_empty():
+    assert {"gradvac", "cr_mogm", "modo", "sdmgrad", "nash_mtl"} <= set(STATEFUL)
+    assert {"pcgrad", "gradvac", "random"} <= set(STOCHASTIC)
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_every_stateful_weighting_refuses_a_non_finite_state(name, bad):
+    # (before the shared check: NaN weights from gradvac, modo and sdmgrad; nash_mtl and
+    # cr_mogm ignored it while their step was 0)
+    G = torch.tensor([[2.0, -1.0, 0.0], [-1.0, 3.0, 0.5], [0.0, 0.5, 1.0]])
+    args, kwargs = arguments(name, G)
+    state = args[1]
+    gw.WEIGHTINGS[name](G, state, **kwargs)
+    fields = [f for f, v in zip(state._fields, state) if isinstance(v, torch.Tensor) and v.is_floating_point()]
+    assert fields
+    for field in fields:
+        value = getattr(state, field).clone()
+        value.view(-1)[-1] = bad
+        with pytest.raises(
+            ValueError, match=rf"^`state.{field}` must be finite \(no NaN or Inf\), got a non-finite entry\.$"
+        ):
+            gw.WEIGHTINGS[name](G, state._replace(**{field: value}), **kwargs)
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_every_stochastic_weighting_refuses_a_key_outside_the_range(name):
+    G = torch.eye(3)
+    for bad in (-1, 2**63, 2**64):
+        args, kwargs = arguments(name, G, key=0)
+        kwargs["key"] = bad
+        with pytest.raises(ValueError, match=r"^`key` must be in \[0, 2\*\*63 - 1\], got "):
+            gw.WEIGHTINGS[name](*args, **kwargs)

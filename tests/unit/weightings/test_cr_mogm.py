@@ -85,6 +85,29 @@ def test_errors():
         gw.cr_mogm(G2, gw.gradvac_init(2), inner=gw.mean)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_inner_weights_and_states_are_refused(bad):
+    # (before: the inner weighting's NaN came out as the smoothed weights, and a NaN in the
+    # stored weights was dropped silently at step 0)
+    def nan_inner(G):
+        return torch.tensor([1.0, bad], dtype=G.dtype)
+
+    message = r"^`inner\(G\)` must be finite weights \(no NaN or Inf\), got a non-finite entry\.$"
+    with pytest.raises(ValueError, match=message):
+        gw.cr_mogm(G2, gw.cr_mogm_init(2), inner=nan_inner)
+    _, state = gw.cr_mogm(G2, gw.cr_mogm_init(2), inner=fixed([1.0, 1.0]))
+    with pytest.raises(ValueError, match=message):
+        gw.cr_mogm(G2, state, inner=nan_inner)
+    for step in (0, 1):
+        broken = gw.CRMOGMState(torch.tensor([bad, 0.5]), torch.tensor(step))
+        with pytest.raises(ValueError, match=r"^`state.weights` must be finite \(no NaN or Inf\)"):
+            gw.cr_mogm(G2, broken, inner=fixed([1.0, 1.0]))
+    # a NaN inside the inner state is the inner weighting's to refuse
+    inner_state = gw.GradVacState(torch.tensor([[0.0, bad], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"^`state.targets` must be finite"):
+        gw.cr_mogm(G2, gw.cr_mogm_init(2, inner_state), inner=functools.partial(gw.gradvac, key=0))
+
+
 def test_the_state_keeps_no_graph():
     J = torch.randn(2, 5, generator=torch.Generator().manual_seed(7), requires_grad=True)
     G = J @ J.T

@@ -407,7 +407,16 @@ ROWS = [
             f"pcgrad-key{key}", "pcgrad", G, vec(1 + 22 / 18, 1 + 22 / 38),
             "hand: one projection per row", {"rtol": 1e-15}, options={"key": key},
         )
-        for key in (0, 1, 7, -3, 2**40)
+        for key in (0, 1, 7, 2**40, 2**63 - 1)
+    ),
+    # g = (4, 3), (-2, -4), (-2, 0); key 1 shuffles all tasks as [1, 2, 0], [0, 1, 2], [1, 2, 0]:
+    # row 0 = g_0 + g_1 + g_2 = (0, -1) then conflicts with g_0 itself (-3): + 3/25 g_0; row 1
+    # = g_1 + 0.8 g_0 + 0.6 g_2; row 2 = g_2 + 0.32 g_0 (derivation in test_pcgrad.py).
+    Row(
+        "pcgrad-include-self", "pcgrad",
+        torch.tensor([[25.0, -20.0, -8.0], [-20.0, 20.0, 4.0], [-8.0, 4.0, 4.0]], dtype=torch.float64),
+        vec(1.12 + 0.8 + 0.32, 2.0, 2.6), "hand: the original code's shuffles, self included",
+        {"rtol": 1e-14}, options={"key": 1, "include_self": True},
     ),
     # g_1 = -2 g_0 (one parameter): row 0 = g_0 + g_1 / 2 (= 0), row 1 = 2 g_0 + g_1 (= 0).
     Row(

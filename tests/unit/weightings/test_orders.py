@@ -25,6 +25,21 @@ def test_the_documented_recipe():
     assert gw.visiting_orders(m, key=key).tolist() == expected
 
 
+@pytest.mark.parametrize("m", [1, 2, 3, 9])
+def test_include_self_rows_are_permutations_of_all_tasks(m):
+    orders = gw.visiting_orders(m, key=4, include_self=True)
+    assert orders.shape == (m, m) and orders.dtype == torch.int64
+    for i in range(m):
+        assert sorted(orders[i].tolist()) == list(range(m))
+
+
+def test_the_documented_recipe_with_include_self():
+    m, key = 6, 321
+    generator = torch.Generator().manual_seed(key)
+    expected = [torch.randperm(m, generator=generator).tolist() for _ in range(m)]
+    assert gw.visiting_orders(m, key=key, include_self=True).tolist() == expected
+
+
 def test_keys_and_global_state():
     torch.manual_seed(0)
     before = torch.random.get_rng_state()
@@ -43,3 +58,7 @@ def test_errors():
         gw.visiting_orders(0, key=0)
     with pytest.raises(TypeError, match="`key` must be an int"):
         gw.visiting_orders(3, key=None)
+    with pytest.raises(ValueError, match=r"^`key` must be in \[0, 2\*\*63 - 1\], got -1\.$"):
+        gw.visiting_orders(3, key=-1)
+    with pytest.raises(TypeError, match=r"^`include_self` must be a bool, got NoneType\.$"):
+        gw.visiting_orders(3, key=0, include_self=None)
