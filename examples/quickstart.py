@@ -8,7 +8,6 @@ end, every weighting of the library is shown on the Gramian of a few of the samp
 Run: python examples/quickstart.py
 """
 
-import inspect
 import os
 
 import torch
@@ -53,16 +52,17 @@ REQUIRED = {  # options that some methods require; everything else has defaults
     "db_mtl": {"losses": losses.detach()},  # the loss values, for the methods that use them
     "gradnorm": {"losses": losses.detach()},
     "imtl": {"losses": losses.detach()},
+    "epo": {"losses": losses.detach(), "preference": [1.0, 1.0, 1.0, 1.0]},  # the ray to reach
+    "pmtl": {"losses": losses.detach(), "preferences": torch.eye(4) + 0.1, "index": 0},
 }
 print(f"\nweights of every method on the Gramian of 4 per-sample losses (cosine of samples 0 and 1:"
       f" {float(G[0, 1] / (G[0, 0] * G[1, 1]).sqrt()):.3f})")
-for name, weighting in gw.WEIGHTINGS.items():
+for name, entry in gw.weightings.REGISTRY.items():  # each method's kind, by name
     kwargs = dict(REQUIRED.get(name, {}))
-    if "key" in inspect.signature(weighting).parameters:
+    if entry.stochastic:
         kwargs["key"] = 0  # the random key: the step number in training
-    init = getattr(gw, f"{name}_init", None)
-    if init is None:
-        w = weighting(G, **kwargs)
-    else:  # stateful: start from a fresh state, get the new one back
-        w, state = weighting(G, init(4), **kwargs)
+    if entry.stateful:  # start from a fresh state, get the new one back
+        w, state = entry.fn(G, entry.init(4), **kwargs)
+    else:
+        w = entry.fn(G, **kwargs)
     print(f"{name:>12}  {[round(x, 4) for x in w.tolist()]}")
