@@ -166,36 +166,3 @@ def power_balance(
         if done or not moved:
             break
     return s * x
-    for _ in range(n_iters):
-        xq = x ** (-p - 1.0)
-        hd = c * (1.0 + p * xq)  # diagonal of the Hessian M + p C diag(x^(-p-1))
-        e = hd.rsqrt()
-        H = e.unsqueeze(1) * M * e.unsqueeze(0) + torch.diag(p * c * xq * e * e)
-        d = -e * torch.linalg.solve(H, e * (c * F))
-        neg = d < 0
-        tmax = torch.where(neg, -0.95 * x / torch.where(neg, d, -1.0), math.inf).min()
-        ts = tmax.clamp(max=1.0) * steps
-        cands = (x.unsqueeze(0) + ts.unsqueeze(1) * d.unsqueeze(0)).clamp_min(tiny)
-        MX = cands @ M
-        FX = MX / c - cands ** (-p)
-        merit, m0 = FX.square().sum(dim=1), F.square().sum()
-        # Armijo on the potential while it resolves the progress; once its changes fall under
-        # round-off (near the solution), the longest step that decreases the residual; Newton's
-        # direction is a descent direction of both
-        fc = 0.5 * (MX * cands).sum(dim=1) - phi(cands)
-        f0 = 0.5 * (Mx * x).sum() - phi(x)
-        size = 0.5 * ((absM @ x) * x).sum() + phi(x).abs()
-        slope = (c * F) @ d
-        armijo = fc <= f0 + 1e-4 * ts * slope
-        ok = torch.where(-slope > 1e-10 * size, armijo, merit < m0)
-        first = torch.where(ok.any(), ok.to(torch.int64).argmax(), merit.argmin())
-        improved = ok.any() | (merit[first] < m0)
-        x = torch.where(improved, cands[first], x)
-        Mx = torch.where(improved, MX[first], Mx)
-        F = torch.where(improved, FX[first], F)
-        # one host synchronisation per step: stop once solved, or when no step improves
-        # (round-off)
-        done, moved = torch.stack([converged(x, F), improved]).tolist()
-        if done or not moved:
-            break
-    return s * x
