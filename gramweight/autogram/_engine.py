@@ -35,6 +35,7 @@ from ._validation import (
     check_weights,
 )
 from .rules import RULES, Factor, PerLoss, Rule
+from .rules._factors import rows_of
 from .rules._generic import generic, targets
 
 __all__ = ["Engine"]
@@ -311,7 +312,7 @@ class Engine:
             else:
                 total = _total(f.grads() for f in fs)
                 factors[id(p)] = (p, [PerLoss(total)])
-                g = total.flatten(1)
+                g = rows_of(total)
                 Gp = g @ g.T
             if per:
                 Gs[self._param_block[id(p)]] += Gp.to(losses.dtype)
@@ -326,7 +327,8 @@ class Engine:
                 if key in out:
                     add(p, out[key])
             del out
-            use.call.args = use.call.outputs = None
+            if use.generic or not use.call.aliases:  # the call's last use: free its tensors
+                use.call.args = use.call.outputs = None
             for p in use.params.values():
                 settle(p)
         self._kept, self._m = factors, m
