@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ._recording import Recording, _Call
 from ._validation import (
+    REQUIRED,
     check_arguments,
     check_batch_size,
     check_factors,
@@ -33,6 +34,7 @@ from ._validation import (
     check_uses,
     check_versions,
     check_weights,
+    describe,
 )
 from .rules import RULES, Factor, PerLoss, Rule
 from .rules._factors import rows_of
@@ -98,8 +100,11 @@ class Engine:
 
     Args:
         modules: a module, or several, whose parameters the Gramian is taken over.
-        batch_dim: 0 when loss ``i`` (or row ``i`` of a (B, t) loss matrix) depends on sample
-            ``i`` only, None when every loss may depend on the whole batch.
+        batch_dim: required, no default: 0 when loss ``i`` (or row ``i`` of a (B, t) loss
+            matrix) depends on sample ``i`` only, None when every loss may depend on the whole
+            batch (multi-task losses of shape (m,)). No default, because the engine cannot tell
+            (m,) multi-task losses from (B,) per-sample losses when m == B, and taking one for
+            the other gives a wrong Gramian.
         rules: extra rules ``{module_type: fn}`` for this engine (see
             :func:`gramweight.autogram.register_rule` for the signature); they take precedence
             over the built-in ones.
@@ -128,7 +133,7 @@ class Engine:
         self,
         modules: nn.Module | Iterable[nn.Module],
         *,
-        batch_dim: int | None = 0,
+        batch_dim: int | None | object = REQUIRED,
         rules: Mapping[type, Any] | None = None,
         keep_gradients: bool = False,
     ):
@@ -150,6 +155,7 @@ class Engine:
                 prefix = f"{k}." if len(roots) > 1 else ""
                 named.append(((prefix + name).rstrip(".") or type(mod).__name__, mod))
         check_modules(named, batch_dim)
+        self._names = {id(mod): name for name, mod in named}
 
         # parameters: owner (first module holding it) = its block
         blocks: list[str] = []
@@ -177,7 +183,7 @@ class Engine:
         self._closed = False
         self._recording = Recording((mod for _, mod in named), rules=by_type,
                                     own_names=own_names, param_ids=self._param_ids,
-                                    batch_dim=batch_dim)
+                                    batch_dim=batch_dim, names=self._names)
 
     # ------------------------------------------------------------------ public API
     def __enter__(self) -> Engine:
@@ -217,7 +223,7 @@ class Engine:
         check_losses(losses, self.batch_dim)
         go, batched, n, t = self._cotangents(losses)
         calls, self._kept = self._recording.take(), None
-        check_versions(calls)
+        check_versions(calls, self._names)
 
         # each use is paired with the slice of the backward's inputs built for it, so that it
         # gets exactly the gradients of its own tensors
@@ -240,7 +246,7 @@ class Engine:
         pending = deque((use, grads[s]) for use, s in slots)
         del inputs, calls, slots, grads
         with torch.no_grad():
-            return self._assemble(pending, losses, per, n, t)
+            return self._assemble(pending, losses, per, n, t, retain_graph)
 
     def backward(self, weights: Tensor) -> None:
         """Accumulate into ``.grad`` the update ``weights @ J`` from what ``gramian`` kept.
@@ -270,23 +276,24 @@ class Engine:
         eye = torch.eye(t, dtype=losses.dtype, device=losses.device)
         return eye.unsqueeze(1).expand(t, B, t), True, B, t
 
-    def _factors(self, use: _Use, grads: list[Tensor | None], n: int, t: int
-                 ) -> Mapping[Any, Factor]:
+    def _factors(self, use: _Use, grads: list[Tensor | None], n: int, t: int,
+                 retain_graph: bool) -> Mapping[Any, Factor]:
         """The factors of one use's parameters, by the keys of ``use.params``."""
         c, per_sample = use.call, self.batch_dim is not None
         if use.generic:
-            return generic(c.module, c.aliases, c.outputs, grads, batched=per_sample, n=n, t=t)
+            return generic(describe(c.module, self._names), c.aliases, c.outputs, grads,
+                           batched=per_sample, n=n, t=t, retain_graph=retain_graph)
         (dY,) = grads
         if dY is None:
             return {}
         if per_sample:
-            check_batch_size(c.module, dY.shape[1], n)
+            check_batch_size(describe(c.module, self._names), dY.shape[1], n)
         out = c.rule.fn(c.module, c.args, dY, batched=per_sample)
-        check_factors(c.module, c.rule_params, out)
+        check_factors(describe(c.module, self._names), c.rule_params, out)
         return out
 
     def _assemble(self, pending: deque[tuple[_Use, list[Tensor | None]]], losses: Tensor,
-                  per: str | None, n: int, t: int) -> Tensor:
+                  per: str | None, n: int, t: int, retain_graph: bool) -> Tensor:
         """Turn the output gradients into Gramians, freeing each layer's tensors as it goes."""
         m = n * t
         K = len(self.blocks)
@@ -319,9 +326,13 @@ class Engine:
             else:
                 G.add_(Gp.to(losses.dtype))
 
+        # the generic fallback's local backwards (batch_dim=0) run through the graph again: all
+        # but the last keep it, the last frees it unless the caller asked to keep it
+        generic_left = sum(use.generic for use, _ in pending)
         while pending:
             use, grads = pending.popleft()
-            out = self._factors(use, grads, n, t)
+            generic_left -= use.generic
+            out = self._factors(use, grads, n, t, retain_graph or generic_left > 0)
             del grads
             for key, p in use.params.items():
                 if key in out:

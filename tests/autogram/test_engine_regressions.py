@@ -50,3 +50,153 @@ def test_ruled_module_given_a_foreign_parameter_is_exact(batch_dim):
     with Engine(model, batch_dim=batch_dim) as engine:
         G = engine.gramian(losses_fn())
     torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+
+
+class FreeScale(nn.Module):
+    # a parameter no rule covers: the generic fallback
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+        self.scale = nn.Parameter(torch.tensor([1.5, -0.5]))
+
+    def forward(self, x):
+        return self.scale * torch.tanh(self.lin(x))
+
+
+@pytest.mark.parametrize("batch_dim", [0, None])
+def test_graph_is_freed_without_retain_graph_with_generic_uses(batch_dim):
+    torch.manual_seed(0)
+    model, x = FreeScale().to(DT), torch.randn(4, 3, dtype=DT)
+    with Engine(model, batch_dim=batch_dim) as engine:
+        out = model(x)
+        losses = out.sum(1) if batch_dim == 0 else out.sum(0)
+        engine.gramian(losses)
+        # autograd's own error for a freed graph: the gramian did not keep it
+        with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+            losses.sum().backward()
+
+        out = model(x)
+        losses = out.sum(1) if batch_dim == 0 else out.sum(0)
+        engine.gramian(losses, retain_graph=True)
+        losses.sum().backward()  # kept when asked
+
+
+# ------------------------------------------------------------------ batch_dim is required
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.enc(x))
+
+
+def net():
+    torch.manual_seed(0)
+    return Net().to(DT), torch.randn(5, 3, dtype=DT)
+
+
+def test_batch_dim_is_required_and_the_error_names_both_choices():
+    model, _ = net()
+    with pytest.raises(TypeError, match=r"^`batch_dim` must be given: 0 when loss i .*depends on "
+                                        r"sample i only, None for losses of shape \(m,\).*"
+                                        r"got no batch_dim\.$"):
+        Engine(model)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_multitask_losses_with_batch_dim_0_and_B_not_m_suggest_batch_dim_none():
+    model, x = net()
+    with Engine(model, batch_dim=0) as engine:
+        out = model(x)
+        losses = torch.stack([out.sum(), out.mean(), (out ** 2).sum()])  # (3,), B = 5
+        with pytest.raises(ValueError, match=r"^`batch_dim=0` must be the sample dimension.*"
+                                             r"pass batch_dim=None for losses of shape \(m,\).*"
+                                             r"got an output of Linear '(enc\.0|head)' with 5 rows "
+                                             r"for 3 losses\.$"):
+            engine.gramian(losses)
+
+
+def test_multitask_losses_with_B_equal_m_are_exact_with_batch_dim_none():
+    # the case a default batch_dim=0 got 47 % wrong without an error: m == B == 3
+    model, _ = net()
+    x = torch.randn(3, 3, dtype=DT)
+
+    def losses_fn():
+        out = model(x)
+        return torch.stack([out.sum(), (out ** 2).mean(), out[:, 0].prod()])
+
+    expected = loop_gramian(model, losses_fn)
+    with Engine(model, batch_dim=None) as engine:
+        G = engine.gramian(losses_fn())
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(5, 2), (5, 1), (1, 5), ()])
+def test_batch_dim_none_requires_one_dimensional_losses(shape):
+    model, x = net()
+    with Engine(model, batch_dim=None) as engine:
+        losses = model(x).sum() * torch.ones(shape, dtype=DT)
+        with pytest.raises(ValueError, match=r"^`losses` must be of shape \(m,\) with m >= 1 when "
+                                             r"batch_dim is None .*got shape \("):
+            engine.gramian(losses)
+
+
+# ------------------------------------------------------------------ messages name the module path
+def test_two_forwards_of_different_sizes_name_the_module_and_what_to_do():
+    model, x = net()
+    with Engine(model, batch_dim=0) as engine:
+        losses = torch.cat([model(x).sum(1), model(x[:2]).sum(1)])  # 7 losses, outputs of 5, 2
+        with pytest.raises(ValueError, match=r"one forward per gramian call.*got an output of "
+                                             r"Linear '(enc\.0|head)' with [52] rows for 7 "
+                                             r"losses\.$"):
+            engine.gramian(losses)
+
+
+def test_broadcast_output_names_the_module_path():
+    model, x = net()
+    with Engine(model, batch_dim=0) as engine:
+        losses = model(x[:1]).expand(5, 2).sum(1)
+        with pytest.raises(ValueError, match=r"got an output of Linear '(enc\.0|head)' with 1 rows "
+                                             r"for 5 losses\.$"):
+            engine.gramian(losses)
+
+
+def test_in_place_change_names_the_module_path_and_the_fix():
+    model, x = net()
+    with Engine(model, batch_dim=0) as engine:
+        h = model.enc[0](x)
+        losses = model.head(h).sum(1)
+        h.add_(1.0)
+        with pytest.raises(RuntimeError, match=r"use the out-of-place op.*got an input or output "
+                                               r"of Linear 'head' modified in place\.$"):
+            engine.gramian(losses)
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_decomposed_projection_is_named_by_its_attention_module_not_an_internal_class():
+    torch.manual_seed(0)
+    model = nn.Sequential(Attention()).to(DT)
+    with Engine(model, batch_dim=0) as engine:
+        losses = model(torch.randn(5, 3, 4, dtype=DT)).sum((1, 2))[:3]
+        with pytest.raises(ValueError) as err:
+            engine.gramian(losses)
+    assert "_LinearUse" not in str(err.value)
+    assert "a linear projection inside MultiheadAttention '0.attn' with 5 rows" in str(err.value)
+
+
+def test_a_rule_given_mismatched_batch_sizes_uses_the_one_template():
+    from gramweight.autogram.rules._registry import split_samples
+
+    with pytest.raises(ValueError, match=r"^`batch_dim=0` must be the sample dimension .*got an "
+                                         r"input of 4 rows and an output of 3 rows\.$"):
+        split_samples(torch.zeros(4, 2), torch.zeros(1, 3, 5), True, 1)
