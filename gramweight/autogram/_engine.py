@@ -162,6 +162,7 @@ class Engine:
         self._params: list[nn.Parameter] = []
         self._param_block: dict[int, int] = {}
         own_names: dict[tuple[int, int], str] = {}
+        self._param_names: dict[int, str] = {}  # id -> its path in the model, for messages
         for name, mod in named:
             for pname, p in mod._parameters.items():
                 if p is None:
@@ -169,6 +170,8 @@ class Engine:
                 own_names[(id(mod), id(p))] = pname
                 if id(p) in self._param_block:
                     continue
+                at_root = len(roots) == 1 and mod is roots[0]  # named by its type: no prefix
+                self._param_names[id(p)] = pname if at_root else f"{name}.{pname}"
                 if name not in blocks:
                     blocks.append(name)
                 self._param_block[id(p)] = blocks.index(name)
@@ -236,7 +239,7 @@ class Engine:
             slots.append((use, slice(len(inputs), len(inputs) + len(xs))))
             inputs += xs
         check_recorded(inputs)
-        check_uses(losses, calls, self._param_ids)
+        check_uses(losses, calls, self._param_names)
         # with batch_dim=0 the generic fallback's local backward runs through the graph again
         need_graph = retain_graph or (per_sample and any(use.generic for use, _ in slots))
         grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,

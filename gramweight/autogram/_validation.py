@@ -205,11 +205,12 @@ def check_recorded(inputs: list) -> None:
                                  "forward with grad enabled first)", "no recorded call"))
 
 
-def check_uses(losses: Tensor, calls: list[_Call], param_ids: set[int]) -> None:
+def check_uses(losses: Tensor, calls: list[_Call], param_names: Mapping[int, str]) -> None:
     """Refuse any path from the losses to a hooked parameter that no recorded use covers.
 
     Such a path (a parameter used outside the forward of the hooked modules, e.g. a
     weight penalty added to the losses) would otherwise be missing from the Gramian.
+    ``param_names`` maps the id of every hooked parameter to its path in the model.
     """
     allowed: dict[Any, set[int]] = {}  # node -> parameters it may reach directly
     for c in calls:
@@ -239,13 +240,13 @@ def check_uses(losses: Tensor, calls: list[_Call], param_ids: set[int]) -> None:
             if nxt is None:
                 continue
             var = getattr(nxt, "variable", None)
-            if var is not None and id(var) in param_ids:
+            if var is not None and id(var) in param_names:
                 if id(var) not in allowed.get(node, ()):
                     raise ValueError(message(
                         "losses", "dependent on the hooked parameters only through the "
                         "forward of the hooked modules (compute a weight penalty inside "
                         "the forward, or add its gradient after engine.backward)",
-                        f"a use of a {type(var).__name__} of shape "
+                        f"a use of parameter '{param_names[id(var)]}' of shape "
                         f"{format_shape(var.shape)} outside it"))
             else:
                 todo.append(nxt)

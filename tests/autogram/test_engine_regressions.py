@@ -200,3 +200,12 @@ def test_a_rule_given_mismatched_batch_sizes_uses_the_one_template():
     with pytest.raises(ValueError, match=r"^`batch_dim=0` must be the sample dimension .*got an "
                                          r"input of 4 rows and an output of 3 rows\.$"):
         split_samples(torch.zeros(4, 2), torch.zeros(1, 3, 5), True, 1)
+
+
+def test_parameter_used_outside_the_forward_is_named_by_its_path():
+    model, x = net()
+    with Engine(model, batch_dim=0) as engine:
+        losses = model(x).sum(1) + (model.enc[0].weight ** 2).sum()
+        with pytest.raises(ValueError, match=r"got a use of parameter 'enc\.0\.weight' of shape "
+                                             r"\(4, 3\) outside it\.$"):
+            engine.gramian(losses)
