@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gramweight.autogram import Engine
+from gramweight.autogram import Engine, PerLoss
 
 DT = torch.float64
 
@@ -209,3 +209,102 @@ def test_parameter_used_outside_the_forward_is_named_by_its_path():
         with pytest.raises(ValueError, match=r"got a use of parameter 'enc\.0\.weight' of shape "
                                              r"\(4, 3\) outside it\.$"):
             engine.gramian(losses)
+
+
+# ------------------------------------------------------------------ 0-dim parameters
+def _scalar_model():
+    from ._zoo import ZOO
+
+    torch.manual_seed(0)
+    model, x, _ = ZOO["scalar_parameters"].build()
+    return model.to(DT), x.to(DT)
+
+
+def _loss_fn(model, x, batch_dim):
+    def losses_fn():
+        out = model(x)
+        if batch_dim == 0:
+            return torch.stack([(out ** 2).sum(1), torch.sin(out).sum(1)], 1)  # (B, 2)
+        return torch.stack([(out ** 2).mean(), torch.cos(out).sum(), out[:, 0].mean()])
+    return losses_fn
+
+
+@pytest.mark.parametrize("batch_dim", [0, None])
+def test_zero_dim_parameters_blocks_and_block_weights_are_exact(batch_dim):
+    # used to raise an internal IndexError; each block against a per-loss autograd loop over
+    # that block's parameters only, and backward with (K, m) weights against autograd
+    model, x = _scalar_model()
+    losses_fn = _loss_fn(model, x, batch_dim)
+    with Engine(model, batch_dim=batch_dim) as engine:
+        blocks = engine.blocks
+        Gs = engine.gramian(losses_fn(), per="module")
+        W = torch.rand(len(blocks), Gs.shape[1], dtype=DT) - 0.3
+        model.zero_grad(set_to_none=True)
+        engine.gramian(losses_fn())
+        engine.backward(W)
+        got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert blocks == ("ScaledHead", "lin", "inner", "out")
+    owned = {"ScaledHead": ["scale"], "lin": ["lin.weight", "lin.bias", "lin.temperature"],
+             "inner": ["inner.scale"], "out": ["out.weight", "out.bias"]}
+    params = dict(model.named_parameters())
+    for k, block in enumerate(blocks):
+        for n, p in params.items():
+            p.requires_grad_(n in owned[block])
+        torch.testing.assert_close(Gs[k], loop_gramian(model, losses_fn), rtol=1e-10,
+                                   atol=1e-12, msg=block)
+        model.zero_grad(set_to_none=True)
+        losses_fn().flatten().backward(W[k])
+        for n in owned[block]:
+            torch.testing.assert_close(got[n], params[n].grad, rtol=1e-10, atol=1e-12, msg=n)
+    assert got["scale"].dim() == 0 and got["lin.temperature"].dim() == 0
+
+
+class Temp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(0.8, dtype=DT))
+
+    def forward(self, x):
+        return self.scale * x
+
+
+def temp_rule(module, inputs, grad_output, *, batched):
+    # d(loss)/d(scale) = <dY, x> per sample and task: a (m,) gradient for a 0-dim parameter
+    (x,) = inputs
+    t, B = grad_output.shape[0], grad_output.shape[1]
+    dims = tuple(range(2, grad_output.dim()))
+    if not batched:
+        return {"scale": PerLoss((grad_output * x.unsqueeze(0)).flatten(1).sum(1))}
+    g = (grad_output * x.unsqueeze(0)).sum(dims) if dims else grad_output * x
+    return {"scale": PerLoss(g.transpose(0, 1).reshape(B * t))}
+
+
+@pytest.mark.parametrize("batch_dim", [0, None])
+def test_user_rule_for_a_zero_dim_parameter_is_exact(batch_dim):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), Temp(), nn.Tanh(), nn.Linear(4, 2)).to(DT)
+    x = torch.randn(5, 3, dtype=DT)
+
+    def losses_fn():
+        out = model(x)
+        return (out ** 2).sum(1) if batch_dim == 0 else torch.stack([out.sum(), out.prod()])
+
+    calls = []
+
+    def spy(*a, **k):
+        calls.append(1)
+        return temp_rule(*a, **k)
+
+    expected = loop_gramian(model, losses_fn)
+    with Engine(model, batch_dim=batch_dim, rules={Temp: spy}) as engine:
+        G = engine.gramian(losses_fn())
+        w = torch.rand(G.shape[0], dtype=DT)
+        model.zero_grad(set_to_none=True)
+        engine.gramian(losses_fn())
+        engine.backward(w)
+        got = model[1].scale.grad.clone()
+    assert calls
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+    model.zero_grad(set_to_none=True)
+    losses_fn().backward(w)
+    torch.testing.assert_close(got, model[1].scale.grad, rtol=1e-10, atol=1e-12)
