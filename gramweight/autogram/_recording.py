@@ -109,7 +109,7 @@ class _Recorder(TorchFunctionMode):
             if prop not in _DIFFERENTIABLE_PROPERTIES:
                 return func(*args, **kwargs)
         if rec.batch_dim is not None and func is F.batch_norm:
-            check_batchnorm_call(args, kwargs)
+            check_batchnorm_call(args, kwargs, rec.where())
         leaves, spec = pytree.tree_flatten((args, kwargs))
         hit = [i for i, x in enumerate(leaves)
                if isinstance(x, Tensor) and id(x) in rec.param_ids and x.requires_grad]
@@ -213,6 +213,11 @@ class Recording:
         self.calls.append(call)
         return None
 
+    def where(self) -> str:
+        """The innermost open hooked call, as messages name it."""
+        module = next((c.module for c in reversed(self._stack) if c is not None), None)
+        return "a hooked module" if module is None else describe(module, self.names)
+
     def linear_use(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
                    bias_rows: slice | None = None) -> Tensor:
         """``F.linear`` whose parameter uses the Linear rule covers (for decompositions)."""
@@ -220,7 +225,7 @@ class Recording:
         y = F.linear(x, weight, b)
         params = {name: p for name, p in (("weight", weight), ("bias", bias))
                   if p is not None and id(p) in self.param_ids and p.requires_grad}
-        check_decomposed_parameters((weight, bias), self.param_ids)
+        check_decomposed_parameters((weight, bias), self.param_ids, self.where())
         if params and y.requires_grad:
             owner = next((c.module for c in reversed(self._stack) if c is not None), None)
             call = _Call(_LinearUse(weight, bias, bias_rows, owner), _LINEAR_USE_RULE, (x,),

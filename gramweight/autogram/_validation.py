@@ -134,11 +134,13 @@ def check_batchnorm_module(module: nn.Module, batch_dim: int | None,
         raise RuntimeError(_batchnorm_message(f"{describe(module, names)} in training"))
 
 
-def check_batchnorm_call(args: tuple, kwargs: dict) -> None:
-    """A functional ``batch_norm`` in training mode (the caller checks that batch_dim is set)."""
+def check_batchnorm_call(args: tuple, kwargs: dict, where: str) -> None:
+    """A functional ``batch_norm`` in training mode (the caller checks that batch_dim is set),
+    called in the forward of ``where`` (a module, as described)."""
     training = kwargs.get("training", args[5] if len(args) > 5 else False)
     if training:
-        raise RuntimeError(_batchnorm_message("a batch_norm call"))
+        raise RuntimeError(_batchnorm_message(f"a batch_norm call in training mode inside "
+                                              f"{where}"))
 
 
 def reused_parameter_message(module: str, name: str) -> str:
@@ -157,11 +159,15 @@ def check_single_output(module: str, output: Any, leaves: list[Tensor]) -> None:
             "gradient)", f"{module} returning {type(output).__name__}"))
 
 
-def check_decomposed_parameters(tensors: Iterable[Tensor | None], param_ids: set[int]) -> None:
-    """A decomposition's ``linear`` use differentiates to hooked parameters only."""
+def check_decomposed_parameters(tensors: Iterable[Tensor | None], param_ids: set[int],
+                                where: str) -> None:
+    """A decomposition's ``linear`` use (in the forward of ``where``, a module as described)
+    differentiates to hooked parameters only."""
     if any(t is not None and t.requires_grad and id(t) not in param_ids for t in tensors):
-        raise RuntimeError(message("the parameters of a decomposed module",
-                                   "parameters of the hooked modules", "another tensor"))
+        raise RuntimeError(message(
+            "the projection weights of a decomposed module", "parameters of the hooked "
+            "modules (hook the module that owns them too, or detach them)",
+            f"another tensor that requires grad, in {where}"))
 
 
 # ---------------------------------------------------------------------- gramian

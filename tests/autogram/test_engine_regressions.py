@@ -308,3 +308,59 @@ def test_user_rule_for_a_zero_dim_parameter_is_exact(batch_dim):
     model.zero_grad(set_to_none=True)
     losses_fn().backward(w)
     torch.testing.assert_close(got, model[1].scale.grad, rtol=1e-10, atol=1e-12)
+
+
+class FunctionalBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return nn.functional.batch_norm(self.lin(x), None, None, training=True)
+
+
+def test_batchnorm_refusals_name_the_module_path():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3).eval(), FunctionalBN()).to(DT)
+    x = torch.randn(5, 3, dtype=DT)
+    with Engine(model, batch_dim=0) as engine:
+        with pytest.raises(RuntimeError, match=r"pass batch_dim=None, got a batch_norm call in "
+                                               r"training mode inside FunctionalBN '2'\.$"):
+            model(x)
+        engine.reset()
+        model[1].train()
+        with pytest.raises(RuntimeError, match=r"got BatchNorm1d '1' in training\.$"):
+            model(x)
+
+
+class TwiceOrPair(nn.Module):
+    def __init__(self, mode):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(3, dtype=DT))
+        self.mode = mode
+
+    def forward(self, x):
+        if self.mode == "twice":
+            return self.w * x * self.w
+        if self.mode == "pair":
+            return self.w * x, x
+        return self.w * x
+
+
+@pytest.mark.parametrize(("mode", "error"), [
+    ("twice", r"^`a call of TwiceOrPair 'block\.0'` must be using each of its own parameters "
+              r"at most once .*got parameter 'w' used twice\.$"),
+    ("pair", r"^`rule modules` must be called so that they return one tensor .*got "
+             r"TwiceOrPair 'block\.0' returning tuple\.$"),
+    ("empty", r"^`the rule for TwiceOrPair 'block\.0'` must be returning a factor for 'w' "
+              r"\(fix the registered rule\), got none\.$"),
+])
+def test_rule_module_refusals_name_the_module_path(mode, error):
+    model = nn.Module()
+    model.block = nn.Sequential(TwiceOrPair(mode))  # "empty": used once, the rule returns {}
+    x = torch.randn(5, 3, dtype=DT)
+    rules = {TwiceOrPair: lambda module, inputs, grad_output, *, batched: {}}
+    with Engine(model, batch_dim=0, rules=rules) as engine:
+        with pytest.raises(RuntimeError, match=error):
+            out = model.block(x)
+            engine.gramian((out if isinstance(out, torch.Tensor) else out[0]).sum(1))
