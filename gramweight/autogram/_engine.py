@@ -133,7 +133,7 @@ class Engine:
         self,
         modules: nn.Module | Iterable[nn.Module],
         *,
-        batch_dim: int | None | object = REQUIRED,
+        batch_dim: int | None = REQUIRED,
         rules: Mapping[type, Any] | None = None,
         keep_gradients: bool = False,
     ):

@@ -213,9 +213,13 @@ class Recording:
         self.calls.append(call)
         return None
 
+    def _innermost(self) -> nn.Module | None:
+        """The module of the innermost open hooked call."""
+        return next((c.module for c in reversed(self._stack) if c is not None), None)
+
     def where(self) -> str:
         """The innermost open hooked call, as messages name it."""
-        module = next((c.module for c in reversed(self._stack) if c is not None), None)
+        module = self._innermost()
         return "a hooked module" if module is None else describe(module, self.names)
 
     def linear_use(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
@@ -227,8 +231,7 @@ class Recording:
                   if p is not None and id(p) in self.param_ids and p.requires_grad}
         check_decomposed_parameters((weight, bias), self.param_ids, self.where())
         if params and y.requires_grad:
-            owner = next((c.module for c in reversed(self._stack) if c is not None), None)
-            call = _Call(_LinearUse(weight, bias, bias_rows, owner), _LINEAR_USE_RULE, (x,),
+            call = _Call(_LinearUse(weight, bias, bias_rows, self._innermost()), _LINEAR_USE_RULE, (x,),
                          rule_params=params, edge=get_gradient_edge(y))
             call.versions = call.current_versions()
             self.calls.append(call)

@@ -1,6 +1,6 @@
 """Every check of the autogram engine, and every message it raises.
 
-- at construction: the arguments, the modules (BatchNorm in training mode or an RNN when
+- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in training mode or an RNN when
   ``batch_dim`` is set), that some module owns parameters;
 - while recording the forward: BatchNorm switched to training, a rule module using one of its
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REQUIRED",
-    "describe",
+    "batch_size_message",
     "check_arguments",
     "check_batch_size",
     "check_batchnorm_call",
@@ -48,7 +48,7 @@ __all__ = [
     "check_uses",
     "check_versions",
     "check_weights",
-    "batch_size_message",
+    "describe",
     "reused_parameter_message",
 ]
 

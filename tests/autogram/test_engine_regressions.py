@@ -348,12 +348,12 @@ class TwiceOrPair(nn.Module):
 
 
 @pytest.mark.parametrize(("mode", "error"), [
-    ("twice", r"^`a call of TwiceOrPair 'block\.0'` must be using each of its own parameters "
-              r"at most once .*got parameter 'w' used twice\.$"),
-    ("pair", r"^`rule modules` must be called so that they return one tensor .*got "
-             r"TwiceOrPair 'block\.0' returning tuple\.$"),
-    ("empty", r"^`the rule for TwiceOrPair 'block\.0'` must be returning a factor for 'w' "
-              r"\(fix the registered rule\), got none\.$"),
+    ("twice", (r"^`a call of TwiceOrPair 'block\.0'` must be using each of its own "
+               r"parameters at most once .*got parameter 'w' used twice\.$")),
+    ("pair", (r"^`rule modules` must be called so that they return one tensor .*got "
+              r"TwiceOrPair 'block\.0' returning tuple\.$")),
+    ("empty", (r"^`the rule for TwiceOrPair 'block\.0'` must be returning a factor for 'w' "
+               r"\(fix the registered rule\), got none\.$")),
 ])
 def test_rule_module_refusals_name_the_module_path(mode, error):
     model = nn.Module()
