@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ._recording import Recording, _Call
 from ._validation import (
+    REQUIRED,
     check_arguments,
     check_batch_size,
     check_factors,
@@ -33,8 +34,10 @@ from ._validation import (
     check_uses,
     check_versions,
     check_weights,
+    describe,
 )
 from .rules import RULES, Factor, PerLoss, Rule
+from .rules._factors import rows_of
 from .rules._generic import generic, targets
 
 __all__ = ["Engine"]
@@ -97,8 +100,11 @@ class Engine:
 
     Args:
         modules: a module, or several, whose parameters the Gramian is taken over.
-        batch_dim: 0 when loss ``i`` (or row ``i`` of a (B, t) loss matrix) depends on sample
-            ``i`` only, None when every loss may depend on the whole batch.
+        batch_dim: required, no default: 0 when loss ``i`` (or row ``i`` of a (B, t) loss
+            matrix) depends on sample ``i`` only, None when every loss may depend on the whole
+            batch (multi-task losses of shape (m,)). No default, because the engine cannot tell
+            (m,) multi-task losses from (B,) per-sample losses when m == B, and taking one for
+            the other gives a wrong Gramian.
         rules: extra rules ``{module_type: fn}`` for this engine (see
             :func:`gramweight.autogram.register_rule` for the signature); they take precedence
             over the built-in ones.
@@ -127,7 +133,7 @@ class Engine:
         self,
         modules: nn.Module | Iterable[nn.Module],
         *,
-        batch_dim: int | None = 0,
+        batch_dim: int | None = REQUIRED,
         rules: Mapping[type, Any] | None = None,
         keep_gradients: bool = False,
     ):
@@ -149,12 +155,14 @@ class Engine:
                 prefix = f"{k}." if len(roots) > 1 else ""
                 named.append(((prefix + name).rstrip(".") or type(mod).__name__, mod))
         check_modules(named, batch_dim)
+        self._names = {id(mod): name for name, mod in named}
 
         # parameters: owner (first module holding it) = its block
         blocks: list[str] = []
         self._params: list[nn.Parameter] = []
         self._param_block: dict[int, int] = {}
         own_names: dict[tuple[int, int], str] = {}
+        self._param_names: dict[int, str] = {}  # id -> its path in the model, for messages
         for name, mod in named:
             for pname, p in mod._parameters.items():
                 if p is None:
@@ -162,6 +170,8 @@ class Engine:
                 own_names[(id(mod), id(p))] = pname
                 if id(p) in self._param_block:
                     continue
+                at_root = len(roots) == 1 and mod is roots[0]  # named by its type: no prefix
+                self._param_names[id(p)] = pname if at_root else f"{name}.{pname}"
                 if name not in blocks:
                     blocks.append(name)
                 self._param_block[id(p)] = blocks.index(name)
@@ -176,7 +186,7 @@ class Engine:
         self._closed = False
         self._recording = Recording((mod for _, mod in named), rules=by_type,
                                     own_names=own_names, param_ids=self._param_ids,
-                                    batch_dim=batch_dim)
+                                    batch_dim=batch_dim, names=self._names)
 
     # ------------------------------------------------------------------ public API
     def __enter__(self) -> Engine:
@@ -216,7 +226,7 @@ class Engine:
         check_losses(losses, self.batch_dim)
         go, batched, n, t = self._cotangents(losses)
         calls, self._kept = self._recording.take(), None
-        check_versions(calls)
+        check_versions(calls, self._names)
 
         # each use is paired with the slice of the backward's inputs built for it, so that it
         # gets exactly the gradients of its own tensors
@@ -229,7 +239,7 @@ class Engine:
             slots.append((use, slice(len(inputs), len(inputs) + len(xs))))
             inputs += xs
         check_recorded(inputs)
-        check_uses(losses, calls, self._param_ids)
+        check_uses(losses, calls, self._param_names)
         # with batch_dim=0 the generic fallback's local backward runs through the graph again
         need_graph = retain_graph or (per_sample and any(use.generic for use, _ in slots))
         grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,
@@ -239,7 +249,7 @@ class Engine:
         pending = deque((use, grads[s]) for use, s in slots)
         del inputs, calls, slots, grads
         with torch.no_grad():
-            return self._assemble(pending, losses, per, n, t)
+            return self._assemble(pending, losses, per, n, t, retain_graph)
 
     def backward(self, weights: Tensor) -> None:
         """Accumulate into ``.grad`` the update ``weights @ J`` from what ``gramian`` kept.
@@ -269,23 +279,24 @@ class Engine:
         eye = torch.eye(t, dtype=losses.dtype, device=losses.device)
         return eye.unsqueeze(1).expand(t, B, t), True, B, t
 
-    def _factors(self, use: _Use, grads: list[Tensor | None], n: int, t: int
-                 ) -> Mapping[Any, Factor]:
+    def _factors(self, use: _Use, grads: list[Tensor | None], n: int, t: int,
+                 retain_graph: bool) -> Mapping[Any, Factor]:
         """The factors of one use's parameters, by the keys of ``use.params``."""
         c, per_sample = use.call, self.batch_dim is not None
         if use.generic:
-            return generic(c.module, c.aliases, c.outputs, grads, batched=per_sample, n=n, t=t)
+            return generic(describe(c.module, self._names), c.aliases, c.outputs, grads,
+                           batched=per_sample, n=n, t=t, retain_graph=retain_graph)
         (dY,) = grads
         if dY is None:
             return {}
         if per_sample:
-            check_batch_size(c.module, dY.shape[1], n)
+            check_batch_size(describe(c.module, self._names), dY.shape[1], n)
         out = c.rule.fn(c.module, c.args, dY, batched=per_sample)
-        check_factors(c.module, c.rule_params, out)
+        check_factors(describe(c.module, self._names), c.rule_params, out)
         return out
 
     def _assemble(self, pending: deque[tuple[_Use, list[Tensor | None]]], losses: Tensor,
-                  per: str | None, n: int, t: int) -> Tensor:
+                  per: str | None, n: int, t: int, retain_graph: bool) -> Tensor:
         """Turn the output gradients into Gramians, freeing each layer's tensors as it goes."""
         m = n * t
         K = len(self.blocks)
@@ -311,22 +322,27 @@ class Engine:
             else:
                 total = _total(f.grads() for f in fs)
                 factors[id(p)] = (p, [PerLoss(total)])
-                g = total.flatten(1)
+                g = rows_of(total)
                 Gp = g @ g.T
             if per:
                 Gs[self._param_block[id(p)]] += Gp.to(losses.dtype)
             else:
                 G.add_(Gp.to(losses.dtype))
 
+        # the generic fallback's local backwards (batch_dim=0) run through the graph again: all
+        # but the last keep it, the last frees it unless the caller asked to keep it
+        generic_left = sum(use.generic for use, _ in pending)
         while pending:
             use, grads = pending.popleft()
-            out = self._factors(use, grads, n, t)
+            generic_left -= use.generic
+            out = self._factors(use, grads, n, t, retain_graph or generic_left > 0)
             del grads
             for key, p in use.params.items():
                 if key in out:
                     add(p, out[key])
             del out
-            use.call.args = use.call.outputs = None
+            if use.generic or not use.call.aliases:  # the call's last use: free its tensors
+                use.call.args = use.call.outputs = None
             for p in use.params.values():
                 settle(p)
         self._kept, self._m = factors, m

@@ -29,6 +29,7 @@ from ._validation import (
     check_batchnorm_module,
     check_decomposed_parameters,
     check_single_output,
+    describe,
     reused_parameter_message,
 )
 from .rules import PerLoss, Rule
@@ -69,8 +70,10 @@ class _Call:
 class _LinearUse:
     """Stands for a module in a ``linear`` use recorded by a decomposition."""
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, bias_rows: slice | None):
+    def __init__(self, weight: Tensor, bias: Tensor | None, bias_rows: slice | None,
+                 owner: nn.Module | None):
         self.weight, self.bias, self.bias_rows = weight, bias, bias_rows
+        self.owner = owner  # the module whose forward made the use: messages name it
 
 
 def _sliced_linear_rule(module: _LinearUse, inputs, grad_output, *, batched):
@@ -106,7 +109,7 @@ class _Recorder(TorchFunctionMode):
             if prop not in _DIFFERENTIABLE_PROPERTIES:
                 return func(*args, **kwargs)
         if rec.batch_dim is not None and func is F.batch_norm:
-            check_batchnorm_call(args, kwargs)
+            check_batchnorm_call(args, kwargs, rec.where())
         leaves, spec = pytree.tree_flatten((args, kwargs))
         hit = [i for i, x in enumerate(leaves)
                if isinstance(x, Tensor) and id(x) in rec.param_ids and x.requires_grad]
@@ -127,7 +130,8 @@ class _Recorder(TorchFunctionMode):
                 call.rule_params[name] = p
                 continue
             if call.rule is not None and name is not None:
-                raise RuntimeError(reused_parameter_message(call.module, name))
+                raise RuntimeError(reused_parameter_message(describe(call.module, rec.names),
+                                                            name))
             if id(p) not in call.aliases:
                 call.aliases[id(p)] = (p, p.view_as(p))
             leaves[i] = call.aliases[id(p)][1]
@@ -144,12 +148,14 @@ class Recording:
         own_names: ``(id(module), id(parameter)) -> name`` of every parameter a module owns.
         param_ids: ids of the parameters the Gramian is taken over.
         batch_dim: the engine's ``batch_dim``.
+        names: ``id(module) -> its path in the model``, for messages.
     """
 
     def __init__(self, modules: Iterable[nn.Module], *, rules: Mapping[type, Rule],
                  own_names: Mapping[tuple[int, int], str], param_ids: set[int],
-                 batch_dim: int | None):
+                 batch_dim: int | None, names: Mapping[int, str] | None = None):
         self.rules, self.own_names, self.param_ids = rules, own_names, param_ids
+        self.names = names or {}
         self.batch_dim = batch_dim
         self.calls: list[_Call] = []  # closed calls, in the order their forwards ended
         self._stack: list[_Call | None] = []  # open calls; None where grad is disabled
@@ -179,7 +185,7 @@ class Recording:
         if not torch.is_grad_enabled():
             self._stack.append(None)
             return None
-        check_batchnorm_module(module, self.batch_dim)
+        check_batchnorm_module(module, self.batch_dim, self.names)
         rule = self.rules.get(type(module))
         if rule is not None and (kwargs or not rule.applies(module)):
             rule = None
@@ -200,12 +206,21 @@ class Recording:
         leaves = [x for x in pytree.tree_leaves(output)
                   if isinstance(x, Tensor) and x.requires_grad]
         if call.rule_params:
-            check_single_output(module, output, leaves)
+            check_single_output(describe(module, self.names), output, leaves)
             call.edge = get_gradient_edge(leaves[0])
         call.outputs = leaves if call.aliases else []
         call.versions = call.current_versions()
         self.calls.append(call)
         return None
+
+    def _innermost(self) -> nn.Module | None:
+        """The module of the innermost open hooked call."""
+        return next((c.module for c in reversed(self._stack) if c is not None), None)
+
+    def where(self) -> str:
+        """The innermost open hooked call, as messages name it."""
+        module = self._innermost()
+        return "a hooked module" if module is None else describe(module, self.names)
 
     def linear_use(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
                    bias_rows: slice | None = None) -> Tensor:
@@ -214,9 +229,9 @@ class Recording:
         y = F.linear(x, weight, b)
         params = {name: p for name, p in (("weight", weight), ("bias", bias))
                   if p is not None and id(p) in self.param_ids and p.requires_grad}
-        check_decomposed_parameters((weight, bias), self.param_ids)
+        check_decomposed_parameters((weight, bias), self.param_ids, self.where())
         if params and y.requires_grad:
-            call = _Call(_LinearUse(weight, bias, bias_rows), _LINEAR_USE_RULE, (x,),
+            call = _Call(_LinearUse(weight, bias, bias_rows, self._innermost()), _LINEAR_USE_RULE, (x,),
                          rule_params=params, edge=get_gradient_edge(y))
             call.versions = call.current_versions()
             self.calls.append(call)

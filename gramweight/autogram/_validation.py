@@ -1,6 +1,6 @@
 """Every check of the autogram engine, and every message it raises.
 
-- at construction: the arguments, the modules (BatchNorm in training mode or an RNN when
+- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in training mode or an RNN when
   ``batch_dim`` is set), that some module owns parameters;
 - while recording the forward: BatchNorm switched to training, a rule module using one of its
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ._recording import _Call
 
 __all__ = [
+    "REQUIRED",
+    "batch_size_message",
     "check_arguments",
     "check_batch_size",
     "check_batchnorm_call",
@@ -46,8 +48,34 @@ __all__ = [
     "check_uses",
     "check_versions",
     "check_weights",
+    "describe",
     "reused_parameter_message",
 ]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""Default of ``Engine``'s ``batch_dim``: not a value, a marker that it was not given."""
+
+_BATCH_DIM_CHOICES = (
+    "given: 0 when loss i (or row i of a (B, t) loss matrix) depends on sample i only, "
+    "None for losses of shape (m,) that may each depend on the whole batch (multi-task)")
+
+
+def describe(module: Any, names: Mapping[int, str]) -> str:
+    """A module as messages name it: its type and its path in the model, ``Linear 'h.0.fc'``.
+
+    A ``linear`` use recorded by a decomposition is named by the module whose forward made it.
+    """
+    owner = getattr(module, "owner", None)
+    if owner is not None:
+        return f"a linear projection inside {describe(owner, names)}"
+    name = names.get(id(module))
+    return type(module).__name__ + ("" if name is None else f" '{name}'")
 
 
 # ---------------------------------------------------------------------- construction
@@ -56,6 +84,8 @@ def check_arguments(modules: Any, roots: list, batch_dim: Any) -> None:
     if not roots or not all(isinstance(r, nn.Module) for r in roots):
         raise TypeError(message("modules", "an nn.Module or a non-empty iterable of them",
                                 type(modules).__name__))
+    if batch_dim is REQUIRED:
+        raise TypeError(message("batch_dim", _BATCH_DIM_CHOICES, "no batch_dim"))
     if batch_dim is not None and (isinstance(batch_dim, bool) or batch_dim != 0):
         raise ValueError(message("batch_dim", "0 or None", repr(batch_dim)))
 
@@ -97,38 +127,47 @@ def check_open(closed: bool) -> None:
 
 
 # ---------------------------------------------------------------------- recording
-def check_batchnorm_module(module: nn.Module, batch_dim: int | None) -> None:
+def check_batchnorm_module(module: nn.Module, batch_dim: int | None,
+                           names: Mapping[int, str]) -> None:
     """A BatchNorm put in training mode after the engine was built."""
     if batch_dim is not None and _mixes_samples(module):
-        raise RuntimeError(_batchnorm_message(f"{type(module).__name__} in training"))
+        raise RuntimeError(_batchnorm_message(f"{describe(module, names)} in training"))
 
 
-def check_batchnorm_call(args: tuple, kwargs: dict) -> None:
-    """A functional ``batch_norm`` in training mode (the caller checks that batch_dim is set)."""
+def check_batchnorm_call(args: tuple, kwargs: dict, where: str) -> None:
+    """A functional ``batch_norm`` in training mode (the caller checks that batch_dim is set),
+    called in the forward of ``where`` (a module, as described)."""
     training = kwargs.get("training", args[5] if len(args) > 5 else False)
     if training:
-        raise RuntimeError(_batchnorm_message("a batch_norm call"))
+        raise RuntimeError(_batchnorm_message(f"a batch_norm call in training mode inside "
+                                              f"{where}"))
 
 
-def reused_parameter_message(module: Any, name: str) -> str:
+def reused_parameter_message(module: str, name: str) -> str:
+    """A call of a rule module (``module``, as described) using an own parameter twice."""
     return message(
-        f"a {type(module).__name__} call", "using each of its own parameters at most once "
-        "(its rule sees one use)", f"parameter '{name}' used twice")
+        f"a call of {module}", "using each of its own parameters at most once (its rule "
+        "sees one use: use the parameter once per call, or give Engine(..., rules=...) a "
+        "rule for its type that covers both uses)", f"parameter '{name}' used twice")
 
 
-def check_single_output(module: nn.Module, output: Any, leaves: list[Tensor]) -> None:
+def check_single_output(module: str, output: Any, leaves: list[Tensor]) -> None:
     """A module whose rule covers its parameters returns one tensor (the rule's ``dY``)."""
     if len(leaves) != 1 or not isinstance(output, Tensor):
         raise RuntimeError(message(
-            "rule modules", "called so that they return one tensor",
-            f"{type(module).__name__} returning {type(output).__name__}"))
+            "rule modules", "called so that they return one tensor (a rule sees one output "
+            "gradient)", f"{module} returning {type(output).__name__}"))
 
 
-def check_decomposed_parameters(tensors: Iterable[Tensor | None], param_ids: set[int]) -> None:
-    """A decomposition's ``linear`` use differentiates to hooked parameters only."""
+def check_decomposed_parameters(tensors: Iterable[Tensor | None], param_ids: set[int],
+                                where: str) -> None:
+    """A decomposition's ``linear`` use (in the forward of ``where``, a module as described)
+    differentiates to hooked parameters only."""
     if any(t is not None and t.requires_grad and id(t) not in param_ids for t in tensors):
-        raise RuntimeError(message("the parameters of a decomposed module",
-                                   "parameters of the hooked modules", "another tensor"))
+        raise RuntimeError(message(
+            "the projection weights of a decomposed module", "parameters of the hooked "
+            "modules (hook the module that owns them too, or detach them)",
+            f"another tensor that requires grad, in {where}"))
 
 
 # ---------------------------------------------------------------------- gramian
@@ -146,22 +185,24 @@ def check_losses(losses: Any, batch_dim: int | None) -> None:
         raise ValueError(message("losses", "a tensor that requires grad (computed by the "
                                  "hooked modules)", "a tensor without grad"))
     if batch_dim is None:
-        if losses.dim() == 0 or losses.numel() == 0:
+        if losses.dim() != 1 or losses.numel() == 0:
             raise ValueError(message("losses", "of shape (m,) with m >= 1 when batch_dim "
-                                     "is None", f"shape {format_shape(losses.shape)}"))
+                                     "is None (stack several losses with torch.stack)",
+                                     f"shape {format_shape(losses.shape)}"))
     elif losses.dim() not in (1, 2) or losses.numel() == 0:
         raise ValueError(message("losses", "of shape (B,) or (B, t) when batch_dim=0 (one "
                                  "row per sample)", f"shape {format_shape(losses.shape)}"))
 
 
-def check_versions(calls: list[_Call]) -> None:
+def check_versions(calls: list[_Call], names: Mapping[int, str]) -> None:
     """Refuse a recorded input or output changed in place after its call."""
     for c in calls:
         if c.current_versions() != c.versions:
             raise RuntimeError(message(
                 "the inputs of hooked modules", "left unmodified until gramian (no in-place "
-                "op on them after the call)",
-                f"a tensor of {type(c.module).__name__} modified in place"))
+                "op on them after the call: use the out-of-place op, e.g. x = x + 1 or "
+                "relu(inplace=False), or clone the tensor first)",
+                f"an input or output of {describe(c.module, names)} modified in place"))
 
 
 def check_recorded(inputs: list) -> None:
@@ -170,11 +211,12 @@ def check_recorded(inputs: list) -> None:
                                  "forward with grad enabled first)", "no recorded call"))
 
 
-def check_uses(losses: Tensor, calls: list[_Call], param_ids: set[int]) -> None:
+def check_uses(losses: Tensor, calls: list[_Call], param_names: Mapping[int, str]) -> None:
     """Refuse any path from the losses to a hooked parameter that no recorded use covers.
 
     Such a path (a parameter used outside the forward of the hooked modules, e.g. a
     weight penalty added to the losses) would otherwise be missing from the Gramian.
+    ``param_names`` maps the id of every hooked parameter to its path in the model.
     """
     allowed: dict[Any, set[int]] = {}  # node -> parameters it may reach directly
     for c in calls:
@@ -204,13 +246,13 @@ def check_uses(losses: Tensor, calls: list[_Call], param_ids: set[int]) -> None:
             if nxt is None:
                 continue
             var = getattr(nxt, "variable", None)
-            if var is not None and id(var) in param_ids:
+            if var is not None and id(var) in param_names:
                 if id(var) not in allowed.get(node, ()):
                     raise ValueError(message(
                         "losses", "dependent on the hooked parameters only through the "
                         "forward of the hooked modules (compute a weight penalty inside "
                         "the forward, or add its gradient after engine.backward)",
-                        f"a use of a {type(var).__name__} of shape "
+                        f"a use of parameter '{param_names[id(var)]}' of shape "
                         f"{format_shape(var.shape)} outside it"))
             else:
                 todo.append(nxt)
@@ -222,20 +264,30 @@ def check_reached(grads: Iterable[Tensor | None]) -> None:
                                  "losses with no path to any of them"))
 
 
-def check_batch_size(module: Any, got: int, B: int) -> None:
-    """With ``batch_dim=0``: an output of a hooked call has one row per sample."""
+def batch_size_message(seen: str) -> str:
+    """With ``batch_dim=0``: an input or output of a hooked call without one row per loss."""
+    return message(
+        "batch_dim=0", "the sample dimension (dim 0) of every hooked module's inputs and "
+        "outputs, one row per sample and per loss row; pass batch_dim=None for losses of "
+        "shape (m,) that each depend on the whole batch (multi-task), or run one forward "
+        "per gramian call (engine.reset() forgets a forward whose losses are not used)",
+        seen)
+
+
+def check_batch_size(module: str, got: int, B: int) -> None:
+    """With ``batch_dim=0``: an output of a hooked call (``module``, as described) has one row
+    per sample."""
     if got != B:
-        raise ValueError(message(
-            "batch_dim=0", "the sample dimension (dim 0) of every hooked module's output",
-            f"an output of {type(module).__name__} with {got} rows for {B} losses"))
+        raise ValueError(batch_size_message(f"an output of {module} with {got} rows for {B} "
+                                            "losses"))
 
 
-def check_factors(module: Any, names: Iterable[str], out: Mapping[str, Any]) -> None:
-    """A rule returns a factor for every parameter it covers."""
+def check_factors(module: str, names: Iterable[str], out: Mapping[str, Any]) -> None:
+    """A rule returns a factor for every parameter it covers (``module``, as described)."""
     for name in names:
         if name not in out:
-            raise RuntimeError(message(f"rule for {type(module).__name__}",
-                                       f"a factor for '{name}'", "none"))
+            raise RuntimeError(message(f"the rule for {module}", f"returning a factor for "
+                                       f"'{name}' (fix the registered rule)", "none"))
 
 
 # ---------------------------------------------------------------------- backward

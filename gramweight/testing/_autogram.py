@@ -66,5 +66,5 @@ def reference_gramian(model_or_params: nn.Module | Sequence[Tensor],
     if not params:
         raise ValueError(message("model_or_params", "with parameters that require grad", "none"))
     jac = torch.func.jacrev(f, argnums=tuple(range(len(params))))(*params)
-    J = torch.cat([j.flatten(1) for j in jac], dim=1)
+    J = torch.cat([j.reshape(j.shape[0], -1) for j in jac], dim=1)
     return (J @ J.T).detach()

@@ -458,3 +458,34 @@ def conv_few_positions_many_channels():
     m = nn.Sequential(nn.Conv2d(12, 16, 2), nn.Tanh(), nn.Flatten(1, 2),
                       nn.Conv1d(16, 16, 2, groups=2), nn.Flatten())
     return m, torch.randn(B, 12, 2, 3), _call
+
+
+class Temperature(nn.Module):
+    # a 0-dim parameter in a module without a rule: a learned temperature
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.7))
+
+    def forward(self, x):
+        return self.scale * x
+
+
+class ScaledHead(nn.Module):
+    # 0-dim parameters at the root (used by the root's forward) and on a Linear (which has a
+    # rule, for its own weight and bias; the parent uses the Linear's 0-dim parameter)
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+        self.lin.temperature = nn.Parameter(torch.tensor(0.6))
+        self.inner = Temperature()
+        self.out = nn.Linear(4, 2)
+        self.scale = nn.Parameter(torch.tensor(-1.3))
+
+    def forward(self, x):
+        h = torch.tanh(self.lin.temperature * self.lin(x))
+        return self.scale * self.out(self.inner(h)) + self.scale ** 2 * x[:, :2]
+
+
+@arch()
+def scalar_parameters():
+    return ScaledHead(), torch.randn(B, 3), _call

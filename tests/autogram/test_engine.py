@@ -30,7 +30,7 @@ def _hooks(model):
 def test_close_removes_every_hook_and_context_manager_closes():
     model = mlp()
     assert _hooks(model) == 0
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         assert _hooks(model) == 2 * len(list(model.modules()))
     assert _hooks(model) == 0
     with pytest.raises(RuntimeError, match=r"^`engine` must be open"):
@@ -42,7 +42,7 @@ def test_close_removes_every_hook_and_context_manager_closes():
 
 def test_exception_inside_a_step_leaves_the_engine_usable():
     model, x = mlp(), x_batch()
-    engine = Engine(model)
+    engine = Engine(model, batch_dim=0)
     with pytest.raises(RuntimeError):
         model(torch.randn(5, 7, dtype=DT))  # wrong input size: fails inside the forward
     with pytest.raises(ValueError, match="losses"):
@@ -61,7 +61,7 @@ def test_plain_backward_still_works_with_the_engine_installed():
     (model(x).sum(1) * w).sum().backward()
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         model(x).sum(1).backward(w)  # never asks for a Gramian
         assert all(torch.equal(p.grad, e) for p, e in zip(model.parameters(), expected))
         model.zero_grad(set_to_none=True)
@@ -78,7 +78,7 @@ def test_backward_accumulates_like_autograd():
     model(x).sum(1).backward(w)
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         for _ in range(2):
             engine.gramian(model(x).sum(1))
             engine.backward(w)
@@ -89,7 +89,7 @@ def test_backward_accumulates_like_autograd():
 def test_block_weights_give_each_block_its_own_combination():
     model, x = mlp(), x_batch()
     W = torch.rand(2, 5, dtype=DT)
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         assert engine.blocks == ("0", "2")
         engine.gramian(model(x).sum(1))
         engine.backward(W)
@@ -109,7 +109,7 @@ def test_several_modules_and_several_forwards_per_step():
         return (head(torch.tanh(enc(x1))) * head(torch.tanh(enc(x2)))).sum(1)
     params = list(enc.parameters()) + list(head.parameters())
     holder = nn.ModuleList([enc, head])
-    with Engine([enc, head]) as engine:
+    with Engine([enc, head], batch_dim=0) as engine:
         G = engine.gramian(losses_fn())
         assert engine.blocks == ("0", "1")
     torch.testing.assert_close(G, reference_gramian(holder, losses_fn), rtol=1e-9, atol=1e-12)
@@ -121,7 +121,7 @@ def test_float32_within_1e_4():
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2))
     x = torch.randn(4, 2, 4, 4)
     losses_fn = lambda: (model(x) ** 2).sum(1)  # noqa: E731
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         G = engine.gramian(losses_fn())
     assert G.dtype == torch.float32
     torch.testing.assert_close(G, reference_gramian(model, losses_fn), rtol=1e-4, atol=1e-5)
@@ -130,11 +130,11 @@ def test_float32_within_1e_4():
 # ------------------------------------------------------------------ errors
 def test_invalid_construction():
     with pytest.raises(TypeError, match=r"^`modules` must be an nn.Module"):
-        Engine([1, 2])
+        Engine([1, 2], batch_dim=0)
     with pytest.raises(ValueError, match=r"^`batch_dim` must be 0 or None, got 1\.$"):
         Engine(mlp(), batch_dim=1)
     with pytest.raises(ValueError, match=r"^`modules` must be modules with parameters"):
-        Engine(nn.ReLU())
+        Engine(nn.ReLU(), batch_dim=0)
 
 
 def test_batchnorm_in_training_mode_is_refused_with_batch_dim():
@@ -157,7 +157,7 @@ def test_rnn_is_refused_with_batch_dim():
 
 def test_losses_not_computed_by_the_hooked_modules():
     model = mlp()
-    engine = Engine(model)
+    engine = Engine(model, batch_dim=0)
     x = torch.randn(5, 3, dtype=DT, requires_grad=True)
     with pytest.raises(ValueError, match=r"^`losses` must be computed by the hooked modules"):
         engine.gramian((x ** 2).sum(1))
@@ -172,7 +172,7 @@ def test_losses_not_computed_by_the_hooked_modules():
 
 def test_parameter_used_outside_the_forward_is_refused():
     model, x = mlp(), x_batch()
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         losses = model(x).sum(1) + (model[0].weight ** 2).sum()
         with pytest.raises(ValueError, match=r"only through the forward of the hooked modules"):
             engine.gramian(losses)
@@ -196,7 +196,7 @@ def test_losses_whose_rows_are_not_the_samples():
 
 def test_backward_before_gramian_and_weights_of_the_wrong_shape():
     model, x = mlp(), x_batch()
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         with pytest.raises(RuntimeError, match=r"^`engine.gramian\(losses\)` must be called"):
             engine.backward(torch.ones(5, dtype=DT))
         engine.gramian(model(x).sum(1))
@@ -217,7 +217,7 @@ def test_in_place_change_of_an_output_after_the_call_is_exact():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 2)).to(DT)
     x = x_batch()
     losses_fn = lambda: (model(x) ** 2).sum(1)  # noqa: E731
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         G = engine.gramian(losses_fn())
     torch.testing.assert_close(G, reference_gramian(model, losses_fn), rtol=1e-9, atol=1e-12)
 
@@ -236,7 +236,7 @@ class ChangesItsInput(nn.Module):
 
 def test_in_place_change_of_a_recorded_input_is_refused():
     model = ChangesItsInput().to(DT)
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         with pytest.raises(RuntimeError, match=r"^`the inputs of hooked modules` must be left "
                                                r"unmodified"):
             engine.gramian(model(x_batch()).sum(1))
@@ -244,7 +244,7 @@ def test_in_place_change_of_a_recorded_input_is_refused():
 
 def test_invalid_per():
     model, x = mlp(), x_batch()
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         with pytest.raises(ValueError, match=r"^`per` must be None or \"module\""):
             engine.gramian(model(x).sum(1), per="layer")
 
@@ -311,7 +311,7 @@ def test_registry_matches_exact_types_only():
     model = nn.Sequential(MyLinear(3, 2)).to(DT)
     x = x_batch()
     losses_fn = lambda: model(x).pow(2).sum(1)  # noqa: E731
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         G = engine.gramian(losses_fn())  # generic fallback
     torch.testing.assert_close(G, reference_gramian(model, losses_fn), rtol=1e-9, atol=1e-12)
 
@@ -328,7 +328,7 @@ def test_keep_gradients_gives_the_same_gramian_and_gradients(name):
     results = []
     for keep in (False, True):
         model.zero_grad(set_to_none=True)
-        with Engine(model, keep_gradients=keep) as engine:
+        with Engine(model, batch_dim=0, keep_gradients=keep) as engine:
             G = engine.gramian(losses_of(forward(model, x), "instance"))
             engine.backward(torch.linspace(0.5, 1.5, G.shape[0], dtype=DT))
         results.append((G, [p.grad.clone() for p in model.parameters()]))
@@ -356,7 +356,7 @@ def test_dropout_in_a_transformer_draws_the_masks_of_the_unhooked_model():
                      for l in losses])
     w = torch.linspace(0.5, 1.5, 4, dtype=DT)
     expected_grads = torch.autograd.grad(losses @ w, params)
-    with Engine(model) as engine:
+    with Engine(model, batch_dim=0) as engine:
         hooked = losses_fn()
         torch.testing.assert_close(hooked, losses.detach(), rtol=1e-12, atol=1e-12)
         G = engine.gramian(hooked)

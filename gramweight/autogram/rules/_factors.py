@@ -17,7 +17,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["Factor", "Outer", "PerLoss"]
+__all__ = ["Factor", "Outer", "PerLoss", "rows_of"]
+
+
+def rows_of(grads: Tensor) -> Tensor:
+    """Per-loss gradients (m, *shape) as an (m, numel) matrix, also for a 0-dim parameter."""
+    return grads.reshape(grads.shape[0], -1)
+
+
+_rows = rows_of
 
 
 class Factor:
@@ -26,7 +34,7 @@ class Factor:
     keep_grads = False  # set by the engine: may ``gramian`` keep what it materialises?
 
     def gramian(self) -> Tensor:
-        g = self.grads().flatten(1)
+        g = _rows(self.grads())
         return g @ g.T
 
     def grads(self) -> Tensor:  # pragma: no cover - interface
@@ -47,7 +55,7 @@ class PerLoss(Factor):
         return self._grads
 
     def gramian(self) -> Tensor:
-        g = self._grads.flatten(1)
+        g = _rows(self._grads)
         return g @ g.T
 
 
@@ -173,7 +181,7 @@ class Rows(Factor):
         self.dtype = compact.dtype
 
     def gramian(self) -> Tensor:
-        c = self.compact.flatten(1)
+        c = _rows(self.compact)
         return c @ c.T
 
     def grads(self) -> Tensor:

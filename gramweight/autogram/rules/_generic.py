@@ -34,13 +34,13 @@ def targets(aliases: Aliases, outputs: list[Tensor], *, batched: bool) -> list[T
     return list(outputs) if batched else [a for _, a in aliases.values()]
 
 
-def generic(module: nn.Module, aliases: Aliases, outputs: list[Tensor],
-            grads: list[Tensor | None], *, batched: bool, n: int, t: int
-            ) -> dict[Hashable, Factor]:
+def generic(module: str, aliases: Aliases, outputs: list[Tensor],
+            grads: list[Tensor | None], *, batched: bool, n: int, t: int,
+            retain_graph: bool = True) -> dict[Hashable, Factor]:
     """Per-loss gradients of the parameters one call used through its aliases.
 
     Args:
-        module: the module called (named in errors).
+        module: the module called, as errors name it (``Linear 'h.0.fc'``).
         aliases: ``{key: (parameter, alias)}``, the call's aliases.
         outputs: the call's outputs that require grad.
         grads: what the engine's backward gave for ``targets(aliases, outputs, batched=...)``,
@@ -48,6 +48,7 @@ def generic(module: nn.Module, aliases: Aliases, outputs: list[Tensor],
             to the losses.
         batched: whether dimension 0 indexes independent samples (``batch_dim=0``).
         n, t: samples and tasks: loss ``(s, k)`` is row ``s * t + k``.
+        retain_graph: whether the local backward (``batched``) keeps the graph it runs through.
 
     Returns:
         ``{key: PerLoss}`` for every alias of ``aliases`` that the losses depend on.
@@ -67,6 +68,7 @@ def generic(module: nn.Module, aliases: Aliases, outputs: list[Tensor],
     if not outs:
         return {}
     with torch.enable_grad():
-        gs = torch.autograd.grad(outs, [a for _, a in aliases.values()], cots, retain_graph=True,
-                                 allow_unused=True, is_grads_batched=True)
+        gs = torch.autograd.grad(outs, [a for _, a in aliases.values()], cots,
+                                 retain_graph=retain_graph, allow_unused=True,
+                                 is_grads_batched=True)
     return {key: PerLoss(g) for key, g in zip(aliases, gs) if g is not None}

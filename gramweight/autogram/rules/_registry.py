@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
+from .._validation import batch_size_message
 from ._factors import Factor
 
 __all__ = ["RULES", "Rule", "register_rule", "split_samples"]
@@ -62,11 +63,8 @@ def split_samples(x: Tensor, grad_output: Tensor, batched: bool, features: int):
     if batched:
         n = x.shape[0]
         if grad_output.shape[1] != n:
-            raise ValueError(
-                f"`batch_dim` must index the samples in the inputs and outputs of every hooked "
-                f"module, got an input of batch size {n} and an output of batch size "
-                f"{grad_output.shape[1]}."
-            )
+            raise ValueError(batch_size_message(
+                f"an input of {n} rows and an output of {grad_output.shape[1]} rows"))
     else:
         n = 1
     return x.reshape(n, -1, *fx), grad_output.reshape(t, n, -1, *fy), n, t
