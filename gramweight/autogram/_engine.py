@@ -16,15 +16,18 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ._recording import Recording, _Call
 from ._validation import (
     check_arguments,
     check_batch_size,
+    check_compiled,
     check_factors,
     check_gramian_pass,
     check_losses,
     check_modules,
+    check_not_compiled,
     check_open,
     check_parameters,
     check_per,
@@ -149,6 +152,17 @@ class Engine:
                 prefix = f"{k}." if len(roots) > 1 else ""
                 named.append(((prefix + name).rstrip(".") or type(mod).__name__, mod))
         check_modules(named, batch_dim)
+        check_not_compiled(named)
+
+        # the modules of a parametrization (``module.parametrizations.weight`` and what it
+        # holds) are not hooked: the parametrized weight is computed inside the call that
+        # reads it, so its originals are that call's parameters, for the generic fallback;
+        # they belong to the block of the parametrized module
+        owner_of: dict[int, str] = {}
+        for name, mod in named:
+            if parametrize.is_parametrized(mod):
+                for sub in mod.parametrizations.modules():
+                    owner_of.setdefault(id(sub), name)
 
         # parameters: owner (first module holding it) = its block
         blocks: list[str] = []
@@ -162,9 +176,10 @@ class Engine:
                 own_names[(id(mod), id(p))] = pname
                 if id(p) in self._param_block:
                     continue
-                if name not in blocks:
-                    blocks.append(name)
-                self._param_block[id(p)] = blocks.index(name)
+                block = owner_of.get(id(mod), name)
+                if block not in blocks:
+                    blocks.append(block)
+                self._param_block[id(p)] = blocks.index(block)
                 self._params.append(p)
         check_parameters(self._params)
         self.blocks: tuple[str, ...] = tuple(blocks)
@@ -174,7 +189,8 @@ class Engine:
         self._kept: dict[int, tuple[nn.Parameter, list[Factor]]] | None = None
         self._m = 0
         self._closed = False
-        self._recording = Recording((mod for _, mod in named), rules=by_type,
+        hooked = [(name, mod) for name, mod in named if id(mod) not in owner_of]
+        self._recording = Recording(hooked, rules=by_type,
                                     own_names=own_names, param_ids=self._param_ids,
                                     batch_dim=batch_dim)
 
@@ -215,7 +231,9 @@ class Engine:
         check_per(per)
         check_losses(losses, self.batch_dim)
         go, batched, n, t = self._cotangents(losses)
+        compiled = self._recording.compiled
         calls, self._kept = self._recording.take(), None
+        check_compiled(compiled)
         check_versions(calls)
 
         # each use is paired with the slice of the backward's inputs built for it, so that it

@@ -1,8 +1,11 @@
 """Recording the forward pass: every call of a hooked module, and how it used the parameters.
 
 - :class:`Recording` holds the forward hooks and the calls recorded since the last
-  ``gramian``. The pre-hook opens a :class:`_Call` (and, for the outermost hooked call, enters
-  the torch function mode); the post-hook closes it with the gradient edge of its output, its
+  ``gramian``. A pre-hook that runs before every other one opens a :class:`_Call` (and, for the
+  outermost hooked call, enters the torch function mode), so that what the module's own
+  pre-hooks compute from its parameters (the legacy ``weight_norm``) is inside the call; a
+  pre-hook in the usual order then records the inputs as the forward gets them. The post-hook
+  closes it with the gradient edge of its output, its
   outputs where the generic fallback needs them, and the versions of its tensors.
 - :class:`_Recorder`, the torch function mode, sees every torch function that the hooked
   forwards call with a parameter: a use of a rule module's own parameter is left to the rule,
@@ -21,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.graph import get_gradient_edge
+from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
@@ -28,6 +34,7 @@ from ._validation import (
     check_batchnorm_call,
     check_batchnorm_module,
     check_decomposed_parameters,
+    check_parametrization_cache,
     check_single_output,
     reused_parameter_message,
 )
@@ -40,6 +47,16 @@ __all__ = ["Recording"]
 # Tensor properties that return a differentiable function of the tensor. Every other
 # property (shape, dtype, grad, data, ...) is read on the parameter itself.
 _DIFFERENTIABLE_PROPERTIES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
+
+# Forward pre-hooks that compute a module's weight from other parameters (the legacy
+# ``torch.nn.utils.weight_norm`` / ``spectral_norm``): the module's rule, which expects its
+# own parameters, does not apply; the generic fallback covers the parameters they use.
+_REPARAMETRIZING_HOOKS = (WeightNorm, SpectralNorm)
+
+
+def _reparametrized(module: nn.Module) -> bool:
+    return parametrize.is_parametrized(module) or any(
+        isinstance(h, _REPARAMETRIZING_HOOKS) for h in module._forward_pre_hooks.values())
 
 
 @dataclass(eq=False)
@@ -139,14 +156,14 @@ class Recording:
     """The hooks on the modules, and the calls they recorded since the last :meth:`take`.
 
     Args:
-        modules: every module to hook.
+        modules: every module to hook, with its path in the model.
         rules: the rule of each module type.
         own_names: ``(id(module), id(parameter)) -> name`` of every parameter a module owns.
         param_ids: ids of the parameters the Gramian is taken over.
         batch_dim: the engine's ``batch_dim``.
     """
 
-    def __init__(self, modules: Iterable[nn.Module], *, rules: Mapping[type, Rule],
+    def __init__(self, modules: Iterable[tuple[str, nn.Module]], *, rules: Mapping[type, Rule],
                  own_names: Mapping[tuple[int, int], str], param_ids: set[int],
                  batch_dim: int | None):
         self.rules, self.own_names, self.param_ids = rules, own_names, param_ids
@@ -154,8 +171,14 @@ class Recording:
         self.calls: list[_Call] = []  # closed calls, in the order their forwards ended
         self._stack: list[_Call | None] = []  # open calls; None where grad is disabled
         self._mode: _Recorder | None = None
+        # the path of a hooked module whose forward torch.compile traced (see check_compiled)
+        self.compiled: str | None = None
+        self.names: dict[int, str] = {}
         self._handles = []
-        for mod in modules:
+        for name, mod in modules:
+            self.names[id(mod)] = name
+            self._handles.append(mod.register_forward_pre_hook(self._open, with_kwargs=True,
+                                                               prepend=True))
             self._handles.append(mod.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             self._handles.append(mod.register_forward_hook(self._post_hook, with_kwargs=True,
                                                            always_call=True))
@@ -163,6 +186,7 @@ class Recording:
     def take(self) -> list[_Call]:
         """The recorded calls, which the recording forgets."""
         calls, self.calls = self.calls, []
+        self.compiled = None
         return calls
 
     def close(self) -> None:
@@ -175,22 +199,41 @@ class Recording:
             self._mode = None
         self._stack, self.calls = [], []
 
-    def _pre_hook(self, module, args, kwargs):
+    def _open(self, module, args, kwargs):
+        if torch.compiler.is_compiling():
+            # torch.compile traces the hooks instead of running them; what it records
+            # cannot be trusted, so gramian refuses (the flag survives as a side effect)
+            if self.compiled is None:
+                self.compiled = self.names.get(id(module), type(module).__name__)
+            return None
         if not torch.is_grad_enabled():
             self._stack.append(None)
             return None
         check_batchnorm_module(module, self.batch_dim)
+        if parametrize.is_parametrized(module):
+            check_parametrization_cache(self.names.get(id(module), type(module).__name__),
+                                        parametrize._cache_enabled)
         rule = self.rules.get(type(module))
-        if rule is not None and (kwargs or not rule.applies(module)):
+        if rule is not None and (kwargs or not rule.applies(module) or _reparametrized(module)):
             rule = None
         if not self._stack or all(c is None for c in self._stack):
             if self._mode is None:
                 self._mode = _Recorder(self)
                 self._mode.__enter__()
-        self._stack.append(_Call(module, rule, args))
+        self._stack.append(_Call(module, rule))
+        return None
+
+    def _pre_hook(self, module, args, kwargs):
+        # after the module's own pre-hooks: the inputs its forward gets
+        if torch.compiler.is_compiling():
+            return None
+        if self._stack and self._stack[-1] is not None:
+            self._stack[-1].args = args
         return None
 
     def _post_hook(self, module, args, kwargs, output):
+        if torch.compiler.is_compiling():
+            return None
         call = self._stack.pop() if self._stack else None
         if not self._stack and self._mode is not None:
             mode, self._mode = self._mode, None
