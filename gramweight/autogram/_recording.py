@@ -1,11 +1,10 @@
 """Recording the forward pass: every call of a hooked module, and how it used the parameters.
 
 - :class:`Recording` holds the forward hooks and the calls recorded since the last
-  ``gramian``. A pre-hook that runs before every other one opens a :class:`_Call` (and, for the
-  outermost hooked call, enters the torch function mode), so that what the module's own
-  pre-hooks compute from its parameters (the legacy ``weight_norm``) is inside the call; a
-  pre-hook in the usual order then records the inputs as the forward gets them. The post-hook
-  closes it with the gradient edge of its output, its
+  ``gramian``. The pre-hook, which runs before the module's own, opens a :class:`_Call` (and,
+  for the outermost hooked call, enters the torch function mode), so that what those
+  pre-hooks compute from the parameters (the legacy ``weight_norm``) is inside the call. The
+  post-hook closes it with the inputs the forward got, with the gradient edge of its output, its
   outputs where the generic fallback needs them, and the versions of its tensors.
 - :class:`_Recorder`, the torch function mode, sees every torch function that the hooked
   forwards call with a parameter: a use of a rule module's own parameter is left to the rule,
@@ -116,7 +115,13 @@ class _Recorder(TorchFunctionMode):
         self.recording = recording
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        if torch.compiler.is_compiling():
+            # a torch.compile'd function called inside a hooked forward: torch.compile
+            # breaks its graph at each op, which is then recorded, exactly, in eager mode
+            return _eager_torch_function(self, func, types, args, kwargs)
+        return self._record(func, args, kwargs or {})
+
+    def _record(self, func, args, kwargs):
         rec = self.recording
         if getattr(func, "__name__", None) == "__get__":
             prop = getattr(getattr(func, "__self__", None), "__name__", None)
@@ -152,6 +157,11 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+@torch.compiler.disable
+def _eager_torch_function(mode: _Recorder, func, types, args, kwargs):
+    return mode._record(func, args, kwargs or {})
+
+
 class Recording:
     """The hooks on the modules, and the calls they recorded since the last :meth:`take`.
 
@@ -179,7 +189,6 @@ class Recording:
             self.names[id(mod)] = name
             self._handles.append(mod.register_forward_pre_hook(self._open, with_kwargs=True,
                                                                prepend=True))
-            self._handles.append(mod.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             self._handles.append(mod.register_forward_hook(self._post_hook, with_kwargs=True,
                                                            always_call=True))
 
@@ -209,10 +218,6 @@ class Recording:
         if not torch.is_grad_enabled():
             self._stack.append(None)
             return None
-        check_batchnorm_module(module, self.batch_dim)
-        if parametrize.is_parametrized(module):
-            check_parametrization_cache(self.names.get(id(module), type(module).__name__),
-                                        parametrize._cache_enabled)
         rule = self.rules.get(type(module))
         if rule is not None and (kwargs or not rule.applies(module) or _reparametrized(module)):
             rule = None
@@ -220,15 +225,12 @@ class Recording:
             if self._mode is None:
                 self._mode = _Recorder(self)
                 self._mode.__enter__()
+        # pushed before the checks: when one raises, the post-hook (always called) pops it
         self._stack.append(_Call(module, rule))
-        return None
-
-    def _pre_hook(self, module, args, kwargs):
-        # after the module's own pre-hooks: the inputs its forward gets
-        if torch.compiler.is_compiling():
-            return None
-        if self._stack and self._stack[-1] is not None:
-            self._stack[-1].args = args
+        check_batchnorm_module(module, self.batch_dim)
+        if parametrize.is_parametrized(module):
+            check_parametrization_cache(self.names.get(id(module), type(module).__name__),
+                                        parametrize._cache_enabled)
         return None
 
     def _post_hook(self, module, args, kwargs, output):
@@ -240,6 +242,7 @@ class Recording:
             mode.__exit__(None, None, None)
         if call is None or output is None or not (call.rule_params or call.aliases):
             return None  # nothing used, no gradient enabled, or the forward raised
+        call.args = args  # the inputs the forward got, after the module's own pre-hooks
         leaves = [x for x in pytree.tree_leaves(output)
                   if isinstance(x, Tensor) and x.requires_grad]
         if call.rule_params:

@@ -364,3 +364,84 @@ def test_dropout_in_a_transformer_draws_the_masks_of_the_unhooked_model():
     torch.testing.assert_close(G, J @ J.T, rtol=1e-9, atol=1e-12)
     for p, e in zip(params, expected_grads):
         torch.testing.assert_close(p.grad, e, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ torch.compile, parametrizations
+class _FreeScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([0.5, -1.0, 2.0], dtype=DT))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+class _Encoder(nn.Module):
+    # a parameter of a module without a rule, inside a parameter-less parent: the case that
+    # torch.compile(backend="eager") counted twice (issue 12)
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3).to(DT)
+        self.block = nn.Sequential(_FreeScale())
+
+    def forward(self, x):
+        return self.block(torch.tanh(self.lin(x)))
+
+
+def test_a_torch_compiled_module_is_refused_at_construction_with_its_path():
+    torch.manual_seed(0)
+    model = _Encoder()
+    parent = nn.Sequential(nn.Linear(3, 3).to(DT), torch.compile(model, backend="eager"))
+    with pytest.raises(ValueError, match=r"^`modules` must be uncompiled .* got the "
+                       r"torch.compile'd module '1'\.$"):
+        Engine(parent, batch_dim=0)
+    with pytest.raises(ValueError, match=r"_orig_mod"):
+        Engine(torch.compile(model, backend="eager"), batch_dim=0)
+    assert _hooks(model) == 0  # a refused engine leaves no hook behind
+
+
+def test_a_compiled_forward_of_hooked_modules_is_refused_and_the_engine_stays_usable():
+    torch.manual_seed(0)
+    model, x = _Encoder(), x_batch(4)
+    expected = reference_gramian(model, lambda: (model(x) ** 2).sum(1))  # per-sample jacrev
+    with Engine(model, batch_dim=0) as engine:
+        compiled = torch.compile(model, backend="eager")
+        with pytest.raises(RuntimeError, match=r"^`the hooked modules` must be run uncompiled"
+                           r".* got a forward of module '_Encoder' under torch.compile\.$"):
+            engine.gramian((compiled(x) ** 2).sum(1))
+        # the uncompiled module, in the same engine, is exact
+        G = engine.gramian((model(x) ** 2).sum(1))
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_parametrized_weight_with_out_features_equal_to_the_batch_size_is_exact():
+    # issue 12: out_features == B gave a 0.5 relative error (the parametrization's output was
+    # taken for a batch), another B a refusal naming _WeightNorm
+    P = nn.utils.parametrizations
+    for B in (3, 4):
+        torch.manual_seed(0)
+        model = nn.Sequential(P.weight_norm(nn.Linear(2, 3)), nn.Tanh(),
+                              P.orthogonal(nn.Linear(3, 3))).to(DT)
+        x = torch.randn(B, 2, dtype=DT)
+        expected = reference_gramian(model, lambda: (model(x) ** 2).sum(1))  # jacrev
+        with Engine(model, batch_dim=0) as engine:
+            G = engine.gramian((model(x) ** 2).sum(1))
+            Gs = engine.gramian((model(x) ** 2).sum(1), per="module")
+        torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+        # the originals belong to the block of the parametrized module
+        assert engine.blocks == ("0", "2")
+        expected_0 = reference_gramian(model[0], lambda: (model(x) ** 2).sum(1))
+        torch.testing.assert_close(Gs[0], expected_0, rtol=1e-10, atol=1e-12)
+
+
+def test_parametrization_cache_is_refused_with_the_module_path():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Tanh(), nn.utils.parametrizations.weight_norm(nn.Linear(3, 2)))
+    model = model.to(DT)
+    with Engine(model, batch_dim=0) as engine:
+        with nn.utils.parametrize.cached():
+            with pytest.raises(RuntimeError, match=r"parametrize.cached\(\).* got parametrized "
+                               r"module '1' called inside it\.$"):
+                model(x_batch())
+        G = engine.gramian((model(x_batch()) ** 2).sum(1))  # usable afterwards
+    assert G.shape == (5, 5)
