@@ -214,10 +214,10 @@ class Recording:
             # cannot be trusted, so gramian refuses (the flag survives as a side effect)
             if self.compiled is None:
                 self.compiled = self.names.get(id(module), type(module).__name__)
-            return None
+            return
         if not torch.is_grad_enabled():
             self._stack.append(None)
-            return None
+            return
         rule = self.rules.get(type(module))
         if rule is not None and (kwargs or not rule.applies(module) or _reparametrized(module)):
             rule = None
@@ -231,11 +231,10 @@ class Recording:
         if parametrize.is_parametrized(module):
             check_parametrization_cache(self.names.get(id(module), type(module).__name__),
                                         parametrize._cache_enabled)
-        return None
 
     def _post_hook(self, module, args, kwargs, output):
         if torch.compiler.is_compiling():
-            return None
+            return None  # see _open
         call = self._stack.pop() if self._stack else None
         if not self._stack and self._mode is not None:
             mode, self._mode = self._mode, None

@@ -94,10 +94,10 @@ def check_not_compiled(named: list[tuple[str, nn.Module]]) -> None:
 
     for name, mod in named:
         if isinstance(mod, OptimizedModule):
-            raise ValueError(message(
+            raise TypeError(message(
                 "modules", "uncompiled (torch.compile traces the engine's hooks instead of "
                 "running them, which gives a wrong Gramian); pass the module torch.compile "
-                f"wrapped (its `_orig_mod`) and run it uncompiled while the engine is used",
+                "wrapped (its `_orig_mod`) and run it uncompiled while the engine is used",
                 f"the torch.compile'd module '{name}'"))
 
 

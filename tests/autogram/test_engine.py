@@ -392,10 +392,10 @@ def test_a_torch_compiled_module_is_refused_at_construction_with_its_path():
     torch.manual_seed(0)
     model = _Encoder()
     parent = nn.Sequential(nn.Linear(3, 3).to(DT), torch.compile(model, backend="eager"))
-    with pytest.raises(ValueError, match=r"^`modules` must be uncompiled .* got the "
+    with pytest.raises(TypeError, match=r"^`modules` must be uncompiled .* got the "
                        r"torch.compile'd module '1'\.$"):
         Engine(parent, batch_dim=0)
-    with pytest.raises(ValueError, match=r"_orig_mod"):
+    with pytest.raises(TypeError, match=r"_orig_mod"):
         Engine(torch.compile(model, backend="eager"), batch_dim=0)
     assert _hooks(model) == 0  # a refused engine leaves no hook behind
 
@@ -414,34 +414,88 @@ def test_a_compiled_forward_of_hooked_modules_is_refused_and_the_engine_stays_us
     torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_parametrized_weight_with_out_features_equal_to_the_batch_size_is_exact():
+@pytest.mark.parametrize("B", [3, 4])
+def test_parametrized_weight_with_out_features_equal_to_the_batch_size_is_exact(B):
     # issue 12: out_features == B gave a 0.5 relative error (the parametrization's output was
     # taken for a batch), another B a refusal naming _WeightNorm
     P = nn.utils.parametrizations
-    for B in (3, 4):
-        torch.manual_seed(0)
-        model = nn.Sequential(P.weight_norm(nn.Linear(2, 3)), nn.Tanh(),
-                              P.orthogonal(nn.Linear(3, 3))).to(DT)
-        x = torch.randn(B, 2, dtype=DT)
-        expected = reference_gramian(model, lambda: (model(x) ** 2).sum(1))  # jacrev
-        with Engine(model, batch_dim=0) as engine:
-            G = engine.gramian((model(x) ** 2).sum(1))
-            Gs = engine.gramian((model(x) ** 2).sum(1), per="module")
-        torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
-        # the originals belong to the block of the parametrized module
-        assert engine.blocks == ("0", "2")
-        expected_0 = reference_gramian(model[0], lambda: (model(x) ** 2).sum(1))
-        torch.testing.assert_close(Gs[0], expected_0, rtol=1e-10, atol=1e-12)
+    torch.manual_seed(0)
+    model = nn.Sequential(P.weight_norm(nn.Linear(2, 3)), nn.Tanh(),
+                          P.orthogonal(nn.Linear(3, 3))).to(DT)
+    x = torch.randn(B, 2, dtype=DT)
+
+    def losses():
+        return (model(x) ** 2).sum(1)
+
+    expected = reference_gramian(model, losses)  # jacrev
+    expected_0 = reference_gramian(model[0], losses)  # jacrev w.r.t. model[0]'s parameters
+    with Engine(model, batch_dim=0) as engine:
+        G = engine.gramian(losses())
+        Gs = engine.gramian(losses(), per="module")
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+    # the originals belong to the block of the parametrized module
+    assert engine.blocks == ("0", "2")
+    torch.testing.assert_close(Gs[0], expected_0, rtol=1e-10, atol=1e-12)
 
 
 def test_parametrization_cache_is_refused_with_the_module_path():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Tanh(), nn.utils.parametrizations.weight_norm(nn.Linear(3, 2)))
     model = model.to(DT)
+    x = x_batch()
     with Engine(model, batch_dim=0) as engine:
-        with nn.utils.parametrize.cached():
-            with pytest.raises(RuntimeError, match=r"parametrize.cached\(\).* got parametrized "
-                               r"module '1' called inside it\.$"):
-                model(x_batch())
-        G = engine.gramian((model(x_batch()) ** 2).sum(1))  # usable afterwards
-    assert G.shape == (5, 5)
+        with nn.utils.parametrize.cached(), pytest.raises(
+                RuntimeError, match=r"parametrize.cached\(\).* got parametrized module '1' "
+                r"called inside it\.$"):
+            model(x)
+        G = engine.gramian((model(x) ** 2).sum(1))  # usable afterwards, and exact
+    torch.testing.assert_close(G, reference_gramian(model, lambda: (model(x) ** 2).sum(1)),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_functions_inside_a_hooked_forward_are_exact():
+    # a torch.compile'd function, given a parameter or not, inside an uncompiled forward:
+    # torch.compile breaks its graph at each op the engine records, which then runs eagerly
+    def gate(x, w):
+        return torch.tanh(x * w)
+
+    def act(x):
+        return torch.tanh(x) * 2
+
+    class Net(nn.Module):
+        def __init__(self, gate, act):
+            super().__init__()
+            self.lin, self.scale = nn.Linear(3, 3).to(DT), _FreeScale()
+            self.gate, self.act = gate, act
+
+        def forward(self, x):
+            return self.gate(self.act(self.lin(x)), self.scale.scale)
+
+    torch.manual_seed(0)
+    plain, x = Net(gate, act), x_batch(4)
+    expected = reference_gramian(plain, lambda: (plain(x) ** 2).sum(1))  # jacrev, uncompiled
+    model = Net(torch.compile(gate, backend="eager"), torch.compile(act, backend="eager"))
+    model.load_state_dict(plain.state_dict())
+    with Engine(model, batch_dim=0) as engine:
+        G = engine.gramian((model(x) ** 2).sum(1))
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_legacy_weight_norm_on_the_root_module_is_exact():
+    # torch.nn.utils.weight_norm sets the weight in a forward pre-hook, which ran before the
+    # engine's and outside the recorded call (refused as a use outside the forward)
+    torch.manual_seed(0)
+    with pytest.warns(FutureWarning):
+        model = nn.utils.weight_norm(nn.Linear(3, 5).to(DT))
+    x = x_batch(5)  # out_features == B
+    expected = reference_gramian(model, lambda: (model(x) ** 2).sum(1))  # jacrev
+    with Engine(model, batch_dim=0) as engine:
+        G = engine.gramian((model(x) ** 2).sum(1))
+        model.zero_grad()
+        engine.gramian((model(x) ** 2).sum(1))
+        engine.backward(torch.ones(5, dtype=DT))
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+    got = [model.weight_g.grad, model.weight_v.grad]
+    model.zero_grad()
+    (model(x) ** 2).sum().backward()
+    torch.testing.assert_close(got, [model.weight_g.grad, model.weight_v.grad])
