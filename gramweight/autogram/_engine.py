@@ -291,13 +291,15 @@ class Engine:
                  ) -> Mapping[Any, Factor]:
         """The factors of one use's parameters, by the keys of ``use.params``."""
         c, per_sample = use.call, self.batch_dim is not None
+        path = self._recording.names.get(id(c.module))
         if use.generic:
-            return generic(c.module, c.aliases, c.outputs, grads, batched=per_sample, n=n, t=t)
+            return generic(c.module, c.aliases, c.outputs, grads, batched=per_sample, n=n, t=t,
+                           path=path)
         (dY,) = grads
         if dY is None:
             return {}
         if per_sample:
-            check_batch_size(c.module, dY.shape[1], n)
+            check_batch_size(c.module, dY.shape[1], n, path)
         out = c.rule.fn(c.module, c.args, dY, batched=per_sample)
         check_factors(c.module, c.rule_params, out)
         return out

@@ -258,12 +258,16 @@ def check_reached(grads: Iterable[Tensor | None]) -> None:
                                  "losses with no path to any of them"))
 
 
-def check_batch_size(module: Any, got: int, B: int) -> None:
-    """With ``batch_dim=0``: an output of a hooked call has one row per sample."""
+def check_batch_size(module: Any, got: int, B: int, path: str | None = None) -> None:
+    """With ``batch_dim=0``: an output of a hooked call has one row per sample.
+
+    ``path`` is the module's path in the model, named in the message when known.
+    """
     if got != B:
+        where = type(module).__name__ + ("" if path is None else f" '{path}'")
         raise ValueError(message(
             "batch_dim=0", "the sample dimension (dim 0) of every hooked module's output",
-            f"an output of {type(module).__name__} with {got} rows for {B} losses"))
+            f"an output of {where} with {got} rows for {B} losses"))
 
 
 def check_factors(module: Any, names: Iterable[str], out: Mapping[str, Any]) -> None:

@@ -499,3 +499,27 @@ def test_legacy_weight_norm_on_the_root_module_is_exact():
     model.zero_grad()
     (model(x) ** 2).sum().backward()
     torch.testing.assert_close(got, [model.weight_g.grad, model.weight_v.grad])
+
+
+def test_an_output_without_the_batch_on_dim_0_is_refused_with_the_module_path():
+    class Transposed(nn.Module):  # no rule: the generic fallback
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3, dtype=DT))
+
+        def forward(self, x):
+            return (x * self.w).T  # (3, B)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Transposed()
+
+        def forward(self, x):
+            return self.inner(x).T
+
+    model = nn.Sequential(Net())
+    with Engine(model, batch_dim=0) as engine, pytest.raises(
+            ValueError, match=r"^`batch_dim=0` must be the sample dimension .* got an output "
+            r"of Transposed '0.inner' with 3 rows for 5 losses\.$"):
+        engine.gramian((model(x_batch()) ** 2).sum(1))

@@ -35,12 +35,12 @@ def targets(aliases: Aliases, outputs: list[Tensor], *, batched: bool) -> list[T
 
 
 def generic(module: nn.Module, aliases: Aliases, outputs: list[Tensor],
-            grads: list[Tensor | None], *, batched: bool, n: int, t: int
-            ) -> dict[Hashable, Factor]:
+            grads: list[Tensor | None], *, batched: bool, n: int, t: int,
+            path: str | None = None) -> dict[Hashable, Factor]:
     """Per-loss gradients of the parameters one call used through its aliases.
 
     Args:
-        module: the module called (named in errors).
+        module: the module called (named in errors, with its ``path`` in the model).
         aliases: ``{key: (parameter, alias)}``, the call's aliases.
         outputs: the call's outputs that require grad.
         grads: what the engine's backward gave for ``targets(aliases, outputs, batched=...)``,
@@ -48,6 +48,7 @@ def generic(module: nn.Module, aliases: Aliases, outputs: list[Tensor],
             to the losses.
         batched: whether dimension 0 indexes independent samples (``batch_dim=0``).
         n, t: samples and tasks: loss ``(s, k)`` is row ``s * t + k``.
+        path: the module's path in the model, for errors.
 
     Returns:
         ``{key: PerLoss}`` for every alias of ``aliases`` that the losses depend on.
@@ -59,7 +60,7 @@ def generic(module: nn.Module, aliases: Aliases, outputs: list[Tensor],
     for y, dY in zip(outputs, grads):
         if dY is None:
             continue
-        check_batch_size(module, y.shape[0] if y.dim() else 0, n)
+        check_batch_size(module, y.shape[0] if y.dim() else 0, n, path)
         eye = torch.eye(n, dtype=dY.dtype, device=dY.device)
         mask = eye.reshape(n, 1, n, *([1] * (y.dim() - 1)))
         cots.append((dY.unsqueeze(0) * mask).reshape(n * t, *y.shape))
