@@ -96,7 +96,10 @@ class Engine:
     Parameters used outside a rule (a module called several times, parameters shared between
     modules, a parent using a child's parameter, free parameters of any module) are seen by a
     torch function mode active during the forward pass, and contribute exactly, cross terms
-    included. Frozen parameters (``requires_grad=False``) are left out.
+    included. Frozen parameters (``requires_grad=False``) are left out. Reparametrized
+    weights (``torch.nn.utils.parametrize``, the legacy ``weight_norm`` / ``spectral_norm``)
+    are covered the same way, through the parameters they are computed from. Modules compiled
+    by ``torch.compile`` are refused: give the engine the uncompiled module and call that.
 
     Args:
         modules: a module, or several, whose parameters the Gramian is taken over.
