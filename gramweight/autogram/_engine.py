@@ -16,16 +16,19 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ._recording import Recording, _Call
 from ._validation import (
     REQUIRED,
     check_arguments,
     check_batch_size,
+    check_compiled,
     check_factors,
     check_gramian_pass,
     check_losses,
     check_modules,
+    check_not_compiled,
     check_open,
     check_parameters,
     check_per,
@@ -96,7 +99,10 @@ class Engine:
     Parameters used outside a rule (a module called several times, parameters shared between
     modules, a parent using a child's parameter, free parameters of any module) are seen by a
     torch function mode active during the forward pass, and contribute exactly, cross terms
-    included. Frozen parameters (``requires_grad=False``) are left out.
+    included. Frozen parameters (``requires_grad=False``) are left out. Reparametrized
+    weights (``torch.nn.utils.parametrize``, the legacy ``weight_norm`` / ``spectral_norm``)
+    are covered the same way, through the parameters they are computed from. Modules compiled
+    by ``torch.compile`` are refused: give the engine the uncompiled module and call that.
 
     Args:
         modules: a module, or several, whose parameters the Gramian is taken over.
@@ -155,7 +161,18 @@ class Engine:
                 prefix = f"{k}." if len(roots) > 1 else ""
                 named.append(((prefix + name).rstrip(".") or type(mod).__name__, mod))
         check_modules(named, batch_dim)
+        check_not_compiled(named)
         self._names = {id(mod): name for name, mod in named}
+
+        # the modules of a parametrization (``module.parametrizations.weight`` and what it
+        # holds) are not hooked: the parametrized weight is computed inside the call that
+        # reads it, so its originals are that call's parameters, for the generic fallback;
+        # they belong to the block of the parametrized module
+        owner_of: dict[int, str] = {}
+        for name, mod in named:
+            if parametrize.is_parametrized(mod):
+                for sub in mod.parametrizations.modules():
+                    owner_of.setdefault(id(sub), name)
 
         # parameters: owner (first module holding it) = its block
         blocks: list[str] = []
@@ -172,9 +189,10 @@ class Engine:
                     continue
                 at_root = len(roots) == 1 and mod is roots[0]  # named by its type: no prefix
                 self._param_names[id(p)] = pname if at_root else f"{name}.{pname}"
-                if name not in blocks:
-                    blocks.append(name)
-                self._param_block[id(p)] = blocks.index(name)
+                block = owner_of.get(id(mod), name)
+                if block not in blocks:
+                    blocks.append(block)
+                self._param_block[id(p)] = blocks.index(block)
                 self._params.append(p)
         check_parameters(self._params)
         self.blocks: tuple[str, ...] = tuple(blocks)
@@ -184,7 +202,8 @@ class Engine:
         self._kept: dict[int, tuple[nn.Parameter, list[Factor]]] | None = None
         self._m = 0
         self._closed = False
-        self._recording = Recording((mod for _, mod in named), rules=by_type,
+        hooked = (mod for _, mod in named if id(mod) not in owner_of)
+        self._recording = Recording(hooked, rules=by_type,
                                     own_names=own_names, param_ids=self._param_ids,
                                     batch_dim=batch_dim, names=self._names)
 
@@ -225,7 +244,9 @@ class Engine:
         check_per(per)
         check_losses(losses, self.batch_dim)
         go, batched, n, t = self._cotangents(losses)
+        compiled = self._recording.compiled
         calls, self._kept = self._recording.take(), None
+        check_compiled(compiled)
         check_versions(calls, self._names)
 
         # each use is paired with the slice of the backward's inputs built for it, so that it

@@ -1,8 +1,10 @@
 """Recording the forward pass: every call of a hooked module, and how it used the parameters.
 
 - :class:`Recording` holds the forward hooks and the calls recorded since the last
-  ``gramian``. The pre-hook opens a :class:`_Call` (and, for the outermost hooked call, enters
-  the torch function mode); the post-hook closes it with the gradient edge of its output, its
+  ``gramian``. The pre-hook, which runs before the module's own, opens a :class:`_Call` (and,
+  for the outermost hooked call, enters the torch function mode), so that what those
+  pre-hooks compute from the parameters (the legacy ``weight_norm``) is inside the call. The
+  post-hook closes it with the inputs the forward got, with the gradient edge of its output, its
   outputs where the generic fallback needs them, and the versions of its tensors.
 - :class:`_Recorder`, the torch function mode, sees every torch function that the hooked
   forwards call with a parameter: a use of a rule module's own parameter is left to the rule,
@@ -21,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.graph import get_gradient_edge
+from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
@@ -28,6 +33,7 @@ from ._validation import (
     check_batchnorm_call,
     check_batchnorm_module,
     check_decomposed_parameters,
+    check_parametrization_cache,
     check_single_output,
     describe,
     reused_parameter_message,
@@ -41,6 +47,16 @@ __all__ = ["Recording"]
 # Tensor properties that return a differentiable function of the tensor. Every other
 # property (shape, dtype, grad, data, ...) is read on the parameter itself.
 _DIFFERENTIABLE_PROPERTIES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
+
+# Forward pre-hooks that compute a module's weight from other parameters (the legacy
+# ``torch.nn.utils.weight_norm`` / ``spectral_norm``): the module's rule, which expects its
+# own parameters, does not apply; the generic fallback covers the parameters they use.
+_REPARAMETRIZING_HOOKS = (WeightNorm, SpectralNorm)
+
+
+def _reparametrized(module: nn.Module) -> bool:
+    return parametrize.is_parametrized(module) or any(
+        isinstance(h, _REPARAMETRIZING_HOOKS) for h in module._forward_pre_hooks.values())
 
 
 @dataclass(eq=False)
@@ -102,7 +118,13 @@ class _Recorder(TorchFunctionMode):
         self.recording = recording
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+        if torch.compiler.is_compiling():
+            # a torch.compile'd function called inside a hooked forward: torch.compile
+            # breaks its graph at each op, which is then recorded, exactly, in eager mode
+            return _eager_torch_function(self, func, types, args, kwargs)
+        return self._record(func, args, kwargs or {})
+
+    def _record(self, func, args, kwargs):
         rec = self.recording
         if getattr(func, "__name__", None) == "__get__":
             prop = getattr(getattr(func, "__self__", None), "__name__", None)
@@ -139,6 +161,11 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+@torch.compiler.disable
+def _eager_torch_function(mode: _Recorder, func, types, args, kwargs):
+    return mode._record(func, args, kwargs or {})
+
+
 class Recording:
     """The hooks on the modules, and the calls they recorded since the last :meth:`take`.
 
@@ -160,15 +187,19 @@ class Recording:
         self.calls: list[_Call] = []  # closed calls, in the order their forwards ended
         self._stack: list[_Call | None] = []  # open calls; None where grad is disabled
         self._mode: _Recorder | None = None
+        # the path of a hooked module whose forward torch.compile traced (see check_compiled)
+        self.compiled: str | None = None
         self._handles = []
         for mod in modules:
-            self._handles.append(mod.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+            self._handles.append(mod.register_forward_pre_hook(self._open, with_kwargs=True,
+                                                               prepend=True))
             self._handles.append(mod.register_forward_hook(self._post_hook, with_kwargs=True,
                                                            always_call=True))
 
     def take(self) -> list[_Call]:
         """The recorded calls, which the recording forgets."""
         calls, self.calls = self.calls, []
+        self.compiled = None
         return calls
 
     def close(self) -> None:
@@ -181,28 +212,39 @@ class Recording:
             self._mode = None
         self._stack, self.calls = [], []
 
-    def _pre_hook(self, module, args, kwargs):
+    def _open(self, module, args, kwargs):
+        if torch.compiler.is_compiling():
+            # torch.compile traces the hooks instead of running them; what it records
+            # cannot be trusted, so gramian refuses (the flag survives as a side effect)
+            if self.compiled is None:
+                self.compiled = self.names.get(id(module), type(module).__name__)
+            return
         if not torch.is_grad_enabled():
             self._stack.append(None)
-            return None
-        check_batchnorm_module(module, self.batch_dim, self.names)
+            return
         rule = self.rules.get(type(module))
-        if rule is not None and (kwargs or not rule.applies(module)):
+        if rule is not None and (kwargs or not rule.applies(module) or _reparametrized(module)):
             rule = None
         if not self._stack or all(c is None for c in self._stack):
             if self._mode is None:
                 self._mode = _Recorder(self)
                 self._mode.__enter__()
-        self._stack.append(_Call(module, rule, args))
-        return None
+        # pushed before the checks: when one raises, the post-hook (always called) pops it
+        self._stack.append(_Call(module, rule))
+        check_batchnorm_module(module, self.batch_dim, self.names)
+        if parametrize.is_parametrized(module):
+            check_parametrization_cache(describe(module, self.names), parametrize._cache_enabled)
 
     def _post_hook(self, module, args, kwargs, output):
+        if torch.compiler.is_compiling():
+            return None  # see _open
         call = self._stack.pop() if self._stack else None
         if not self._stack and self._mode is not None:
             mode, self._mode = self._mode, None
             mode.__exit__(None, None, None)
         if call is None or output is None or not (call.rule_params or call.aliases):
             return None  # nothing used, no gradient enabled, or the forward raised
+        call.args = args  # the inputs the forward got, after the module's own pre-hooks
         leaves = [x for x in pytree.tree_leaves(output)
                   if isinstance(x, Tensor) and x.requires_grad]
         if call.rule_params:

@@ -34,13 +34,16 @@ __all__ = [
     "check_batch_size",
     "check_batchnorm_call",
     "check_batchnorm_module",
+    "check_compiled",
     "check_decomposed_parameters",
     "check_factors",
     "check_gramian_pass",
     "check_losses",
     "check_modules",
+    "check_not_compiled",
     "check_open",
     "check_parameters",
+    "check_parametrization_cache",
     "check_per",
     "check_reached",
     "check_recorded",
@@ -115,6 +118,19 @@ def check_modules(named: list[tuple[str, nn.Module]], batch_dim: int | None) -> 
                 "pass batch_dim=None", f"{type(mod).__name__} '{name}'"))
 
 
+def check_not_compiled(named: list[tuple[str, nn.Module]]) -> None:
+    """Refuse a module wrapped by ``torch.compile`` (an ``OptimizedModule``)."""
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    for name, mod in named:
+        if isinstance(mod, OptimizedModule):
+            raise TypeError(message(
+                "modules", "uncompiled (torch.compile traces the engine's hooks instead of "
+                "running them, which gives a wrong Gramian); pass the module torch.compile "
+                "wrapped (its `_orig_mod`) and run it uncompiled while the engine is used",
+                f"the torch.compile'd module '{name}'"))
+
+
 def check_parameters(params: list[nn.Parameter]) -> None:
     if not params:
         raise ValueError(message("modules", "modules with parameters", "none"))
@@ -141,6 +157,16 @@ def check_batchnorm_call(args: tuple, kwargs: dict, where: str) -> None:
     if training:
         raise RuntimeError(_batchnorm_message(f"a batch_norm call in training mode inside "
                                               f"{where}"))
+
+
+def check_parametrization_cache(name: str, cache_enabled: int) -> None:
+    """A parametrized module (``name``, as described) called inside ``parametrize.cached()``."""
+    if cache_enabled:
+        raise RuntimeError(message(
+            "parametrized modules", "called outside torch.nn.utils.parametrize.cached() "
+            "(a cached weight is computed once and then shared by several calls, whose "
+            "per-sample gradients the engine cannot separate); run the forward without it",
+            f"{name} called inside it"))
 
 
 def reused_parameter_message(module: str, name: str) -> str:
@@ -203,6 +229,16 @@ def check_versions(calls: list[_Call], names: Mapping[int, str]) -> None:
                 "op on them after the call: use the out-of-place op, e.g. x = x + 1 or "
                 "relu(inplace=False), or clone the tensor first)",
                 f"an input or output of {describe(c.module, names)} modified in place"))
+
+
+def check_compiled(name: str | None) -> None:
+    """Refuse a forward that torch.compile traced through a hooked module."""
+    if name is not None:
+        raise RuntimeError(message(
+            "the hooked modules", "run uncompiled (torch.compile traces the engine's hooks "
+            "instead of running them, which gives a wrong Gramian); call the module the "
+            "engine hooks, not its torch.compile'd wrapper",
+            f"a forward of module '{name}' under torch.compile"))
 
 
 def check_recorded(inputs: list) -> None:

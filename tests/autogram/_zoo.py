@@ -489,3 +489,54 @@ class ScaledHead(nn.Module):
 @arch()
 def scalar_parameters():
     return ScaledHead(), torch.randn(B, 3), _call
+
+
+# ------------------------------------------------------------------ reparametrized weights
+# The weight is computed from other parameters inside the forward; the parametrized module goes
+# to the generic fallback, whose per-sample vjp runs through the reparametrization (issue 12).
+_P = nn.utils.parametrizations
+
+
+@arch()
+def parametrized_weight_norm_out_is_b():
+    # out_features == B: the parametrization's output has B rows, like a batch (issue 12)
+    m = nn.Sequential(_P.weight_norm(nn.Linear(5, B)), nn.Tanh(), nn.Linear(B, 3))
+    return m, torch.randn(B, 5), _call
+
+
+@arch()
+def parametrized_spectral_norm_and_orthogonal():
+    # eval: spectral_norm's power iteration runs in training only, so every forward (the
+    # reference's too) sees the same weight
+    m = nn.Sequential(_P.spectral_norm(nn.Linear(5, 3)), nn.Tanh(),
+                      _P.orthogonal(nn.Linear(3, 3)), nn.Tanh(), nn.Linear(3, 2))
+    return m.eval(), torch.randn(B, 5), _call
+
+
+class _Symmetric(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([1.5, 0.5, -1.0]))  # a parameter of its own
+
+    def forward(self, X):
+        return (X.triu() + X.triu(1).mT) * self.scale
+
+
+@arch()
+def parametrized_custom_with_own_parameter_and_conv():
+    lin = nn.Linear(3, 3)
+    nn.utils.parametrize.register_parametrization(lin, "weight", _Symmetric())
+    conv = _P.weight_norm(nn.Conv1d(2, 3, 2))
+    m = nn.Sequential(conv, nn.Tanh(), nn.Flatten(), nn.Linear(6, 3), nn.Tanh(), lin)
+    return m, torch.randn(B, 2, 3), _call
+
+
+@arch()
+def legacy_weight_and_spectral_norm():
+    # torch.nn.utils.weight_norm / spectral_norm: the weight is set by a forward pre-hook
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        first = nn.utils.weight_norm(nn.Linear(5, B))
+    m = nn.Sequential(first, nn.Tanh(), nn.utils.spectral_norm(nn.Linear(B, 2)))
+    return m.eval(), torch.randn(B, 5), _call

@@ -364,3 +364,162 @@ def test_dropout_in_a_transformer_draws_the_masks_of_the_unhooked_model():
     torch.testing.assert_close(G, J @ J.T, rtol=1e-9, atol=1e-12)
     for p, e in zip(params, expected_grads):
         torch.testing.assert_close(p.grad, e, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ torch.compile, parametrizations
+class _FreeScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([0.5, -1.0, 2.0], dtype=DT))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+class _Encoder(nn.Module):
+    # a parameter of a module without a rule, inside a parameter-less parent: the case that
+    # torch.compile(backend="eager") counted twice (issue 12)
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3).to(DT)
+        self.block = nn.Sequential(_FreeScale())
+
+    def forward(self, x):
+        return self.block(torch.tanh(self.lin(x)))
+
+
+def test_a_torch_compiled_module_is_refused_at_construction_with_its_path():
+    torch.manual_seed(0)
+    model = _Encoder()
+    parent = nn.Sequential(nn.Linear(3, 3).to(DT), torch.compile(model, backend="eager"))
+    with pytest.raises(TypeError, match=r"^`modules` must be uncompiled .* got the "
+                       r"torch.compile'd module '1'\.$"):
+        Engine(parent, batch_dim=0)
+    with pytest.raises(TypeError, match=r"_orig_mod"):
+        Engine(torch.compile(model, backend="eager"), batch_dim=0)
+    assert _hooks(model) == 0  # a refused engine leaves no hook behind
+
+
+def test_a_compiled_forward_of_hooked_modules_is_refused_and_the_engine_stays_usable():
+    torch.manual_seed(0)
+    model, x = _Encoder(), x_batch(4)
+    expected = reference_gramian(model, lambda: (model(x) ** 2).sum(1))  # per-sample jacrev
+    with Engine(model, batch_dim=0) as engine:
+        compiled = torch.compile(model, backend="eager")
+        with pytest.raises(RuntimeError, match=r"^`the hooked modules` must be run uncompiled"
+                           r".* got a forward of module '_Encoder' under torch.compile\.$"):
+            engine.gramian((compiled(x) ** 2).sum(1))
+        # the uncompiled module, in the same engine, is exact
+        G = engine.gramian((model(x) ** 2).sum(1))
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("B", [3, 4])
+def test_parametrized_weight_with_out_features_equal_to_the_batch_size_is_exact(B):
+    # issue 12: out_features == B gave a 0.5 relative error (the parametrization's output was
+    # taken for a batch), another B a refusal naming _WeightNorm
+    P = nn.utils.parametrizations
+    torch.manual_seed(0)
+    model = nn.Sequential(P.weight_norm(nn.Linear(2, 3)), nn.Tanh(),
+                          P.orthogonal(nn.Linear(3, 3))).to(DT)
+    x = torch.randn(B, 2, dtype=DT)
+
+    def losses():
+        return (model(x) ** 2).sum(1)
+
+    expected = reference_gramian(model, losses)  # jacrev
+    expected_0 = reference_gramian(model[0], losses)  # jacrev w.r.t. model[0]'s parameters
+    with Engine(model, batch_dim=0) as engine:
+        G = engine.gramian(losses())
+        Gs = engine.gramian(losses(), per="module")
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+    # the originals belong to the block of the parametrized module
+    assert engine.blocks == ("0", "2")
+    torch.testing.assert_close(Gs[0], expected_0, rtol=1e-10, atol=1e-12)
+
+
+def test_parametrization_cache_is_refused_with_the_module_path():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Tanh(), nn.utils.parametrizations.weight_norm(nn.Linear(3, 2)))
+    model = model.to(DT)
+    x = x_batch()
+    with Engine(model, batch_dim=0) as engine:
+        with nn.utils.parametrize.cached(), pytest.raises(
+                RuntimeError, match=r"parametrize.cached\(\).* got ParametrizedLinear '1' "
+                r"called inside it\.$"):
+            model(x)
+        G = engine.gramian((model(x) ** 2).sum(1))  # usable afterwards, and exact
+    torch.testing.assert_close(G, reference_gramian(model, lambda: (model(x) ** 2).sum(1)),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_functions_inside_a_hooked_forward_are_exact():
+    # a torch.compile'd function, given a parameter or not, inside an uncompiled forward:
+    # torch.compile breaks its graph at each op the engine records, which then runs eagerly
+    def gate(x, w):
+        return torch.tanh(x * w)
+
+    def act(x):
+        return torch.tanh(x) * 2
+
+    class Net(nn.Module):
+        def __init__(self, gate, act):
+            super().__init__()
+            self.lin, self.scale = nn.Linear(3, 3).to(DT), _FreeScale()
+            self.gate, self.act = gate, act
+
+        def forward(self, x):
+            return self.gate(self.act(self.lin(x)), self.scale.scale)
+
+    torch.manual_seed(0)
+    plain, x = Net(gate, act), x_batch(4)
+    expected = reference_gramian(plain, lambda: (plain(x) ** 2).sum(1))  # jacrev, uncompiled
+    model = Net(torch.compile(gate, backend="eager"), torch.compile(act, backend="eager"))
+    model.load_state_dict(plain.state_dict())
+    with Engine(model, batch_dim=0) as engine:
+        G = engine.gramian((model(x) ** 2).sum(1))
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_legacy_weight_norm_on_the_root_module_is_exact():
+    # torch.nn.utils.weight_norm sets the weight in a forward pre-hook, which ran before the
+    # engine's and outside the recorded call (refused as a use outside the forward)
+    torch.manual_seed(0)
+    with pytest.warns(FutureWarning):
+        model = nn.utils.weight_norm(nn.Linear(3, 5).to(DT))
+    x = x_batch(5)  # out_features == B
+    expected = reference_gramian(model, lambda: (model(x) ** 2).sum(1))  # jacrev
+    with Engine(model, batch_dim=0) as engine:
+        G = engine.gramian((model(x) ** 2).sum(1))
+        model.zero_grad()
+        engine.gramian((model(x) ** 2).sum(1))
+        engine.backward(torch.ones(5, dtype=DT))
+    torch.testing.assert_close(G, expected, rtol=1e-10, atol=1e-12)
+    got = [model.weight_g.grad, model.weight_v.grad]
+    model.zero_grad()
+    (model(x) ** 2).sum().backward()
+    torch.testing.assert_close(got, [model.weight_g.grad, model.weight_v.grad])
+
+
+def test_an_output_without_the_batch_on_dim_0_is_refused_with_the_module_path():
+    class Transposed(nn.Module):  # no rule: the generic fallback
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3, dtype=DT))
+
+        def forward(self, x):
+            return (x * self.w).T  # (3, B)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = Transposed()
+
+        def forward(self, x):
+            return self.inner(x).T
+
+    model = nn.Sequential(Net())
+    with Engine(model, batch_dim=0) as engine, pytest.raises(
+            ValueError, match=r"^`batch_dim=0` must be the sample dimension .* got an output "
+            r"of Transposed '0.inner' with 3 rows"):
+        engine.gramian((model(x_batch()) ** 2).sum(1))
