@@ -215,8 +215,9 @@ def same_balance(w1: torch.Tensor, w2: torch.Tensor, problem: tuple) -> None:
     # determined to its round-off (amplified by the conditioning); near a cancelling combination
     # the diagonal term comes from the smallest eigenvalue's round-off, which each path gets
     # differently (eigvalsh against bisection), so compare what the term leaves determined:
-    # weights of the same order, and updates within 1e-3 of the longest gradient (the
-    # cancelling gradients' contributions cancel, power_balance's docstring)
+    # updates within 1e-3 of the longest gradient (the cancelling gradients' contributions
+    # cancel, power_balance's docstring; the weights themselves move with the term, by more
+    # than a factor 20 on rank-one Gramians with tasks scaled by 10^8)
     G, alpha, _ = problem
     eps = torch.finfo(F64).eps
     for w in (w1, w2):
@@ -228,10 +229,6 @@ def same_balance(w1: torch.Tensor, w2: torch.Tensor, problem: tuple) -> None:
     if lam > 1e-6:
         assert torch.allclose(w1, w2, rtol=1e-13 / lam, atol=0), (w1, w2)
         return
-    # a term from eps to eps + 2|lambda| (round-off of m entries) moves these weights by
-    # a factor of at most about (2 + 4m)^(alpha/(1+alpha))
-    ratio = w1 / w2
-    assert bool((ratio > 0.05).all()) and bool((ratio < 20.0).all()), (w1, w2)
     # ‖(w1 - w2)ᵀ J‖², up to the round-off of forming it from weights this large
     d = w1 - w2
     noise = 100 * eps * float(d.abs() @ G.abs() @ d.abs())
