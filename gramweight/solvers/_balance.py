@@ -22,6 +22,10 @@ equations then always have a solution, which is finite where ``G``'s have none.
 Newton's method is affine-invariant; it runs in the coordinates of the diagonal solution
 ``w_i = A_ii^(-α/(1+α))`` and solves each step's system scaled to a unit diagonal, so tasks
 whose squared norms differ by any factor are solved alike.
+
+On the CPU a small problem runs on Python floats (:func:`power_balance_host`, by the one rule
+of :func:`gramweight._host.use_host`): the same steps, with the smallest eigenvalue of
+``D G D`` by bisection on a tridiagonal form (a closed form for ``m <= 2``).
 """
 
 from __future__ import annotations
