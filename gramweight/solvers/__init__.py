@@ -13,7 +13,8 @@ without numpy, scipy or any external QP solver; small problems on the CPU run on
   (:func:`project_simplex`).
 - :mod:`._dual_cone`: UPGrad's and DualProj's ``min vᵀĜv`` over ``v >= u``
   (:func:`dual_cone_weights`).
-- :mod:`._balance`: FairGrad's and Nash-MTL's ``G w = w^(-1/α)`` (:func:`power_balance`).
+- :mod:`._balance`: FairGrad's and Nash-MTL's ``G w = w^(-1/α)`` (:func:`power_balance`;
+  small CPU problems on Python floats).
 - :mod:`._cagrad`: CAGrad's ``min bᵀw + κ sqrt(wᵀAw)`` over the simplex
   (:func:`cagrad_simplex`).
 - :mod:`._lp`: EPO's ``max cᵀx`` over the simplex and ``A x >= b`` (elastic when infeasible)
