@@ -13,12 +13,15 @@ Methods that are not smooth functions of G compare only away from their switchin
 measured gap; an explicit example where it misses makes the xfail deterministic.
 """
 
+import contextlib
+
 import pytest
 import torch
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import gramweight as gw
+from gramweight import _host
 from gramweight.testing.strategies import gramians
 from tests._calling import call, options, supports
 
@@ -86,13 +89,16 @@ def _param(name: str):
 @example(G=_example(4, 4, 140))
 @example(G=_example(4, 4, 86))
 @example(G=_example(5, 5, 161))
-def test_float32_is_float64_rounded(name, G):
+@pytest.mark.parametrize("host", [True, False], ids=["host", "tensors"])
+def test_float32_is_float64_rounded(name, host, G):
+    # both paths of a method with a Python-float twin for small problems (gramweight._host)
     assume(supports(name, G.shape[0]) and well_conditioned(G))
     G32 = G.float()
     G64 = G32.double()  # the same input: the float32 Gramian, exactly
     assume(well_conditioned(G64) and away_from_switches(name, G64))
-    w32 = call(name, G32)
-    w64 = call(name, G64)
+    with contextlib.nullcontext() if host else _host.disabled():
+        w32 = call(name, G32)
+        w64 = call(name, G64)
     assert w32.dtype == torch.float32
     gap = float((w32.double() - w64).abs().max())
     assert gap <= RTOL * float(w64.abs().max()), (
