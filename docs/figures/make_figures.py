@@ -6,7 +6,6 @@ It writes docs/figures/directions.png and docs/figures/weights.png.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,17 @@ import gramweight as gw  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
-# Required options of the methods that have some; every other option keeps its default.
+# Required options of the methods that have some; every other option keeps its default. The
+# methods that read the losses get equal losses (1, ..., 1); EPO the preference (1, ..., 1);
+# Pareto MTL the unit vectors as its preferences, the first one as its subproblem.
 REQUIRED: dict[str, Any] = {
     "constant": lambda m: {"weights": [1.0] * m},
     "cr_mogm": lambda m: {"inner": gw.upgrad},
+    "db_mtl": lambda m: {"losses": [1.0] * m},
+    "gradnorm": lambda m: {"losses": [1.0] * m},
+    "imtl": lambda m: {"losses": [1.0] * m},
+    "epo": lambda m: {"losses": [1.0] * m, "preference": [1.0] * m},
+    "pmtl": lambda m: {"losses": [1.0] * m, "preferences": torch.eye(m).tolist(), "index": 0},
 }
 # Krum needs at least n_byzantine + 3 gradients: it has no picture with two.
 TWO_TASKS = [name for name in gw.WEIGHTINGS if name != "krum"]
@@ -33,11 +39,11 @@ class Runner:
     """Calls one weighting step after step, carrying its state and a fresh key each time."""
 
     def __init__(self, name: str, m: int) -> None:
-        self.fn = gw.WEIGHTINGS[name]
+        entry = gw.weightings.REGISTRY[name]  # the method's kind: stochastic, stateful
+        self.fn = entry.fn
         self.kwargs = REQUIRED[name](m) if name in REQUIRED else {}
-        self.takes_key = "key" in inspect.signature(self.fn).parameters
-        init = getattr(gw, f"{name}_init", None)
-        self.state = None if init is None else init(m)
+        self.takes_key = entry.stochastic
+        self.state = entry.init(m) if entry.stateful else None
         self.step = 0
 
     def __call__(self, G: torch.Tensor) -> torch.Tensor:
