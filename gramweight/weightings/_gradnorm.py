@@ -118,7 +118,7 @@ def gradnorm(
 
     Raises:
         TypeError, ValueError: a state of another kind or built for another m; ``losses`` of
-        the wrong length or not positive; an option out of range.
+            the wrong length or not positive; an option out of range.
 
     Examples:
         >>> import torch, gramweight as gw

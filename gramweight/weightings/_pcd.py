@@ -127,7 +127,7 @@ def pcd(
 
     Raises:
         TypeError, ValueError: a state of another kind or built for another m; ``tau``,
-        ``beta`` or ``eps`` out of range.
+            ``beta`` or ``eps`` out of range.
 
     Examples:
         >>> import torch, gramweight as gw
