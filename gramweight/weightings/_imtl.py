@@ -122,9 +122,10 @@ def imtl(
         for x in (state.log_scales, state.exp_avg, state.exp_avg_sq)
     )
     scales = s.exp()
-    # IMTL-G in the work dtype of G (float64 or float32), so that its rank cut-off is G's
-    # precision (imtl_g's cut-off of 1000 m eps would drop every eigenvalue in a half
-    # precision); it is scale-invariant, so D G D / max(D)² (no entry larger than G's) will do
+    # IMTL-G on D G D in the work dtype of G (float64, or float32 for float32 and the half
+    # precisions): its rank cut-off then follows the input's precision, not float64's, and a
+    # half input is not rounded back to half after the rescaling; IMTL-G is scale-invariant,
+    # so D G D / max(D)² (no entry larger than G's) will do
     unit = scales / scales.amax()
     scaled = (unit.unsqueeze(1) * G64 * unit).to(work_dtype(G.dtype))
     alpha = imtl_g(scaled).to(torch.float64)
