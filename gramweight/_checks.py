@@ -229,13 +229,17 @@ def check_vector(
     non_negative: bool = False,
     like: Tensor | None = None,
 ) -> Tensor:
-    """Validate a 1-D finite vector and return it as a tensor (dtype/device of ``like``)."""
+    """Validate a 1-D finite vector and return it as a tensor (dtype/device of ``like``).
+
+    A tensor comes back detached: no weighting is differentiable, so an option given as a
+    tensor with a graph (the losses of a training step, a learned preference) must not carry
+    it into the weights or a state."""
     if isinstance(v, Tensor):
         if v.is_complex() or not (v.dtype.is_floating_point or v.dtype in _INT_DTYPES):
             raise TypeError(message(name, "a real tensor", f"dtype {v.dtype}"))
         if v.dim() != 1:
             raise ValueError(message(name, "a 1-D vector", f"shape {format_shape(v.shape)}"))
-        values = v
+        values = v.detach()
     elif isinstance(v, Sequence) and not isinstance(v, str):
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
             raise TypeError(message(name, "a sequence of numbers or a tensor", repr(v)))

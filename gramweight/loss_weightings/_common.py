@@ -16,8 +16,6 @@ def check_losses(
     """``losses`` as a float64 vector (detached), with the dtype and device of the weights to
     return: the losses' own for a floating-point tensor, the default dtype on the CPU for a
     sequence of numbers, the default dtype on its device for an integer tensor."""
-    if isinstance(losses, Tensor):
-        losses = losses.detach()
     v = check_vector(losses, "losses", length=length, positive=positive)
     if v.shape[0] == 0:
         raise ValueError(message("losses", "of length >= 1", "length 0"))

@@ -60,8 +60,6 @@ def db_mtl(G: Tensor, /, *, losses: Sequence[float] | Tensor) -> Tensor:
     G = check_gramian(G).detach()
     m = G.shape[-1]
     Gw = to_work_dtype(G)
-    if isinstance(losses, Tensor):
-        losses = losses.detach()  # the weights carry no graph
     L = check_vector(losses, "losses", length=m, positive=True, like=Gw)
     norms = Gw.diagonal().sqrt()
     top = (norms / L).amax()

@@ -148,10 +148,7 @@ def gradnorm(
     check_number(alpha, "alpha", low=0.0)
     betas_ = check_adam(lr, betas, eps)
     G64 = G.to(torch.float64)
-    L = check_vector(
-        losses.detach() if isinstance(losses, Tensor) else losses, "losses", length=m,
-        positive=True, like=G64,
-    )
+    L = check_vector(losses, "losses", length=m, positive=True, like=G64)
     z, avg, avg_sq, L0 = (
         x.to(dtype=torch.float64, device=G.device)
         for x in (state.logits, state.exp_avg, state.exp_avg_sq, state.initial_losses)

@@ -114,8 +114,6 @@ def imtl(
     check_state(state, IMTLState, step=(), log_scales=(m,), exp_avg=(m,), exp_avg_sq=(m,))
     betas_ = check_adam(lr, betas, eps)
     G64 = G.to(torch.float64)
-    if isinstance(losses, Tensor):
-        losses = losses.detach()  # neither the weights nor the state carry a graph
     L = check_vector(losses, "losses", length=m, positive=True, like=G64)
     s, avg, avg_sq = (
         x.to(dtype=torch.float64, device=G.device)

@@ -196,8 +196,6 @@ def _check_tau(tau: float | Sequence[float] | Tensor, m: int, like: Tensor) -> T
     if isinstance(tau, (int, float)) and not isinstance(tau, bool):
         check_number(tau, "tau", low=0.0, high=1.0)
         return torch.full((m - 1,), float(tau), dtype=like.dtype, device=like.device)
-    if isinstance(tau, Tensor):
-        tau = tau.detach()
     taus = check_vector(tau, "tau", length=m - 1, non_negative=True, like=like)
     values = taus.tolist()
     if any(t > 1.0 for t in values):

@@ -105,6 +105,21 @@ def test_check_vector():
         check_vector(3, "weights")
 
 
+def test_options_given_with_a_graph_leave_none_in_the_weights():
+    # docs/methods.md: no weighting is differentiable. Before check_vector detached its
+    # tensors, constant, stch and compose passed an option's graph on to the weights.
+    G = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64)
+    p = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True) * 1.0
+    lw = gw.loss_weightings
+    assert not check_vector(p, "p").requires_grad
+    assert not gw.constant(G, weights=p).requires_grad
+    assert not gw.config(G, pref=p).requires_grad
+    assert not lw.stch(torch.tensor([0.5, 2.0]), preference=p).requires_grad
+    assert not lw.compose(G, p, gw.mean).requires_grad
+    # the values themselves are unchanged
+    assert gw.constant(G, weights=p).tolist() == [1.0, 2.0]
+
+
 def test_check_key_and_number():
     assert check_key(0) == 0 and check_key(KEY_MAX) == KEY_MAX == 2**63 - 1
     with pytest.raises(TypeError, match=r"^`key` must be an int, got float\.$"):
