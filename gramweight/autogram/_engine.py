@@ -26,6 +26,7 @@ from ._validation import (
     check_compiled,
     check_factors,
     check_gramian_pass,
+    check_input_batch_sizes,
     check_losses,
     check_modules,
     check_not_compiled,
@@ -93,8 +94,12 @@ class Engine:
     - ``batch_dim=0``, losses (B, t): ``t`` losses per sample, ``m = B * t``.
 
     With ``batch_dim=0`` every hooked module must keep the samples independent and have them
-    on dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm in
-    training mode, RNNs with their batch on another dimension) are refused at construction.
+    on dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm with
+    the batch's statistics) are refused at construction. An output of batch size 1 that an
+    elementwise op broadcasts over the batch inside the hooked forward (a position embedding
+    looked up with ids of shape (1, T)) is exact: the engine expands it to the batch first.
+    In-place ops on outputs after a call (``out += identity``) are exact; in-place changes of
+    the inputs a rule reads again are refused.
 
     Parameters used outside a rule (a module called several times, parameters shared between
     modules, a parent using a child's parameter, free parameters of any module) are seen by a
@@ -111,7 +116,8 @@ class Engine:
             batch (multi-task losses of shape (m,)). No default, because the engine cannot tell
             (m,) multi-task losses from (B,) per-sample losses when m == B, and taking one for
             the other gives a wrong Gramian.
-        rules: extra rules ``{module_type: fn}`` for this engine (see
+        rules: extra rules ``{module_type: fn}`` for this engine, also used by subclasses
+            that keep the type's ``forward`` (see
             :func:`gramweight.autogram.register_rule` for the signature); they take precedence
             over the built-in ones.
         keep_gradients: when a layer's Gramian materialises its per-sample gradients, the
@@ -255,12 +261,12 @@ class Engine:
         inputs: list[Any] = []
         slots: list[tuple[_Use, slice]] = []
         for use in _uses(calls):
-            xs = (targets(use.call.aliases, use.call.outputs, batched=per_sample)
-                  if use.generic else [use.call.edge])
+            xs = (targets(use.call.aliases, use.call.targets(), batched=per_sample)
+                  if use.generic else [tgt.edge for tgt in use.call.rule_targets()])
             slots.append((use, slice(len(inputs), len(inputs) + len(xs))))
             inputs += xs
         check_recorded(inputs)
-        check_uses(losses, calls, self._param_names)
+        check_uses(losses, calls, self._param_names, self._names)
         # with batch_dim=0 the generic fallback's local backward runs through the graph again
         need_graph = retain_graph or (per_sample and any(use.generic for use, _ in slots))
         grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,
@@ -305,14 +311,19 @@ class Engine:
         """The factors of one use's parameters, by the keys of ``use.params``."""
         c, per_sample = use.call, self.batch_dim is not None
         if use.generic:
-            return generic(describe(c.module, self._names), c.aliases, c.outputs, grads,
+            return generic(describe(c.module, self._names), c.aliases, c.targets(), grads,
                            batched=per_sample, n=n, t=t, retain_graph=retain_graph)
-        (dY,) = grads
-        if dY is None:
+        grads = [tgt.gradient(g) if tgt.shape is not None else g
+                 for tgt, g in zip(c.rule_targets(), grads) if g is not None]
+        if not grads:
             return {}
+        dY = _total(grads)  # one term, or one per expansion of a broadcast output
+        args = c.rule_args()
         if per_sample:
-            check_batch_size(describe(c.module, self._names), dY.shape[1], n)
-        out = c.rule.fn(c.module, c.args, dY, batched=per_sample)
+            where = describe(c.module, self._names)
+            check_batch_size(where, dY.shape[1], n)
+            check_input_batch_sizes(where, args, n)
+        out = c.rule.fn(c.module, args, dY, batched=per_sample)
         check_factors(describe(c.module, self._names), c.rule_params, out)
         return out
 
@@ -363,7 +374,8 @@ class Engine:
                     add(p, out[key])
             del out
             if use.generic or not use.call.aliases:  # the call's last use: free its tensors
-                use.call.args = use.call.outputs = None
+                use.call.args = use.call.outputs = use.call.watched = None
+                use.call.expanded = {}
             for p in use.params.values():
                 settle(p)
         self._kept, self._m = factors, m

@@ -4,11 +4,15 @@
   ``gramian``. The pre-hook, which runs before the module's own, opens a :class:`_Call` (and,
   for the outermost hooked call, enters the torch function mode), so that what those
   pre-hooks compute from the parameters (the legacy ``weight_norm``) is inside the call. The
-  post-hook closes it with the inputs the forward got, with the gradient edge of its output, its
-  outputs where the generic fallback needs them, and the versions of its tensors.
+  post-hook closes it with the inputs the forward got, the gradient edges of its outputs
+  (taken then, so that in-place changes of an output afterwards do not matter), and the
+  versions of the tensors a rule reads again.
 - :class:`_Recorder`, the torch function mode, sees every torch function that the hooked
   forwards call with a parameter: a use of a rule module's own parameter is left to the rule,
-  every other use goes to a per-call alias ``p.view_as(p)``.
+  every other use goes to a per-call alias ``p.view_as(p)``. With ``batch_dim=0`` it also sees
+  an output of a hooked call broadcast over the batch by an elementwise op (a position
+  embedding of shape (1, T, D) added to (B, T, D) activations): it hands the op the output
+  expanded to the batch, whose gradient is per sample, and records that expansion.
 - :class:`_LinearUse` stands for a module in a ``linear`` use that a decomposition
   (``rules/_attention.py``) records for the Linear rule.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +43,7 @@ from ._validation import (
     reused_parameter_message,
 )
 from .rules import PerLoss, Rule
+from .rules._registry import rule_for
 from .rules._attention import DECOMPOSITIONS
 from .rules._linear import linear as _linear_rule
 
@@ -54,9 +59,57 @@ _DIFFERENTIABLE_PROPERTIES = frozenset({"T", "mT", "H", "mH", "real", "imag"})
 _REPARAMETRIZING_HOOKS = (WeightNorm, SpectralNorm)
 
 
+# Elementwise ops that broadcast their tensor arguments: an output of a hooked call of batch
+# size 1 given to one of them with a batched tensor is broadcast over the batch, which is the
+# same as expanding it first.
+_BROADCASTING = frozenset(
+    name + suffix
+    for name in ("add", "sub", "rsub", "mul", "div", "true_divide", "addcmul", "addcdiv",
+                 "maximum", "minimum", "where", "lerp")
+    for suffix in ("", "_"))
+
+
 def _reparametrized(module: nn.Module) -> bool:
     return parametrize.is_parametrized(module) or any(
         isinstance(h, _REPARAMETRIZING_HOOKS) for h in module._forward_pre_hooks.values())
+
+
+class Target(NamedTuple):
+    """A tensor the engine's backward differentiates to: its gradient edge and its shape.
+
+    ``edge`` is taken when the call ends. For an output that is a view of the whole of its
+    base (``addmm(...).view(B, T, -1)``) it is the base's edge, of shape ``grad_shape``: an
+    in-place op on the view later rebases the view's own edge, not the base's history.
+    """
+
+    edge: Any
+    shape: torch.Size
+    grad_shape: torch.Size
+
+    def gradient(self, g: Tensor) -> Tensor:
+        """The gradient at the edge, (t, *grad_shape), as one of the tensor: (t, *shape)."""
+        return g if self.grad_shape == self.shape else g.reshape(g.shape[0], *self.shape)
+
+    def cotangent(self, c: Tensor) -> Tensor:
+        """A cotangent (k, *shape) of the tensor, as one of the edge: (k, *grad_shape)."""
+        return c if self.grad_shape == self.shape else c.reshape(c.shape[0], *self.grad_shape)
+
+
+def _whole_view(y: Tensor) -> bool:
+    """Whether ``y`` is a view of all of its base, element for element (a reshape of it)."""
+    b = y._base
+    return (b is not None and b.numel() == y.numel() and b.is_contiguous()
+            and y.is_contiguous() and y.storage_offset() == b.storage_offset())
+
+
+def target(y: Tensor) -> tuple[Target, bool]:
+    """The target standing for an output ``y``, and whether ``y`` must stay unchanged (a
+    partial view: an in-place change of it, or of its base, moves its edge)."""
+    if not y._is_view():
+        return Target(get_gradient_edge(y), y.shape, y.shape), False
+    if _whole_view(y) and y._base.requires_grad:
+        return Target(get_gradient_edge(y._base), y.shape, y._base.shape), False
+    return Target(get_gradient_edge(y), y.shape, y.shape), True
 
 
 @dataclass(eq=False)
@@ -70,17 +123,61 @@ class _Call:
     rule_params: dict[str, nn.Parameter] = field(default_factory=dict)
     # every other use: parameter -> the alias the call used in its place
     aliases: dict[int, tuple[nn.Parameter, Tensor]] = field(default_factory=dict)
-    # what autograd differentiates to: the output's gradient edge for a rule (so that the
-    # output itself can be freed, and in-place changes of it after the call do not matter),
-    # the output tensors for the generic fallback
+    # the gradient edge of the output, for a rule: taken at the end of the call, so that the
+    # output itself can be freed, and in-place changes of it afterwards do not matter
     edge: Any = None
-    outputs: list[Tensor] = field(default_factory=list)
+    output: Target | None = None  # that output as a target (see Target)
+    # every output that requires grad, by its edge likewise, for the generic fallback
+    outputs: list[Target] = field(default_factory=list)
+    # output j broadcast over the batch -> the expansions that stand for it (see _broadcast)
+    expanded: dict[int, list[Target]] = field(default_factory=dict)
+    # (batch size, dimensions added) of the expansions, the same for every output
+    broadcast: tuple[int, int] | None = None
+    # for each expansion: the edge it expands, (node, output number), and its own node that
+    # points to that edge; gramian checks that the expanded tensors reach the losses only
+    # through their expansions
+    entries: list[tuple[tuple[Any, int], Any]] = field(default_factory=list)
+    # the tensors that must be unchanged at gramian time (a rule's inputs, an output
+    # that is a partial view: an in-place change of it or its base would move its edge), and
+    # their versions
+    watched: list[Tensor] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
 
     def current_versions(self) -> list[int]:
-        """Versions of the outputs and tensor inputs: an in-place op on one changes them."""
-        return [x._version for x in self.outputs] + [
-            x._version for x in self.args if isinstance(x, Tensor)]
+        """Versions of the watched tensors: an in-place op on one changes them."""
+        return [x._version for x in self.watched]
+
+    def watch(self, tensors: list[Tensor]) -> None:
+        self.watched = tensors
+        self.versions = self.current_versions()
+
+    def targets(self) -> list[Target]:
+        """What the generic fallback's local backward starts from: every output, or the
+        expansions standing for it where it was broadcast."""
+        return [t for j, out in enumerate(self.outputs)
+                for t in self.expanded.get(j, [out])]
+
+    def rule_targets(self) -> list[Target]:
+        """What a rule's output gradient is summed from: its output, or its expansions."""
+        if self.expanded:
+            return self.expanded[0]
+        return [self.output or Target(self.edge, None, None)]
+
+    def rule_args(self) -> tuple:
+        """The inputs a rule sees: expanded like the output where it was broadcast."""
+        if self.broadcast is None:
+            return self.args
+        B, k = self.broadcast
+        return tuple(_expand(x, B, k) if isinstance(x, Tensor) and x.dim() else x
+                     for x in self.args)
+
+
+def _expand(x: Tensor, B: int, k: int) -> Tensor:
+    """``x`` broadcast to a batch of ``B``: dimension 0 of size 1 expanded (k = 0), or a new
+    dimension 0 (k = 1)."""
+    if k == 1:
+        x = x.unsqueeze(0)
+    return x.expand(B, *x.shape[1:])
 
 
 class _LinearUse:
@@ -133,6 +230,9 @@ class _Recorder(TorchFunctionMode):
         if rec.batch_dim is not None and func is F.batch_norm:
             check_batchnorm_call(args, kwargs, rec.where())
         leaves, spec = pytree.tree_flatten((args, kwargs))
+        if rec._tracked and getattr(func, "__name__", None) in _BROADCASTING:
+            if self._broadcast(func, leaves):
+                args, kwargs = pytree.tree_unflatten(leaves, spec)
         hit = [i for i, x in enumerate(leaves)
                if isinstance(x, Tensor) and id(x) in rec.param_ids and x.requires_grad]
         if not hit or not rec._stack:
@@ -161,6 +261,45 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+    def _broadcast(self, func, leaves: list) -> bool:
+        """Expand to the batch every tracked output that ``func`` broadcasts over it.
+
+        The op's result is unchanged (broadcasting is expanding), but the gradient of the
+        expansion keeps one row per sample where that of the output sums them. Returns whether
+        a leaf was replaced.
+        """
+        rec = self.recording
+        tensors = [x for x in leaves if isinstance(x, Tensor)]
+        if len(tensors) < 2:
+            return False
+        try:
+            S = torch.broadcast_shapes(*(x.shape for x in tensors))
+        except RuntimeError:
+            return False  # the op raises by itself
+        if len(S) == 0 or S[0] <= 1:
+            return False
+        in_place = func.__name__.endswith("_")
+        replaced = False
+        for i, x in enumerate(leaves):
+            if not isinstance(x, Tensor) or id(x) not in rec._tracked or (in_place and i == 0):
+                continue
+            k = len(S) - x.dim()
+            if not (k == 1 or (k == 0 and x.shape[0] == 1)):
+                continue
+            call, j = rec._tracked[id(x)]
+            if call.broadcast not in (None, (S[0], k)):
+                continue  # left as it is: gramian refuses the call's output (check_broadcast)
+            call.broadcast = (S[0], k)
+            y = _expand(x, S[0], k)
+            call.expanded.setdefault(j, []).append(Target(get_gradient_edge(y), y.shape, y.shape))
+            source = get_gradient_edge(x)
+            entry = y.grad_fn if k == 0 else y.grad_fn.next_functions[0][0]
+            call.entries.append(((source.node, source.output_nr), entry))
+            leaves[i] = y
+            replaced = True
+        return replaced
+
+
 @torch.compiler.disable
 def _eager_torch_function(mode: _Recorder, func, types, args, kwargs):
     return mode._record(func, args, kwargs or {})
@@ -186,6 +325,10 @@ class Recording:
         self.batch_dim = batch_dim
         self.calls: list[_Call] = []  # closed calls, in the order their forwards ended
         self._stack: list[_Call | None] = []  # open calls; None where grad is disabled
+        # with batch_dim=0, the outputs of the calls closed during the current outermost
+        # forward, which an elementwise op may still broadcast: id -> (call, output index)
+        self._tracked: dict[int, tuple[_Call, int]] = {}
+        self._tracked_refs: list[Tensor] = []  # keeps those ids valid until the forward ends
         self._mode: _Recorder | None = None
         # the path of a hooked module whose forward torch.compile traced (see check_compiled)
         self.compiled: str | None = None
@@ -211,6 +354,10 @@ class Recording:
             self._mode.__exit__(None, None, None)
             self._mode = None
         self._stack, self.calls = [], []
+        self._untrack()
+
+    def _untrack(self) -> None:
+        self._tracked, self._tracked_refs = {}, []
 
     def _open(self, module, args, kwargs):
         if torch.compiler.is_compiling():
@@ -222,7 +369,7 @@ class Recording:
         if not torch.is_grad_enabled():
             self._stack.append(None)
             return
-        rule = self.rules.get(type(module))
+        rule = rule_for(self.rules, module)
         if rule is not None and (kwargs or not rule.applies(module) or _reparametrized(module)):
             rule = None
         if not self._stack or all(c is None for c in self._stack):
@@ -242,16 +389,31 @@ class Recording:
         if not self._stack and self._mode is not None:
             mode, self._mode = self._mode, None
             mode.__exit__(None, None, None)
+        if not self._stack:
+            self._untrack()  # no op can broadcast these outputs any more
         if call is None or output is None or not (call.rule_params or call.aliases):
             return None  # nothing used, no gradient enabled, or the forward raised
         call.args = args  # the inputs the forward got, after the module's own pre-hooks
         leaves = [x for x in pytree.tree_leaves(output)
                   if isinstance(x, Tensor) and x.requires_grad]
+        targets, watched = [], []
+        for y in leaves:
+            tgt, unchanged = target(y)
+            targets.append(tgt)
+            if unchanged:
+                watched.append(y)
         if call.rule_params:
             check_single_output(describe(module, self.names), output, leaves)
-            call.edge = get_gradient_edge(leaves[0])
-        call.outputs = leaves if call.aliases else []
-        call.versions = call.current_versions()
+            call.output = targets[0]
+            call.edge = targets[0].edge
+            watched += [x for x in args if isinstance(x, Tensor)]
+        if call.aliases:
+            call.outputs = targets
+        call.watch(watched)
+        if self.batch_dim is not None and self._stack:
+            for j, y in enumerate(leaves):
+                self._tracked[id(y)] = (call, j)
+                self._tracked_refs.append(y)
         self.calls.append(call)
         return None
 
@@ -273,8 +435,8 @@ class Recording:
                   if p is not None and id(p) in self.param_ids and p.requires_grad}
         check_decomposed_parameters((weight, bias), self.param_ids, self.where())
         if params and y.requires_grad:
-            call = _Call(_LinearUse(weight, bias, bias_rows, self._innermost()), _LINEAR_USE_RULE, (x,),
-                         rule_params=params, edge=get_gradient_edge(y))
-            call.versions = call.current_versions()
+            call = _Call(_LinearUse(weight, bias, bias_rows, self._innermost()),
+                         _LINEAR_USE_RULE, (x,), rule_params=params, edge=get_gradient_edge(y))
+            call.watch([x])
             self.calls.append(call)
         return y

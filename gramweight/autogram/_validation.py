@@ -38,6 +38,7 @@ __all__ = [
     "check_decomposed_parameters",
     "check_factors",
     "check_gramian_pass",
+    "check_input_batch_sizes",
     "check_losses",
     "check_modules",
     "check_not_compiled",
@@ -95,13 +96,17 @@ def check_arguments(modules: Any, roots: list, batch_dim: Any) -> None:
 
 def _batchnorm_message(where: str) -> str:
     return message(
-        "modules", "free of BatchNorm in training mode when batch_dim is set (it mixes the "
-        "samples of a batch, so per-sample losses are not independent); call .eval() on "
-        "it, use GroupNorm/LayerNorm, or pass batch_dim=None", where)
+        "modules", "free of BatchNorm using the batch's statistics (training mode, or "
+        "track_running_stats=False) when batch_dim is set (it mixes the samples of a batch, so "
+        "per-sample losses are not independent); call .eval() on a BatchNorm with running "
+        "statistics, use GroupNorm/LayerNorm, or pass batch_dim=None", where)
 
 
 def _mixes_samples(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training
+    """A BatchNorm that normalises with the batch's statistics: in training mode, or without
+    running statistics (``track_running_stats=False``) in any mode."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+        module.training or module.running_mean is None or module.running_var is None)
 
 
 def check_modules(named: list[tuple[str, nn.Module]], batch_dim: int | None) -> None:
@@ -147,7 +152,8 @@ def check_batchnorm_module(module: nn.Module, batch_dim: int | None,
                            names: Mapping[int, str]) -> None:
     """A BatchNorm put in training mode after the engine was built."""
     if batch_dim is not None and _mixes_samples(module):
-        raise RuntimeError(_batchnorm_message(f"{describe(module, names)} in training"))
+        state = "in training" if module.training else "without running statistics"
+        raise RuntimeError(_batchnorm_message(f"{describe(module, names)} {state}"))
 
 
 def check_batchnorm_call(args: tuple, kwargs: dict, where: str) -> None:
@@ -221,14 +227,22 @@ def check_losses(losses: Any, batch_dim: int | None) -> None:
 
 
 def check_versions(calls: list[_Call], names: Mapping[int, str]) -> None:
-    """Refuse a recorded input or output changed in place after its call."""
+    """Refuse a tensor that gramian reads again changed in place after its call.
+
+    Those are the inputs of a call whose parameters a rule covers (the rule reads them), and
+    the outputs that are views (an in-place change of a view, or of its base, moves its
+    gradient edge). Any other output may be changed in place: its edge was taken when the
+    call ended.
+    """
     for c in calls:
         if c.current_versions() != c.versions:
             raise RuntimeError(message(
-                "the inputs of hooked modules", "left unmodified until gramian (no in-place "
-                "op on them after the call: use the out-of-place op, e.g. x = x + 1 or "
-                "relu(inplace=False), or clone the tensor first)",
-                f"an input or output of {describe(c.module, names)} modified in place"))
+                "the inputs of hooked modules", "left unmodified until gramian (the rule of "
+                "the module reads them again; no in-place op on them after the call: use the "
+                "out-of-place op, e.g. x = x + 1 or relu(inplace=False), or clone the tensor "
+                "first)",
+                f"an input (or an output that is a view) of {describe(c.module, names)} "
+                "modified in place"))
 
 
 def check_compiled(name: str | None) -> None:
@@ -247,13 +261,22 @@ def check_recorded(inputs: list) -> None:
                                  "forward with grad enabled first)", "no recorded call"))
 
 
-def check_uses(losses: Tensor, calls: list[_Call], param_names: Mapping[int, str]) -> None:
-    """Refuse any path from the losses to a hooked parameter that no recorded use covers.
+def check_uses(losses: Tensor, calls: list[_Call], param_names: Mapping[int, str],
+               names: Mapping[int, str] | None = None) -> None:
+    """Refuse any path from the losses to a hooked parameter that no recorded use covers,
+    and any path to a broadcast output other than through its expansions.
 
-    Such a path (a parameter used outside the forward of the hooked modules, e.g. a
-    weight penalty added to the losses) would otherwise be missing from the Gramian.
-    ``param_names`` maps the id of every hooked parameter to its path in the model.
+    A parameter used outside the forward of the hooked modules (e.g. a weight penalty added
+    to the losses) would otherwise be missing from the Gramian; an output broadcast over the
+    batch and also used another way would have that use summed over the samples.
+    ``param_names`` maps the id of every hooked parameter to its path in the model, ``names``
+    that of every module.
     """
+    # (node, output number) of a broadcast output -> the nodes of its expansions, its call
+    broadcast: dict[tuple[Any, int], tuple[set[Any], _Call]] = {}
+    for c in calls:
+        for source, entry in c.entries:
+            broadcast.setdefault(source, (set(), c))[0].add(entry)
     allowed: dict[Any, set[int]] = {}  # node -> parameters it may reach directly
     for c in calls:
         for p, a in c.aliases.values():
@@ -278,9 +301,18 @@ def check_uses(losses: Tensor, calls: list[_Call], param_names: Mapping[int, str
         if node is None or node in seen:
             continue
         seen.add(node)
-        for nxt, _ in node.next_functions:
+        for nxt, nr in node.next_functions:
             if nxt is None:
                 continue
+            hit = broadcast.get((nxt, nr))
+            if hit is not None and node not in hit[0]:
+                raise ValueError(message(
+                    "batch_dim=0", "one row per sample in every hooked module's outputs, or "
+                    "an output of batch size 1 used only through elementwise ops (add, mul, "
+                    "where, ...) that broadcast it over the batch inside the hooked forward",
+                    f"an output of {describe(hit[1].module, names or {})} broadcast over the "
+                    "batch and also used another way (expand it to the batch yourself, e.g. "
+                    "x.expand(B, -1, -1), before that use)"))
             var = getattr(nxt, "variable", None)
             if var is not None and id(var) in param_names:
                 if id(var) not in allowed.get(node, ()):
@@ -305,9 +337,10 @@ def batch_size_message(seen: str) -> str:
     return message(
         "batch_dim=0", "the sample dimension (dim 0) of every hooked module's inputs and "
         "outputs, one row per sample and per loss row; pass batch_dim=None for losses of "
-        "shape (m,) that each depend on the whole batch (multi-task), or run one forward "
-        "per gramian call (engine.reset() forgets a forward whose losses are not used)",
-        seen)
+        "shape (m,) that each depend on the whole batch (multi-task), run one forward "
+        "per gramian call (engine.reset() forgets a forward whose losses are not used), or "
+        "expand an output of batch size 1 to the batch yourself (x.expand(B, ...)) where no "
+        "elementwise op broadcasts it directly inside the hooked forward", seen)
 
 
 def check_batch_size(module: str, got: int, B: int) -> None:
@@ -316,6 +349,15 @@ def check_batch_size(module: str, got: int, B: int) -> None:
     if got != B:
         raise ValueError(batch_size_message(f"an output of {module} with {got} rows for {B} "
                                             "losses"))
+
+
+def check_input_batch_sizes(module: str, args: tuple, B: int) -> None:
+    """With ``batch_dim=0``: the tensor inputs of a rule's call (``module``, as described)
+    have one row per sample, as its output has."""
+    for x in args:
+        if isinstance(x, Tensor) and x.dim() and x.shape[0] != B:
+            raise ValueError(batch_size_message(
+                f"an input of {module} with {x.shape[0]} rows for {B} losses"))
 
 
 def check_factors(module: str, names: Iterable[str], out: Mapping[str, Any]) -> None:

@@ -491,6 +491,188 @@ def scalar_parameters():
     return ScaledHead(), torch.randn(B, 3), _call
 
 
+# ------------------------------------------------------------------ patterns of third-party models
+# Our own modules written the way torchvision, timm and Hugging Face write theirs (issue 12).
+class BasicBlock(nn.Module):
+    # torchvision's ResNet BasicBlock: BatchNorm, in-place ReLU, an in-place residual sum on
+    # BatchNorm's output, a downsampling shortcut
+    def __init__(self, cin, cout, stride, bn):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = bn(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = bn(cout)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
+
+    def forward(self, x):
+        identity = self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+def resnet(track_running_stats=True):
+    def bn(c):
+        return nn.BatchNorm2d(c, track_running_stats=track_running_stats)
+    m = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), bn(3), nn.ReLU(inplace=True),
+                      BasicBlock(3, 4, 2, bn), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                      nn.Linear(4, 3))
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                if track_running_stats:
+                    mod.running_mean.uniform_(-0.5, 0.5)
+                    mod.running_var.uniform_(0.5, 2)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.5, 0.5)
+    return m
+
+
+@arch()
+def resnet_basic_block_eval():
+    return resnet().eval(), torch.randn(B, 2, 6, 6), _call
+
+
+@arch(instance_wise=False)
+def resnet_basic_block_train():
+    # BatchNorm with the batch's statistics and the in-place residual: exact with batch_dim=None
+    # (without running statistics: the jacrev reference cannot update them; the engine can,
+    # see test_engine_regressions)
+    return resnet(track_running_stats=False).train(), torch.randn(B, 2, 6, 6), _call
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c, r):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, r, 1), nn.Conv2d(r, c, 1)
+
+    def forward(self, x):
+        s = nn.functional.adaptive_avg_pool2d(x, 1)
+        s = nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(s))), inplace=True)
+        return x * s
+
+
+class InvertedResidual(nn.Module):
+    # MobileNetV3's block: expand, depthwise, squeeze-excite, project, in-place residual
+    def __init__(self, c, e):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(c, e, 1, bias=False), nn.BatchNorm2d(e), nn.Hardswish(inplace=True),
+            nn.Conv2d(e, e, 3, padding=1, groups=e, bias=False), nn.BatchNorm2d(e),
+            nn.Hardswish(inplace=True), SqueezeExcite(e, 2),
+            nn.Conv2d(e, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        result = self.block(x)
+        result += x
+        return result
+
+
+@arch()
+def mobilenet_v3_block_eval():
+    m = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), InvertedResidual(3, 6), nn.Flatten(),
+                      nn.Linear(3 * 16, 3))
+    return m.eval(), torch.randn(B, 2, 4, 4), _call
+
+
+class PositionLM(nn.Module):
+    # GPT-2 / BERT embeddings: positions looked up with ids of shape (1, T) (or (T,)) and
+    # broadcast over the batch; BERT adds them in place
+    def __init__(self, T, ids_shape, in_place):
+        super().__init__()
+        self.tok = nn.Embedding(7, 4)
+        self.pos = nn.Embedding(T, 4)
+        self.types = nn.Embedding(2, 4)
+        self.norm = nn.LayerNorm(4)
+        self.head = nn.Linear(4, 2)
+        self.ids_shape, self.in_place = ids_shape, in_place
+
+    def forward(self, ids):
+        B, T = ids.shape
+        positions = torch.arange(T).reshape(self.ids_shape)
+        h = self.tok(ids)
+        types = self.types(torch.zeros(1, T, dtype=torch.long))  # broadcast too, by mul
+        if self.in_place:
+            h += self.pos(positions)
+            h.mul_(types)
+        else:
+            h = h + self.pos(positions)
+            h = torch.where(ids.unsqueeze(-1) > 2, types, 1.0) * h
+        return self.head(self.norm(h)).flatten(1)
+
+
+@arch()
+def broadcast_position_lookup():
+    return PositionLM(5, (1, 5), False), torch.randint(0, 7, (B, 5)), _call
+
+
+@arch()
+def broadcast_position_lookup_in_place_t_equals_b():
+    # ids (T,) with T == B: the (T, D) output has B rows without being a batch
+    return PositionLM(B, (B,), True), torch.randint(0, 7, (B, B)), _call
+
+
+class TransposedLinear(nn.Module):
+    # Hugging Face's Conv1D: a Linear whose weight is stored (in, out); no rule, the generic
+    # fallback; its output then changed in place
+    def __init__(self, i, o):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(i, o) * 0.5)
+        self.bias = nn.Parameter(torch.randn(o) * 0.1)
+
+    def forward(self, x):
+        return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).reshape(
+            *x.shape[:-1], -1)
+
+
+class ConvOneDBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c_fc, self.c_proj = TransposedLinear(4, 6), TransposedLinear(6, 4)
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        h.tanh_()
+        out = self.c_proj(h)
+        out += x
+        return out
+
+
+@arch()
+def hf_conv1d_transposed_linear_in_place():
+    m = nn.Sequential(ConvOneDBlock(), nn.LayerNorm(4), nn.Flatten(), nn.Linear(12, 2))
+    return m, torch.randn(B, 3, 4), _call
+
+
+class SubclassedNorms(nn.Module):
+    # a subclass that keeps its base's forward uses the base's rule; one that overrides it
+    # (timm's GroupNorm does) goes to the generic fallback
+    class KeepsForward(nn.LayerNorm):
+        pass
+
+    class OwnForward(nn.GroupNorm):
+        def forward(self, x):
+            return nn.functional.group_norm(x, self.num_groups, self.weight, self.bias,
+                                            self.eps) * 2.0
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(2, 4, 2)
+        self.gn = self.OwnForward(2, 4)
+        self.ln = self.KeepsForward(3)
+        self.out = nn.Linear(12, 2)
+
+    def forward(self, x):
+        return self.out(self.ln(self.gn(self.conv(x))).flatten(1))
+
+
+@arch()
+def subclasses_of_ruled_types():
+    return SubclassedNorms(), torch.randn(B, 2, 4), _call
+
+
 # ------------------------------------------------------------------ reparametrized weights
 # The weight is computed from other parameters inside the forward; the parametrized module goes
 # to the generic fallback, whose per-sample vjp runs through the reparametrization (issue 12).

@@ -1,4 +1,5 @@
-"""Per-layer Gramian rules, one file per layer family, registered by exact module type.
+"""Per-layer Gramian rules, one file per layer family, registered by module type
+(looked up along the MRO, see ``rule_for``).
 
 ``_generic.py`` holds the generic fallback for every use of a parameter that no rule covers;
 the engine calls it like a rule.

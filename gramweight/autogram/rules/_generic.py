@@ -5,8 +5,8 @@ The recorder redirects each such use to a per-call alias ``p.view_as(p)`` (see
 
 - With ``batch_dim=None`` the engine's one backward reaches the aliases themselves: their
   gradients are the per-loss gradients.
-- With ``batch_dim=0`` that backward stops at the call's outputs, and a local backward from the
-  outputs to the aliases, vmapped over the losses with each output gradient restricted to its
+- With ``batch_dim=0`` that backward stops at the call's outputs (their gradient edges, taken
+  when the call ended), and a local backward from the outputs to the aliases, vmapped over the losses with each output gradient restricted to its
   own sample, gives the per-sample gradients. It runs through the call's own recorded graph,
   so dropout and anything stochastic inside stay exact.
 
@@ -29,12 +29,13 @@ __all__ = ["generic", "targets"]
 Aliases = Mapping[Hashable, tuple[nn.Parameter, Tensor]]
 
 
-def targets(aliases: Aliases, outputs: list[Tensor], *, batched: bool) -> list[Tensor]:
-    """The tensors the engine's backward differentiates the losses to for one call."""
-    return list(outputs) if batched else [a for _, a in aliases.values()]
+def targets(aliases: Aliases, outputs: list, *, batched: bool) -> list:
+    """What the engine's backward differentiates the losses to for one call: the gradient
+    edges of its outputs (batched), or its aliases."""
+    return [o.edge for o in outputs] if batched else [a for _, a in aliases.values()]
 
 
-def generic(module: str, aliases: Aliases, outputs: list[Tensor],
+def generic(module: str, aliases: Aliases, outputs: list,
             grads: list[Tensor | None], *, batched: bool, n: int, t: int,
             retain_graph: bool = True) -> dict[Hashable, Factor]:
     """Per-loss gradients of the parameters one call used through its aliases.
@@ -42,7 +43,10 @@ def generic(module: str, aliases: Aliases, outputs: list[Tensor],
     Args:
         module: the module called, as errors name it (``Linear 'h.0.fc'``).
         aliases: ``{key: (parameter, alias)}``, the call's aliases.
-        outputs: the call's outputs that require grad.
+        outputs: the call's outputs that require grad, as targets (``_recording.Target``:
+            gradient edges taken when the call ended, so that an in-place change of an output
+            afterwards does not move them); an output broadcast over the batch stands for
+            its expansions.
         grads: what the engine's backward gave for ``targets(aliases, outputs, batched=...)``,
             in that order, each with a leading loss axis; None where a target has no path
             to the losses.
@@ -57,14 +61,16 @@ def generic(module: str, aliases: Aliases, outputs: list[Tensor],
         return {key: PerLoss(g.reshape(n * t, *p.shape))
                 for (key, (p, _)), g in zip(aliases.items(), grads) if g is not None}
     outs, cots = [], []
-    for y, dY in zip(outputs, grads):
+    for out, dY in zip(outputs, grads):
         if dY is None:
             continue
-        check_batch_size(module, y.shape[0] if y.dim() else 0, n)
+        shape = out.shape
+        check_batch_size(module, shape[0] if len(shape) else 0, n)
+        dY = out.gradient(dY)
         eye = torch.eye(n, dtype=dY.dtype, device=dY.device)
-        mask = eye.reshape(n, 1, n, *([1] * (y.dim() - 1)))
-        cots.append((dY.unsqueeze(0) * mask).reshape(n * t, *y.shape))
-        outs.append(y)
+        mask = eye.reshape(n, 1, n, *([1] * (len(shape) - 1)))
+        cots.append(out.cotangent((dY.unsqueeze(0) * mask).reshape(n * t, *shape)))
+        outs.append(out.edge)
     if not outs:
         return {}
     with torch.enable_grad():

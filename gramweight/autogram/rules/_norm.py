@@ -1,4 +1,4 @@
-"""Rules for the affine parameters of ``LayerNorm``, ``GroupNorm`` and ``RMSNorm``."""
+"""Rules for the affine parameters of ``LayerNorm``, ``GroupNorm``, ``RMSNorm`` and BatchNorm."""
 
 from __future__ import annotations
 
@@ -52,3 +52,27 @@ def group_norm(module: nn.GroupNorm, inputs: tuple, grad_output: Tensor, *, batc
     xhat = xhat.movedim(1, -1)
     dY = grad_output.movedim(2, -1)
     return _affine(xhat, dY, batched, 1, True)
+
+
+def _batch_statistics(module: nn.modules.batchnorm._BatchNorm) -> bool:
+    """Whether a BatchNorm normalises with the statistics of the batch (as its forward does)."""
+    return module.training or module.running_mean is None or module.running_var is None
+
+
+@register_rule(nn.modules.batchnorm._BatchNorm)
+def batch_norm(module: nn.modules.batchnorm._BatchNorm, inputs: tuple, grad_output: Tensor, *,
+               batched: bool) -> dict[str, Factor]:
+    """``y = normalise(x) * weight[c] + bias[c]`` on (N, C, ...) inputs.
+
+    In eval mode (with running statistics) the normalisation is a fixed affine map per
+    channel and the samples stay independent. With the batch's statistics (training mode, or
+    no running statistics) it mixes the samples, so the engine accepts it only with
+    ``batch_dim=None``, where the whole batch is one "sample" and ``normalise`` is the batch's.
+    """
+    x = inputs[0]
+    if _batch_statistics(module):
+        xhat = F.batch_norm(x, None, None, training=True, eps=module.eps)
+    else:
+        xhat = F.batch_norm(x, module.running_mean, module.running_var, training=False,
+                            eps=module.eps)
+    return _affine(xhat.movedim(1, -1), grad_output.movedim(2, -1), batched, 1, True)

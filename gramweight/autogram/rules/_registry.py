@@ -1,8 +1,8 @@
-"""Registry of the per-layer Gramian rules, looked up by exact module type."""
+"""Registry of the per-layer Gramian rules, looked up along the module type's MRO."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from torch import Tensor, nn
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from .._validation import batch_size_message
 from ._factors import Factor
 
-__all__ = ["RULES", "Rule", "register_rule", "split_samples"]
+__all__ = ["RULES", "Rule", "register_rule", "rule_for", "split_samples"]
 
 RuleFn = Callable[..., dict[str, Factor]]
 
@@ -26,7 +26,25 @@ class Rule(NamedTuple):
 
 
 RULES: dict[type, Rule] = {}
-"""Every built-in rule, by exact module type (subclasses are *not* matched)."""
+"""Every built-in rule, by the module type it was registered for (see :func:`rule_for`)."""
+
+
+def rule_for(rules: Mapping[type, Rule], module: nn.Module) -> Rule | None:
+    """The rule of ``module``: that of the first type of its MRO with one, if it applies.
+
+    A subclass of a ruled type uses that type's rule unless it overrides ``forward`` (its
+    ``forward`` is then not the one the rule was written for: the generic fallback covers its
+    parameters, exactly). A rule registered for the subclass itself always wins.
+    """
+    cls = type(module)
+    for base in cls.__mro__:
+        rule = rules.get(base)
+        if rule is None:
+            continue
+        if base is not cls and cls.forward is not base.forward:
+            return None
+        return rule
+    return None
 
 
 def register_rule(*types: type, when: Callable[[nn.Module], bool] | None = None):
