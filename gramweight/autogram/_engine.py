@@ -323,7 +323,12 @@ class Engine:
             where = describe(c.module, self._names)
             check_batch_size(where, dY.shape[1], n)
             check_input_batch_sizes(where, args, n)
-        out = c.rule.fn(c.module, args, dY, batched=per_sample)
+        try:
+            out = c.rule.fn(c.module, args, dY, batched=per_sample)
+        except Exception as e:  # a rule knows its module, not the module's path: say it
+            if hasattr(e, "add_note"):
+                e.add_note(f"(raised by the rule for {describe(c.module, self._names)})")
+            raise
         check_factors(describe(c.module, self._names), c.rule_params, out)
         return out
 

@@ -7,6 +7,8 @@ pin the traps and the refusals, each against one ``torch.autograd.grad`` per los
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -213,3 +215,20 @@ def test_an_output_broadcast_after_another_op_is_refused_with_its_path():
                                              r"yourself.*got an output of Embedding 'pos' with "
                                              r"1 rows for 3 losses\.$"):
             engine.gramian(losses)
+
+
+# ------------------------------------------------------------------ messages
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_an_error_inside_a_rule_names_the_module_by_its_path():
+    class Odd(nn.Linear):
+        pass
+
+    def broken(module, inputs, grad_output, *, batched):
+        raise ValueError("`inputs` must be 2-D, got 3-D.")
+
+    model = nn.Sequential(nn.Linear(2, 3), Odd(3, 1)).to(DT)
+    with Engine(model, batch_dim=0, rules={Odd: broken}) as engine:
+        losses = model(torch.randn(4, 2, dtype=DT)).sum(1)
+        with pytest.raises(ValueError, match="must be 2-D") as info:
+            engine.gramian(losses)
+    assert "(raised by the rule for Odd '1')" in getattr(info.value, "__notes__", [])
