@@ -39,6 +39,8 @@ from ._validation import (
     check_versions,
     check_weights,
     describe,
+    group_parameters,
+    task_parameters,
 )
 from .rules import RULES, Factor, PerLoss, Rule
 from .rules._factors import rows_of
@@ -120,6 +122,10 @@ class Engine:
             that keep the type's ``forward`` (see
             :func:`gramweight.autogram.register_rule` for the signature); they take precedence
             over the built-in ones.
+        task_specific: modules or parameters outside the hooked ones (the heads of a
+            shared trunk) that get the plain gradient of ``losses.sum()`` in
+            :meth:`backward`, unweighted, from the same backward pass: the shared-representation
+            mode of TorchJD's ``mtl_backward`` (the Gramian covers the trunk only).
         keep_gradients: when a layer's Gramian materialises its per-sample gradients, the
             engine keeps them for :meth:`backward` only if they are no larger than the layer's
             inputs and output gradients (default), and otherwise recomputes the weighted
@@ -148,6 +154,8 @@ class Engine:
         batch_dim: int | None = REQUIRED,
         rules: Mapping[type, Any] | None = None,
         keep_gradients: bool = False,
+        task_specific: nn.Module | nn.Parameter | Iterable[nn.Module | nn.Parameter] | None
+        = None,
     ):
         roots = [modules] if isinstance(modules, nn.Module) else list(modules)
         check_arguments(modules, roots, batch_dim)
@@ -203,7 +211,14 @@ class Engine:
         check_parameters(self._params)
         self.blocks: tuple[str, ...] = tuple(blocks)
         """Names of the modules owning parameters: the order of ``gramian(..., per="module")``."""
+        self.parameter_names: tuple[str, ...] = tuple(self._param_names[id(p)]
+                                                      for p in self._params)
+        """Paths of the parameters: the order of ``gramian(..., per="parameter")``."""
         self._param_ids = {id(p) for p in self._params}
+        self._task_params = task_parameters(task_specific, self._param_ids, self._param_names)
+        self._task_grads: list[Tensor | None] | None = None
+        self._grouping: tuple[tuple[str, ...], dict[int, int]] = (self.blocks,
+                                                                 self._param_block)
 
         self._kept: dict[int, tuple[nn.Parameter, list[Factor]]] | None = None
         self._m = 0
@@ -232,22 +247,37 @@ class Engine:
         check_open(self._closed)
         self._recording.calls, self._kept = [], None
 
-    def gramian(self, losses: Tensor, *, per: str | None = None, retain_graph: bool = False
-                ) -> Tensor:
+    def groups(self, per: str | Mapping[str, str] | None = "module") -> tuple[str, ...]:
+        """The names of the blocks of ``gramian(..., per=per)``, in the order of its stack.
+
+        ``"module"`` (and None): ``self.blocks``; ``"parameter"``: ``self.parameter_names``;
+        a mapping: its group names, in the order they first appear among its values.
+        """
+        check_open(self._closed)
+        return self._groups_of(per)[0]
+
+    def gramian(self, losses: Tensor, *, per: str | Mapping[str, str] | None = None,
+                retain_graph: bool = False) -> Tensor:
         """The Gramian of the gradients of ``losses.flatten()`` w.r.t. the hooked parameters.
 
         Args:
             losses: (B,) or (B, t) with ``batch_dim=0``; (m,) with ``batch_dim=None``.
-            per: None for the (m, m) Gramian; ``"module"`` for the (K, m, m) stack of the
-                Gramians of each block's parameters (blocks in the order of ``self.blocks``),
-                which sum to the full Gramian.
+            per: None for the (m, m) Gramian; otherwise the (K, m, m) stack of the Gramians of
+                K blocks of parameters, which sum to the full Gramian: ``"module"`` (the
+                modules owning parameters, ``self.blocks``), ``"parameter"`` (one block per
+                parameter tensor, ``self.parameter_names``), or a mapping ``{path: group}``
+                from module or parameter paths (as in ``self.blocks`` and
+                ``self.parameter_names``) to group names (``{"encoder": "enc", "decoder":
+                "dec"}``): each parameter goes to the group of the longest path that is it or
+                one of its prefixes, and every parameter must have one. ``self.groups(per)``
+                names the blocks.
             retain_graph: keep the autograd graph (to call ``losses.backward`` afterwards).
 
         Returns:
-            ``G`` of shape (m, m), or (K, m, m) with ``per="module"``, in the losses' dtype.
+            ``G`` of shape (m, m), or (K, m, m) with ``per`` given, in the losses' dtype.
         """
         check_open(self._closed)
-        check_per(per)
+        grouping = self._groups_of(per)
         check_losses(losses, self.batch_dim)
         go, batched, n, t = self._cotangents(losses)
         compiled = self._recording.compiled
@@ -267,31 +297,47 @@ class Engine:
             inputs += xs
         check_recorded(inputs)
         check_uses(losses, calls, self._param_names, self._names)
+        n_uses = len(inputs)
+        inputs += self._task_params  # their plain gradients come out of the same backward
         # with batch_dim=0 the generic fallback's local backward runs through the graph again
         need_graph = retain_graph or (per_sample and any(use.generic for use, _ in slots))
         grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,
                                     allow_unused=True, is_grads_batched=batched)
-        check_reached(grads)
-        grads = [None if g is None else (g if batched else g.unsqueeze(0)) for g in grads]
+        check_reached(grads[:n_uses])
+        self._task_grads = [None if g is None else (g.sum(0) if batched else g)
+                            for g in grads[n_uses:]]
+        grads = [None if g is None else (g if batched else g.unsqueeze(0))
+                 for g in grads[:n_uses]]
         pending = deque((use, grads[s]) for use, s in slots)
         del inputs, calls, slots, grads
+        self._grouping = grouping
         with torch.no_grad():
-            return self._assemble(pending, losses, per, n, t, retain_graph)
+            return self._assemble(pending, losses, per is not None, n, t, retain_graph)
 
     def backward(self, weights: Tensor) -> None:
         """Accumulate into ``.grad`` the update ``weights @ J`` from what ``gramian`` kept.
 
+        The ``task_specific`` parameters (see the class) get the plain gradient of
+        ``losses.sum()``, unweighted, from the same pass.
+
         Args:
             weights: (m,) — every parameter gets ``sum_i w[i] * grad of loss i``, as
                 ``losses.flatten().backward(w)`` would; or (K, m) — the parameters of block
-                ``k`` (``self.blocks[k]``) get ``sum_i W[k, i] * grad of loss i``.
+                ``k`` get ``sum_i W[k, i] * grad of loss i``, with the blocks of the last
+                ``gramian(..., per=...)`` call (``self.groups(per)``; the modules,
+                ``self.blocks``, when it was called with ``per=None``).
         """
         check_open(self._closed)
         check_gramian_pass(self._kept)
-        check_weights(weights, self._m, len(self.blocks))
+        names, index = self._grouping
+        check_weights(weights, self._m, len(names))
         kept, self._kept = self._kept, None
+        task_grads, self._task_grads = self._task_grads, None
         with torch.no_grad():
-            self._accumulate(kept, weights)
+            self._accumulate(kept, weights, index)
+            for p, g in zip(self._task_params, task_grads or ()):
+                if g is not None:
+                    _add_grad(p, g.to(p.dtype))
 
     # ------------------------------------------------------------------ the flow
     def _cotangents(self, losses: Tensor) -> tuple[Tensor, bool, int, int]:
@@ -332,11 +378,22 @@ class Engine:
         check_factors(describe(c.module, self._names), c.rule_params, out)
         return out
 
+    def _groups_of(self, per) -> tuple[tuple[str, ...], dict[int, int]]:
+        """The block names of ``per`` and the block of each parameter, by id (checked)."""
+        check_per(per)
+        if per is None or per == "module":
+            return self.blocks, self._param_block
+        if per == "parameter":
+            return self.parameter_names, {id(p): k for k, p in enumerate(self._params)}
+        return group_parameters(per, self._params, self._param_names)
+
     def _assemble(self, pending: deque[tuple[_Use, list[Tensor | None]]], losses: Tensor,
-                  per: str | None, n: int, t: int, retain_graph: bool) -> Tensor:
-        """Turn the output gradients into Gramians, freeing each layer's tensors as it goes."""
+                  per: bool, n: int, t: int, retain_graph: bool) -> Tensor:
+        """Turn the output gradients into Gramians, freeing each layer's tensors as it goes;
+        with ``per``, one per block of ``self._grouping``."""
         m = n * t
-        K = len(self.blocks)
+        names, block_of = self._grouping
+        K = len(names)
         Gs = losses.new_zeros(K, m, m) if per else None
         G = losses.new_zeros(m, m)
         factors: dict[int, tuple[nn.Parameter, list[Factor]]] = {}
@@ -362,7 +419,7 @@ class Engine:
                 g = rows_of(total)
                 Gp = g @ g.T
             if per:
-                Gs[self._param_block[id(p)]] += Gp.to(losses.dtype)
+                Gs[block_of[id(p)]] += Gp.to(losses.dtype)
             else:
                 G.add_(Gp.to(losses.dtype))
 
@@ -386,13 +443,17 @@ class Engine:
         self._kept, self._m = factors, m
         return Gs if per else G
 
-    def _accumulate(self, kept, weights: Tensor) -> None:
+    def _accumulate(self, kept, weights: Tensor, block_of: Mapping[int, int]) -> None:
         while kept:  # each layer's kept tensors are released as soon as its gradient exists
             _, (p, fs) = kept.popitem()
-            w = weights if weights.dim() == 1 else weights[self._param_block[id(p)]]
-            g = _total(f.weighted(w) for f in fs).to(p.dtype)
-            if p.grad is None:
-                p.grad = g.detach()
-            else:
-                p.grad += g.detach()
-            del fs, g
+            w = weights if weights.dim() == 1 else weights[block_of[id(p)]]
+            _add_grad(p, _total(f.weighted(w) for f in fs).to(p.dtype))
+            del fs
+
+
+def _add_grad(p: nn.Parameter, g: Tensor) -> None:
+    """Accumulate ``g`` into ``p.grad``, as autograd does."""
+    if p.grad is None:
+        p.grad = g.detach()
+    else:
+        p.grad += g.detach()

@@ -53,7 +53,9 @@ __all__ = [
     "check_versions",
     "check_weights",
     "describe",
+    "group_parameters",
     "reused_parameter_message",
+    "task_parameters",
 ]
 
 
@@ -204,8 +206,75 @@ def check_decomposed_parameters(tensors: Iterable[Tensor | None], param_ids: set
 
 # ---------------------------------------------------------------------- gramian
 def check_per(per: Any) -> None:
-    if per not in (None, "module"):
-        raise ValueError(message("per", 'None or "module"', repr(per)))
+    if isinstance(per, Mapping):
+        if not per or not all(isinstance(k, str) and isinstance(v, str)
+                              for k, v in per.items()):
+            raise TypeError(message("per", "a non-empty mapping {path: group name} of strings",
+                                    repr(dict(per))[:80]))
+        return
+    if per not in (None, "module", "parameter"):
+        raise ValueError(message("per", 'None, "module", "parameter" or a mapping {path: '
+                                 'group name}', repr(per)))
+
+
+def group_parameters(per: Mapping[str, str], params: list[nn.Parameter],
+                     param_names: Mapping[int, str]) -> tuple[tuple[str, ...], dict[int, int]]:
+    """The groups of ``per`` (``{module or parameter path: group}``) and each parameter's.
+
+    A parameter goes to the group of the longest path of ``per`` that is its own path or a
+    prefix of it ending at a dot. Every parameter must get a group, and every path must
+    match a parameter (a typo would otherwise go unnoticed).
+    """
+    names = tuple(dict.fromkeys(per.values()))
+    block_of: dict[int, int] = {}
+    used: set[str] = set()
+    missing = []
+    for p in params:
+        path = param_names[id(p)]
+        keys = [k for k in per if path == k or path.startswith(k + ".") or k == ""]
+        if not keys:
+            missing.append(path)
+            continue
+        key = max(keys, key=len)
+        used.add(key)
+        block_of[id(p)] = names.index(per[key])
+    if missing:
+        shown = ", ".join(f"'{m}'" for m in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise ValueError(message("per", "a mapping that gives every hooked parameter a group "
+                                 "(add their module's path, or '' for the rest)",
+                                 f"no group for {shown}"))
+    unknown = [k for k in per if k not in used]
+    if unknown:
+        raise ValueError(message("per", "a mapping whose paths are hooked modules or "
+                                 "parameters (as in engine.blocks and engine.parameter_names)",
+                                 f"the path '{unknown[0]}', which matches no parameter"))
+    return names, block_of
+
+
+def task_parameters(given: Any, hooked: set[int], param_names: Mapping[int, str]
+                    ) -> list[nn.Parameter]:
+    """The parameters of ``Engine(..., task_specific=...)``: not hooked, requiring grad."""
+    if given is None:
+        return []
+    items = [given] if isinstance(given, (nn.Module, nn.Parameter)) else list(given)
+    params: list[nn.Parameter] = []
+    for item in items:
+        if isinstance(item, nn.Parameter):
+            ps = [item]
+        elif isinstance(item, nn.Module):
+            ps = list(item.parameters())
+        else:
+            raise TypeError(message("task_specific", "a module, a parameter, or an iterable "
+                                    "of them", type(item).__name__))
+        for p in ps:
+            if id(p) in hooked:
+                raise ValueError(message(
+                    "task_specific", "parameters outside the hooked modules (the Gramian "
+                    "covers those; give the engine the shared trunk only)",
+                    f"the hooked parameter '{param_names[id(p)]}'"))
+            if p.requires_grad and all(p is not q for q in params):
+                params.append(p)
+    return params
 
 
 def check_losses(losses: Any, batch_dim: int | None) -> None:

@@ -245,7 +245,8 @@ def test_in_place_change_of_a_recorded_input_is_refused():
 def test_invalid_per():
     model, x = mlp(), x_batch()
     with Engine(model, batch_dim=0) as engine:
-        with pytest.raises(ValueError, match=r"^`per` must be None or \"module\""):
+        with pytest.raises(ValueError, match=r"^`per` must be None, \"module\", \"parameter\" "
+                                             r"or a mapping \{path: group name\}, got 'layer'\.$"):
             engine.gramian(model(x).sum(1), per="layer")
 
 
