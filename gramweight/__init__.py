@@ -18,5 +18,11 @@ WEIGHTINGS: dict[str, Callable] = {name: entry.fn for name, entry in weightings.
 A plain dict built from `gramweight.weightings.REGISTRY`, which also tells each method's kind
 (stochastic, stateful), its `_init` and state class, and its claimed properties."""
 
-__all__ = ["WEIGHTINGS", "autogram", "testing", *weightings.__all__]
+# Public names that ``from gramweight import *`` leaves out, because they would shadow the
+# builtins of the same name: they stay the documented names (``gw.sum(G)``, ``gw.random``).
+_NOT_STAR_EXPORTED = ("random", "sum")
+from .weightings import random, sum  # noqa: E402, A004 - the methods' names
+
+__all__ = [n for n in ["WEIGHTINGS", "autogram", "testing", *weightings.__all__]
+           if n not in _NOT_STAR_EXPORTED]
 __all__ += ["loss_weightings"]

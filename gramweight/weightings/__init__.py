@@ -118,7 +118,9 @@ state) and fail with a message naming what is missing.
 """
 
 # The flat API of gramweight (it star-imports this list). REGISTRY is left out: its flat view
-# there is WEIGHTINGS, and gw.weightings.REGISTRY says which registry it is.
+# there is WEIGHTINGS, and gw.weightings.REGISTRY says which registry it is. ``random`` and
+# ``sum`` are left out too (a star-import would shadow the builtins): gramweight imports them
+# by name, and they are reached as gw.random / gw.weightings.sum.
 __all__ = [
     "CRMOGMState",
     "GradNormState",
@@ -157,10 +159,8 @@ __all__ = [
     "pcd_init",
     "pcgrad",
     "pmtl",
-    "random",
     "sdmgrad",
     "sdmgrad_init",
-    "sum",
     "upgrad",
     "visiting_orders",
 ]

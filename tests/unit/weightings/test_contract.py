@@ -31,7 +31,8 @@ def test_the_public_names_are_the_registered_ones():
     states = {e.state.__name__ for e in REGISTRY.values() if e.stateful}
     # a public weighting that is not registered (or an init or state class of no registered
     # weighting) shows up on the left
-    assert set(gw.__all__) - OTHER_PUBLIC == registered | inits | states
+    public = set(gw.__all__) | set(gw._NOT_STAR_EXPORTED)
+    assert public - OTHER_PUBLIC == registered | inits | states
     for entry in REGISTRY.values():
         assert getattr(gw, entry.name) is entry.fn
         if entry.stateful:
@@ -226,3 +227,21 @@ def test_refuses_an_init_off_the_convention(init, text):
     bare.__name__ = init.__name__.removesuffix("_init")
     with pytest.raises(TypeError, match=f"^{re.escape(text)}$"):
         Weighting(bare, init=init, state=ToyState)
+
+
+def test_a_star_import_shadows_no_builtin():
+    # gw.sum and gw.random are methods; `from gramweight import *` used to replace the
+    # builtins sum and random by them (issue 15)
+    import builtins
+
+    namespace: dict = {}
+    exec("from gramweight import *", namespace)
+    namespace.pop("__builtins__")
+    assert not set(namespace) & set(dir(builtins))
+    assert gw.sum is REGISTRY["sum"].fn and gw.random is REGISTRY["random"].fn
+    import gramweight.weightings as weightings
+    namespace = {}
+    exec("from gramweight.weightings import *", namespace)
+    namespace.pop("__builtins__")
+    assert not set(namespace) & set(dir(builtins))
+    assert weightings.sum is gw.sum
