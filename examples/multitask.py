@@ -9,7 +9,6 @@ same number of steps; the table shows the final loss of each task and the time p
 Run: python examples/multitask.py
 """
 
-import inspect
 import os
 import time
 
@@ -50,19 +49,13 @@ def train(method: str) -> tuple[list[float], float]:
     model = MultiTaskNet()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     X, Y = make_data()
-    weighting = gw.WEIGHTINGS[method]
-    init = getattr(gw, f"{method}_init", None)
-    state = None if init is None else init(N_TASKS)
+    weighter = gw.Weighter(method, seed=0)  # holds the state and draws a key per step
     start = time.perf_counter()
     with gw.autogram.Engine(model, batch_dim=None) as engine:
         for step in range(STEPS):
             losses = ((model(X) - Y) ** 2).mean(dim=0)  # (tasks,)
             G = engine.gramian(losses)  # (tasks, tasks), no Jacobian
-            kwargs = {"key": step} if "key" in inspect.signature(weighting).parameters else {}
-            if state is None:
-                w = weighting(G, **kwargs)
-            else:
-                w, state = weighting(G, state, **kwargs)
+            w = weighter(G)
             optimizer.zero_grad()
             engine.backward(w)  # .grad = w @ J
             optimizer.step()

@@ -16,6 +16,7 @@ from gramweight.weightings._contract import registry
 # Public names of gramweight that are neither a weighting nor one's init or state class.
 OTHER_PUBLIC = {"WEIGHTINGS", "Weighting", "autogram", "testing", "visiting_orders"}
 OTHER_PUBLIC |= {"loss_weightings"}  # weights on the losses alone: not in the registry
+OTHER_PUBLIC |= {"Weighter", "step_key"}  # the stateful convenience over the registry
 
 STATEFUL = [name for name, entry in REGISTRY.items() if entry.stateful]
 
