@@ -7,7 +7,7 @@ loss gradients; the update is ``w @ J``. See ``WEIGHTINGS`` for the full list.
 from collections.abc import Callable
 
 from . import autogram, testing, weightings
-from . import loss_weightings
+from . import jacobian, loss_weightings, monitor
 from .weightings import *  # noqa: F403 - the flat public API is the weightings' own list
 from ._weighter import Weighter, step_key
 
@@ -26,4 +26,4 @@ from .weightings import random, sum  # noqa: E402, A004 - the methods' names
 
 __all__ = [n for n in ["WEIGHTINGS", "autogram", "testing", *weightings.__all__]
            if n not in _NOT_STAR_EXPORTED]
-__all__ += ["loss_weightings", "Weighter", "step_key"]
+__all__ += ["loss_weightings", "Weighter", "step_key", "jacobian", "monitor"]

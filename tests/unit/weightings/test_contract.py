@@ -17,6 +17,7 @@ from gramweight.weightings._contract import registry
 OTHER_PUBLIC = {"WEIGHTINGS", "Weighting", "autogram", "testing", "visiting_orders"}
 OTHER_PUBLIC |= {"loss_weightings"}  # weights on the losses alone: not in the registry
 OTHER_PUBLIC |= {"Weighter", "step_key"}  # the stateful convenience over the registry
+OTHER_PUBLIC |= {"jacobian", "monitor"}  # helpers from a Jacobian, and what to log
 
 STATEFUL = [name for name, entry in REGISTRY.items() if entry.stateful]
 
