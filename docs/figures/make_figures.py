@@ -1,7 +1,8 @@
 """Draw the figures of the documentation (needs matplotlib: pip install -e ".[docs]").
 
 Run from the repository root: python docs/figures/make_figures.py
-It writes docs/figures/directions.png and docs/figures/weights.png.
+It writes docs/figures/directions.png, docs/figures/weights.png and
+docs/figures/monitoring.png (the run of examples/monitoring.py).
 """
 
 from __future__ import annotations
@@ -122,7 +123,20 @@ def weights_over_training(steps: int = 60) -> None:
     plt.close(fig)
 
 
+def monitoring() -> None:
+    """The run of examples/monitoring.py, drawn by that example."""
+    import importlib.util
+
+    path = HERE.parents[1] / "examples" / "monitoring.py"
+    spec = importlib.util.spec_from_file_location("monitoring_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.plot(example.run(), HERE / "monitoring.png")
+
+
 if __name__ == "__main__":
     directions()
     weights_over_training()
-    print(f"wrote {HERE / 'directions.png'} and {HERE / 'weights.png'}")
+    monitoring()
+    print(f"wrote {HERE / 'directions.png'}, {HERE / 'weights.png'} and "
+          f"{HERE / 'monitoring.png'}")
