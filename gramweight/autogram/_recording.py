@@ -10,7 +10,7 @@
   forwards call with a parameter: a use of a rule module's own parameter is left to the rule,
   every other use goes to a per-call alias ``p.view_as(p)``.
 - :class:`_LinearUse` stands for a module in a ``linear`` use that a decomposition
-  (``rules/_attention.py``) records for the Linear rule.
+  (``rules/_attention.py``, ``rules/_rnn.py``) records for the Linear rule.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from ._validation import (
     check_parametrization_cache,
     check_single_output,
     describe,
+    packed_sequence_message,
     reused_parameter_message,
 )
 from .rules import PerLoss, Rule
-from .rules._attention import DECOMPOSITIONS
+from .rules._decompositions import DECOMPOSITIONS, RNN_FUNCTIONS
 from .rules._linear import linear as _linear_rule
 
 __all__ = ["Recording"]
@@ -145,6 +146,8 @@ class _Recorder(TorchFunctionMode):
             out = decomposition(*args, **kwargs, linear=rec.linear_use)
             if out is not NotImplemented:
                 return out
+            if rec.batch_dim is not None and func in RNN_FUNCTIONS:
+                raise RuntimeError(packed_sequence_message(rec.where()))
         for i in hit:
             p = leaves[i]
             name = rec.own_names.get((id(call.module), id(p)))

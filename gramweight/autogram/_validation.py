@@ -1,10 +1,10 @@
 """Every check of the autogram engine, and every message it raises.
 
-- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in training mode or an RNN when
+- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in training mode when
   ``batch_dim`` is set), that some module owns parameters;
 - while recording the forward: BatchNorm switched to training, a rule module using one of its
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
-  is no hooked parameter;
+  is no hooked parameter, an RNN given a packed sequence when ``batch_dim`` is set;
 - in ``gramian``: the losses and ``per``, in-place changes of recorded tensors
   (:func:`check_versions`), uses of the parameters that no record covers
   (:func:`check_uses`), the batch size of every output, the factors a rule returns;
@@ -52,6 +52,7 @@ __all__ = [
     "check_versions",
     "check_weights",
     "describe",
+    "packed_sequence_message",
     "reused_parameter_message",
 ]
 
@@ -105,17 +106,12 @@ def _mixes_samples(module: nn.Module) -> bool:
 
 
 def check_modules(named: list[tuple[str, nn.Module]], batch_dim: int | None) -> None:
-    """Refuse, when ``batch_dim`` is set, the modules that mix or reorder the samples."""
+    """Refuse, when ``batch_dim`` is set, the modules that mix the samples."""
     if batch_dim is None:
         return
     for name, mod in named:
         if _mixes_samples(mod):
             raise ValueError(_batchnorm_message(f"{type(mod).__name__} '{name}'"))
-        if isinstance(mod, nn.RNNBase):
-            raise ValueError(message(
-                "modules", "free of RNNs when batch_dim is set (their parameters are used "
-                "inside one fused op across time steps, which no per-sample rule sees); "
-                "pass batch_dim=None", f"{type(mod).__name__} '{name}'"))
 
 
 def check_not_compiled(named: list[tuple[str, nn.Module]]) -> None:
@@ -175,6 +171,16 @@ def reused_parameter_message(module: str, name: str) -> str:
         f"a call of {module}", "using each of its own parameters at most once (its rule "
         "sees one use: use the parameter once per call, or give Engine(..., rules=...) a "
         "rule for its type that covers both uses)", f"parameter '{name}' used twice")
+
+
+def packed_sequence_message(where: str) -> str:
+    """With ``batch_dim`` set: a fused RNN op that cannot be unrolled (a packed sequence),
+    called in the forward of ``where`` (a module, as described)."""
+    return message(
+        "the inputs of RNNs", "padded tensors when batch_dim is set (a PackedSequence "
+        "holds the samples sorted by length, time step after time step, so the engine cannot "
+        "give each sample its rows); pass the padded batch (the RNN then also runs over the "
+        "padding), or pass batch_dim=None, which is exact", f"a packed sequence in {where}")
 
 
 def check_single_output(module: str, output: Any, leaves: list[Tensor]) -> None:
