@@ -94,7 +94,9 @@ class Engine:
 
     With ``batch_dim=0`` every hooked module must keep the samples independent and have them
     on dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm in
-    training mode, RNNs with their batch on another dimension) are refused at construction.
+    training mode) are refused at construction. RNNs (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``) are
+    unrolled in time into linear maps with the batch on dimension 0, whatever their
+    ``batch_first``, so they are exact too; given a packed sequence they are refused.
 
     Parameters used outside a rule (a module called several times, parameters shared between
     modules, a parent using a child's parameter, free parameters of any module) are seen by a

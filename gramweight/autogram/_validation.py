@@ -1,7 +1,7 @@
 """Every check of the autogram engine, and every message it raises.
 
-- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in training mode when
-  ``batch_dim`` is set), that some module owns parameters;
+- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in
+  training mode when ``batch_dim`` is set), that some module owns parameters;
 - while recording the forward: BatchNorm switched to training, a rule module using one of its
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
   is no hooked parameter, an RNN given a packed sequence when ``batch_dim`` is set;
