@@ -96,7 +96,8 @@ class Engine:
     on dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm in
     training mode) are refused at construction. RNNs (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``) are
     unrolled in time into linear maps with the batch on dimension 0, whatever their
-    ``batch_first``, so they are exact too; given a packed sequence they are refused.
+    ``batch_first``, so they are exact too; given a packed sequence (or a parametrized
+    weight) they are refused in the forward.
 
     Parameters used outside a rule (a module called several times, parameters shared between
     modules, a parent using a child's parameter, free parameters of any module) are seen by a

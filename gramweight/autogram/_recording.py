@@ -36,11 +36,12 @@ from ._validation import (
     check_parametrization_cache,
     check_single_output,
     describe,
-    packed_sequence_message,
     reused_parameter_message,
+    rnn_call_message,
 )
 from .rules import PerLoss, Rule
-from .rules._decompositions import DECOMPOSITIONS, RNN_FUNCTIONS
+from .rules._decompositions import DECOMPOSITIONS
+from .rules._rnn import RNN_FUNCTIONS, not_unrolled
 from .rules._linear import linear as _linear_rule
 
 __all__ = ["Recording"]
@@ -147,7 +148,8 @@ class _Recorder(TorchFunctionMode):
             if out is not NotImplemented:
                 return out
             if rec.batch_dim is not None and func in RNN_FUNCTIONS:
-                raise RuntimeError(packed_sequence_message(rec.where()))
+                raise RuntimeError(rnn_call_message(not_unrolled(func, args, kwargs),
+                                                    rec.where()))
         for i in hit:
             p = leaves[i]
             name = rec.own_names.get((id(call.module), id(p)))

@@ -4,7 +4,7 @@
   training mode when ``batch_dim`` is set), that some module owns parameters;
 - while recording the forward: BatchNorm switched to training, a rule module using one of its
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
-  is no hooked parameter, an RNN given a packed sequence when ``batch_dim`` is set;
+  is no hooked parameter, an RNN given a packed sequence or a computed weight when ``batch_dim`` is set;
 - in ``gramian``: the losses and ``per``, in-place changes of recorded tensors
   (:func:`check_versions`), uses of the parameters that no record covers
   (:func:`check_uses`), the batch size of every output, the factors a rule returns;
@@ -52,8 +52,8 @@ __all__ = [
     "check_versions",
     "check_weights",
     "describe",
-    "packed_sequence_message",
     "reused_parameter_message",
+    "rnn_call_message",
 ]
 
 
@@ -173,14 +173,16 @@ def reused_parameter_message(module: str, name: str) -> str:
         "rule for its type that covers both uses)", f"parameter '{name}' used twice")
 
 
-def packed_sequence_message(where: str) -> str:
-    """With ``batch_dim`` set: a fused RNN op that cannot be unrolled (a packed sequence),
-    called in the forward of ``where`` (a module, as described)."""
+def rnn_call_message(what: str, where: str) -> str:
+    """With ``batch_dim`` set: a fused RNN op that cannot be unrolled (``what``: a packed
+    sequence, a computed weight), called in the forward of ``where`` (a module, as described)."""
     return message(
-        "the inputs of RNNs", "padded tensors when batch_dim is set (a PackedSequence "
-        "holds the samples sorted by length, time step after time step, so the engine cannot "
-        "give each sample its rows); pass the padded batch (the RNN then also runs over the "
-        "padding), or pass batch_dim=None, which is exact", f"a packed sequence in {where}")
+        "RNNs", "given a padded tensor and their own parameters when batch_dim is set (the "
+        "engine unrolls them into linear maps with one row per sample: a PackedSequence holds "
+        "the samples sorted by length, step after step, and a weight computed from other "
+        "tensors is no parameter the Linear rule covers); pass the padded batch (the RNN then "
+        "also runs over the padding), a plain parameter, or batch_dim=None, which is exact",
+        f"{what} in {where}")
 
 
 def check_single_output(module: str, output: Any, leaves: list[Tensor]) -> None:

@@ -150,9 +150,9 @@ def test_packed_sequence_is_refused_with_batch_dim_and_exact_without(kind):
     model = Packed(_rnn_module(kind, True, False, 1, True, 0))
     x, lengths = _input(True), torch.tensor([2, 4, 3])
     with gw.autogram.Engine(model, batch_dim=0) as engine:
-        with pytest.raises(RuntimeError, match=r"^`the inputs of RNNs` must be padded tensors "
-                           r"when batch_dim is set .*, got a packed sequence in "
-                           rf"{type(model.rnn).__name__} 'rnn'\.$"):
+        with pytest.raises(RuntimeError, match=r"^`RNNs` must be given a padded tensor and "
+                           r"their own parameters when batch_dim is set .*, got a packed "
+                           rf"sequence in {type(model.rnn).__name__} 'rnn'\.$"):
             model(x, lengths)
         engine.reset()
         padded = model.rnn(x)[0]  # the padded batch is exact (see above): the engine is usable
@@ -176,3 +176,25 @@ def test_packed_overload_is_not_decomposed(kind):
     hx = (h0, h0) if kind == "lstm" else h0
     args = (data, batch_sizes, hx, rnn._flat_weights, True, 1, 0.0, False, False)
     assert _rnn.DECOMPOSITIONS[FUSED[kind]](*args, linear=F.linear) is NotImplemented
+
+
+def test_reparametrized_weight_is_refused_with_batch_dim_and_exact_without():
+    # the weight is computed inside the call: the Linear rule does not reach its originals
+    torch.manual_seed(0)
+    model = Head(_rnn_module("lstm", True, False, 1, True, 0))
+    nn.utils.parametrizations.weight_norm(model.rnn, "weight_hh_l0")
+    x = _input(True)
+    with gw.autogram.Engine(model, batch_dim=0) as engine:
+        with pytest.raises(RuntimeError, match=r"^`RNNs` must be given .*, got a weight "
+                           r"computed from other tensors \(a parametrization\) in "
+                           r"ParametrizedLSTM 'rnn'\.$"):
+            model(x)
+
+    def losses():
+        out = model(x)
+        return torch.stack([(out ** 2).sum(), out.sin().sum()])
+
+    expected = _per_sample_gramian(model, losses())
+    with gw.autogram.Engine(model, batch_dim=None) as engine:
+        G = engine.gramian(losses())
+    torch.testing.assert_close(G, expected, rtol=1e-9, atol=1e-12 * expected.abs().max())

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from ._attention import DECOMPOSITIONS as _ATTENTION
 from ._rnn import DECOMPOSITIONS as _RNN
-from ._rnn import RNN_FUNCTIONS
 
-__all__ = ["DECOMPOSITIONS", "RNN_FUNCTIONS"]
+__all__ = ["DECOMPOSITIONS"]
 
 DECOMPOSITIONS = {**_ATTENTION, **_RNN}
 """Function -> decomposition, for every family."""

@@ -18,10 +18,13 @@ Every recorded input and output has the batch on dimension 0, whatever ``batch_f
 The results are those of the fused op up to round-off, with its tuple structure, shapes,
 strides and dtype. Inter-layer dropout (``dropout > 0`` in training mode) is drawn by
 ``F.dropout`` on each layer's output, so its masks are not those the fused kernel would draw;
-the Gramian is exact for the masks drawn. Packed sequences (the ``batch_sizes`` overload)
-return ``NotImplemented``: their samples are sorted by length, in an order the fused op does
-not see, so the engine refuses them when ``batch_dim`` is set and leaves them to the generic
-fallback otherwise.
+the Gramian is exact for the masks drawn.
+
+Two kinds of calls return ``NotImplemented`` (:func:`not_unrolled` says which): packed
+sequences (the ``batch_sizes`` overload), whose samples are sorted by length in an order the
+fused op does not see, and weights computed from other tensors (a parametrization), which the
+Linear rule does not differentiate through. The engine refuses them when ``batch_dim`` is set
+and leaves them to the generic fallback otherwise, which is exact.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DECOMPOSITIONS", "RNN_FUNCTIONS", "gru", "lstm", "rnn_relu", "rnn_tanh"]
+__all__ = ["DECOMPOSITIONS", "RNN_FUNCTIONS", "gru", "lstm", "not_unrolled", "rnn_relu",
+           "rnn_tanh"]
 
 Linear = Callable[..., Tensor]
 
@@ -53,6 +57,22 @@ def _bind(args: tuple, kwargs: dict) -> dict | None:
     if set(bound) != set(names) or not isinstance(bound["has_biases"], bool):
         return None
     return bound
+
+
+def not_unrolled(func: Callable, args: tuple, kwargs: dict) -> str | None:
+    """Why a call of a fused RNN function is not unrolled, as messages say it; None if it is."""
+    a = _bind(args, kwargs)
+    if a is None:
+        return "a packed sequence"
+    if any(isinstance(w, Tensor) and w.grad_fn is not None for w in a["params"]):
+        return "a weight computed from other tensors (a parametrization)"
+    hx = a["hx"]
+    D = 2 if a["bidirectional"] else 1
+    lstm = func is torch.lstm
+    if (a["input"].dim() != 3 or lstm == isinstance(hx, Tensor) or (lstm and len(hx) != 2)
+            or _weights(a["params"], a["has_biases"], a["num_layers"], D, lstm) is None):
+        return "a call of the fused op that the engine cannot unroll"
+    return None
 
 
 def _rnn_cell(act: Callable[[Tensor], Tensor]):
@@ -102,8 +122,6 @@ def _unroll(cell, input: Tensor, h0: Tensor, c0: Tensor | None, params: Sequence
     """The padded fused op: (output, h_n) or, with ``c0``, (output, h_n, c_n)."""
     D = 2 if bidirectional else 1
     weights = _weights(params, has_biases, num_layers, D, lstm)
-    if weights is None or input.dim() != 3:
-        return NotImplemented
     x = input if batch_first else input.transpose(0, 1)  # (B, T, I)
     T = x.shape[1]
     h_n, c_n = [], []
@@ -135,44 +153,31 @@ def _unroll(cell, input: Tensor, h0: Tensor, c0: Tensor | None, params: Sequence
     return output, torch.stack(h_n), torch.stack(c_n)
 
 
-def _padded_rnn(act):
+def _decomposition(func: Callable, cell: Callable) -> Callable:
+    lstm = func is torch.lstm
+
     def decomposition(*args, linear: Linear, **kwargs):
-        a = _bind(args, kwargs)
-        if a is None:
+        if not_unrolled(func, args, kwargs) is not None:
             return NotImplemented
-        return _unroll(_rnn_cell(act), a["input"], a["hx"], None, *(a[k] for k in _PADDED[1:]),
-                       linear=linear)
+        a = _bind(args, kwargs)
+        h0, c0 = a["hx"] if lstm else (a["hx"], None)
+        return _unroll(cell, a["input"], h0, c0, *(a[k] for k in _PADDED[1:]), linear=linear,
+                       lstm=lstm)
+
+    decomposition.__name__ = decomposition.__qualname__ = func.__name__
+    decomposition.__doc__ = (f"``torch.{func.__name__}`` (padded overload) plus the ``linear`` "
+                             "callback.")
     return decomposition
 
 
-rnn_tanh = _padded_rnn(torch.tanh)
-rnn_tanh.__doc__ = """``torch.rnn_tanh`` plus the ``linear`` callback (padded overload only)."""
-rnn_relu = _padded_rnn(torch.relu)
-rnn_relu.__doc__ = """``torch.rnn_relu`` plus the ``linear`` callback (padded overload only)."""
-
-
-def lstm(*args, linear: Linear, **kwargs):
-    """``torch.lstm`` plus the ``linear`` callback (padded overload only, ``proj_size`` too)."""
-    a = _bind(args, kwargs)
-    if a is None or isinstance(a["hx"], Tensor) or len(a["hx"]) != 2:
-        return NotImplemented
-    h0, c0 = a["hx"]
-    return _unroll(_lstm_cell, a["input"], h0, c0, *(a[k] for k in _PADDED[1:]),
-                   linear=linear, lstm=True)
-
-
-def gru(*args, linear: Linear, **kwargs):
-    """``torch.gru`` plus the ``linear`` callback (padded overload only)."""
-    a = _bind(args, kwargs)
-    if a is None:
-        return NotImplemented
-    return _unroll(_gru_cell, a["input"], a["hx"], None, *(a[k] for k in _PADDED[1:]),
-                   linear=linear)
-
+rnn_tanh = _decomposition(torch.rnn_tanh, _rnn_cell(torch.tanh))
+rnn_relu = _decomposition(torch.rnn_relu, _rnn_cell(torch.relu))
+lstm = _decomposition(torch.lstm, _lstm_cell)
+gru = _decomposition(torch.gru, _gru_cell)
 
 DECOMPOSITIONS = {torch.rnn_tanh: rnn_tanh, torch.rnn_relu: rnn_relu, torch.lstm: lstm,
                   torch.gru: gru}
 """Fused recurrent functions the recorder replaces by their unrolled equivalent."""
 
 RNN_FUNCTIONS = frozenset(DECOMPOSITIONS)
-"""The fused recurrent functions: without a decomposition they mix the samples' layout."""
+"""The fused recurrent functions: not unrolled, they lay the samples out in their own way."""
