@@ -95,7 +95,7 @@ class Engine:
     With ``batch_dim=0`` every hooked module must keep the samples independent and have them
     on dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm in
     training mode) are refused at construction. RNNs (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``) are
-    unrolled in time into linear maps with the batch on dimension 0, whatever their
+    then unrolled in time into linear maps with the batch on dimension 0, whatever their
     ``batch_first``, so they are exact too; given a packed sequence (or a parametrized
     weight) they are refused in the forward.
 

@@ -143,11 +143,13 @@ class _Recorder(TorchFunctionMode):
         if call is None:
             return func(*args, **kwargs)
         decomposition = DECOMPOSITIONS.get(func)
+        if func in RNN_FUNCTIONS and rec.batch_dim is None:
+            decomposition = None  # the fused op in the generic fallback: exact, and faster
         if decomposition is not None:
             out = decomposition(*args, **kwargs, linear=rec.linear_use)
             if out is not NotImplemented:
                 return out
-            if rec.batch_dim is not None and func in RNN_FUNCTIONS:
+            if func in RNN_FUNCTIONS:
                 raise RuntimeError(rnn_call_message(not_unrolled(func, args, kwargs),
                                                     rec.where()))
         for i in hit:

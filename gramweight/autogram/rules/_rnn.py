@@ -1,11 +1,13 @@
 """``nn.RNN``, ``nn.LSTM``, ``nn.GRU``: the fused recurrent op unrolled in time, so that the
 Linear rule covers every one of their parameters, exactly, with per-sample losses.
 
-The engine's recorder intercepts the fused functions these modules call (``torch.rnn_tanh``,
-``torch.rnn_relu``, ``torch.lstm``, ``torch.gru``, the same objects as ``torch._VF.*``) and
-calls the decompositions here instead. Each one recomputes the op with torch's own equations,
-batch first, with every parameter use going through ``linear(x, weight, bias)``, a callback
-that records the use for the Linear rule:
+With ``batch_dim`` set, the engine's recorder intercepts the fused functions these modules
+call (``torch.rnn_tanh``, ``torch.rnn_relu``, ``torch.lstm``, ``torch.gru``, the same objects
+as ``torch._VF.*``) and calls the decompositions here instead (with ``batch_dim=None`` it
+does not: the fused op in the generic fallback is exact there, and several times faster).
+Each one recomputes the op with torch's own equations, batch first, with every parameter use
+going through ``linear(x, weight, bias)``, a callback that records the use for the Linear
+rule:
 
 - per layer and direction, the input projection of the whole sequence is one use,
   ``linear(x, W_ih, b_ih)`` with ``x`` of shape (B, T, I);
@@ -23,8 +25,7 @@ the Gramian is exact for the masks drawn.
 Two kinds of calls return ``NotImplemented`` (:func:`not_unrolled` says which): packed
 sequences (the ``batch_sizes`` overload), whose samples are sorted by length in an order the
 fused op does not see, and weights computed from other tensors (a parametrization), which the
-Linear rule does not differentiate through. The engine refuses them when ``batch_dim`` is set
-and leaves them to the generic fallback otherwise, which is exact.
+Linear rule does not differentiate through. The engine refuses them (``batch_dim`` is set).
 """
 
 from __future__ import annotations
