@@ -70,7 +70,8 @@ def not_unrolled(func: Callable, args: tuple, kwargs: dict) -> str | None:
     hx = a["hx"]
     D = 2 if a["bidirectional"] else 1
     lstm = func is torch.lstm
-    if (a["input"].dim() != 3 or lstm == isinstance(hx, Tensor) or (lstm and len(hx) != 2)
+    if (a["input"].dim() != 3 or 0 in a["input"].shape[:2] or lstm == isinstance(hx, Tensor)
+            or (lstm and len(hx) != 2)
             or _weights(a["params"], a["has_biases"], a["num_layers"], D, lstm) is None):
         return "a call of the fused op that the engine cannot unroll"
     return None
