@@ -97,7 +97,10 @@ class Engine:
 
     With ``batch_dim=0`` every hooked module must keep the samples independent and have them
     on dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm with
-    the batch's statistics) are refused at construction. An output of batch size 1 that an
+    the batch's statistics) are refused at construction. RNNs (``nn.RNN``, ``nn.LSTM``,
+    ``nn.GRU``) are then unrolled in time into linear maps with the batch on dimension 0,
+    whatever their ``batch_first``, so they are exact too; given a packed sequence (or a
+    parametrized weight) they are refused in the forward. An output of batch size 1 that an
     elementwise op broadcasts over the batch inside the hooked forward (a position embedding
     looked up with ids of shape (1, T)) is exact: the engine expands it to the batch first.
     In-place ops on outputs after a call (``out += identity``) are exact; in-place changes of

@@ -14,7 +14,7 @@
   embedding of shape (1, T, D) added to (B, T, D) activations): it hands the op the output
   expanded to the batch, whose gradient is per sample, and records that expansion.
 - :class:`_LinearUse` stands for a module in a ``linear`` use that a decomposition
-  (``rules/_attention.py``) records for the Linear rule.
+  (``rules/_attention.py``, ``rules/_rnn.py``) records for the Linear rule.
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ from ._validation import (
     check_single_output,
     describe,
     reused_parameter_message,
+    rnn_call_message,
 )
 from .rules import PerLoss, Rule
 from .rules._registry import rule_for
-from .rules._attention import DECOMPOSITIONS
+from .rules._decompositions import DECOMPOSITIONS
+from .rules._rnn import RNN_FUNCTIONS, not_unrolled
 from .rules._linear import linear as _linear_rule
 
 __all__ = ["Recording"]
@@ -241,10 +243,15 @@ class _Recorder(TorchFunctionMode):
         if call is None:
             return func(*args, **kwargs)
         decomposition = DECOMPOSITIONS.get(func)
+        if func in RNN_FUNCTIONS and rec.batch_dim is None:
+            decomposition = None  # the fused op in the generic fallback: exact, and faster
         if decomposition is not None:
             out = decomposition(*args, **kwargs, linear=rec.linear_use)
             if out is not NotImplemented:
                 return out
+            if func in RNN_FUNCTIONS:
+                raise RuntimeError(rnn_call_message(not_unrolled(func, args, kwargs),
+                                                    rec.where()))
         for i in hit:
             p = leaves[i]
             name = rec.own_names.get((id(call.module), id(p)))
@@ -259,7 +266,6 @@ class _Recorder(TorchFunctionMode):
             leaves[i] = call.aliases[id(p)][1]
         args, kwargs = pytree.tree_unflatten(leaves, spec)
         return func(*args, **kwargs)
-
 
     def _broadcast(self, func, leaves: list) -> bool:
         """Expand to the batch every tracked output that ``func`` broadcasts over it.

@@ -1,10 +1,10 @@
 """Every check of the autogram engine, and every message it raises.
 
-- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in training mode or an RNN when
-  ``batch_dim`` is set), that some module owns parameters;
+- at construction: the arguments (``batch_dim`` is required), the modules (BatchNorm in
+  training mode when ``batch_dim`` is set), that some module owns parameters;
 - while recording the forward: BatchNorm switched to training, a rule module using one of its
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
-  is no hooked parameter;
+  is no hooked parameter, an RNN given a packed sequence or a computed weight when ``batch_dim`` is set;
 - in ``gramian``: the losses and ``per``, in-place changes of recorded tensors
   (:func:`check_versions`), uses of the parameters that no record covers
   (:func:`check_uses`), the batch size of every output, the factors a rule returns;
@@ -55,6 +55,7 @@ __all__ = [
     "describe",
     "group_parameters",
     "reused_parameter_message",
+    "rnn_call_message",
     "task_parameters",
 ]
 
@@ -112,17 +113,12 @@ def _mixes_samples(module: nn.Module) -> bool:
 
 
 def check_modules(named: list[tuple[str, nn.Module]], batch_dim: int | None) -> None:
-    """Refuse, when ``batch_dim`` is set, the modules that mix or reorder the samples."""
+    """Refuse, when ``batch_dim`` is set, the modules that mix the samples."""
     if batch_dim is None:
         return
     for name, mod in named:
         if _mixes_samples(mod):
             raise ValueError(_batchnorm_message(f"{type(mod).__name__} '{name}'"))
-        if isinstance(mod, nn.RNNBase):
-            raise ValueError(message(
-                "modules", "free of RNNs when batch_dim is set (their parameters are used "
-                "inside one fused op across time steps, which no per-sample rule sees); "
-                "pass batch_dim=None", f"{type(mod).__name__} '{name}'"))
 
 
 def check_not_compiled(named: list[tuple[str, nn.Module]]) -> None:
@@ -183,6 +179,18 @@ def reused_parameter_message(module: str, name: str) -> str:
         f"a call of {module}", "using each of its own parameters at most once (its rule "
         "sees one use: use the parameter once per call, or give Engine(..., rules=...) a "
         "rule for its type that covers both uses)", f"parameter '{name}' used twice")
+
+
+def rnn_call_message(what: str, where: str) -> str:
+    """With ``batch_dim`` set: a fused RNN op that cannot be unrolled (``what``: a packed
+    sequence, a computed weight), called in the forward of ``where`` (a module, as described)."""
+    return message(
+        "RNNs", "given a padded tensor and their own parameters when batch_dim is set (the "
+        "engine unrolls them into linear maps with one row per sample: a PackedSequence holds "
+        "the samples sorted by length, step after step, and a weight computed from other "
+        "tensors is no parameter the Linear rule covers); pass the padded batch (the RNN then "
+        "also runs over the padding), a plain parameter, or batch_dim=None, which is exact",
+        f"{what} in {where}")
 
 
 def check_single_output(module: str, output: Any, leaves: list[Tensor]) -> None:

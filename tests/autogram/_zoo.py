@@ -357,7 +357,7 @@ def batchnorm_train():
     return m, torch.randn(B, 3), _call
 
 
-@arch(instance_wise=False)
+@arch()
 def lstm():
     class Net(nn.Module):
         def __init__(self):
@@ -722,3 +722,54 @@ def legacy_weight_and_spectral_norm():
         first = nn.utils.weight_norm(nn.Linear(5, B))
     m = nn.Sequential(first, nn.Tanh(), nn.utils.spectral_norm(nn.Linear(B, 2)))
     return m.eval(), torch.randn(B, 5), _call
+
+
+# ------------------------------------------------------------------ RNNs, unrolled in time
+# The fused op is recomputed as recorded linear uses (rules/_rnn.py): exact with batch_dim=0.
+class GRUTimeMajor(nn.Module):
+    # batch_first=False: output (T, B, 2H) and h_n (L * 2, B, H), the batch on dimension 1
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 3, num_layers=2, bidirectional=True)
+        self.out = nn.Linear(6 + 12, 2)
+
+    def forward(self, x):
+        y, h = self.rnn(x.transpose(0, 1))
+        return self.out(torch.cat([y[-1], h.transpose(0, 1).flatten(1)], 1))
+
+
+@arch()
+def gru_two_layers_bidirectional_time_major():
+    return GRUTimeMajor(), torch.randn(B, 4, 3), _call
+
+
+@arch()
+def rnn_relu_no_bias():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(3, 4, nonlinearity="relu", bias=False, batch_first=True)
+            self.out = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.out(self.rnn(x)[0]).flatten(1)
+    return Net(), torch.randn(B, 3, 3), _call
+
+
+class LSTMGivenState(nn.Module):
+    # hx computed by a hooked Linear from the input, h_n and c_n in the output too
+    def __init__(self):
+        super().__init__()
+        self.init = nn.Linear(3, 8)
+        self.rnn = nn.LSTM(3, 4, batch_first=True)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h0, c0 = torch.tanh(self.init(x[:, 0])).unsqueeze(0).chunk(2, dim=-1)
+        y, (h, c) = self.rnn(x, (h0.contiguous(), c0.contiguous()))
+        return torch.cat([self.out(y[:, -1]), h[0] * c[0]], 1)
+
+
+@arch()
+def lstm_given_state():
+    return LSTMGivenState(), torch.randn(B, 5, 3), _call

@@ -150,11 +150,6 @@ def test_batchnorm_in_training_mode_is_refused_with_batch_dim():
     Engine(model.train(), batch_dim=None).close()  # exact when the losses share the batch
 
 
-def test_rnn_is_refused_with_batch_dim():
-    with pytest.raises(ValueError, match=r"RNN.*batch_dim=None.*got LSTM"):
-        Engine(nn.Sequential(nn.LSTM(3, 4)), batch_dim=0)
-
-
 def test_losses_not_computed_by_the_hooked_modules():
     model = mlp()
     engine = Engine(model, batch_dim=0)
