@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from ._distributed import Distributed, resolve_group
 from ._recording import Recording, _Call
 from ._validation import (
     REQUIRED,
@@ -34,6 +35,7 @@ from ._validation import (
     check_per,
     check_reached,
     check_recorded,
+    check_scope,
     check_uses,
     check_versions,
     check_weights,
@@ -142,9 +144,15 @@ class Engine:
         batch_dim: int | None = REQUIRED,
         rules: Mapping[type, Any] | None = None,
         keep_gradients: bool = False,
+        process_group: Any = None,
+        scope: str = "global",
     ):
         roots = [modules] if isinstance(modules, nn.Module) else list(modules)
         check_arguments(modules, roots, batch_dim)
+        # data parallelism (``_distributed.py``): None keeps the engine single-process
+        check_scope(scope, process_group)
+        self._dist = (None if process_group is None else
+                      Distributed(resolve_group(process_group), scope, batch_dim))
         self.batch_dim = batch_dim
         self.keep_gradients = bool(keep_gradients)
         by_type: dict[type, Rule] = dict(RULES)
@@ -326,6 +334,7 @@ class Engine:
         factors: dict[int, tuple[nn.Parameter, list[Factor]]] = {}
         expected = Counter(id(p) for use, _ in pending for p in use.params.values())
         done: dict[int, int] = {}
+        exchanging = self._dist is not None and self._dist.exchanges
 
         def add(p: nn.Parameter, f: Factor) -> None:
             factors.setdefault(id(p), (p, []))[1].append(f)
@@ -338,11 +347,14 @@ class Engine:
             fs = factors[id(p)][1]
             for f in fs:
                 f.keep_grads = self.keep_gradients
+            if len(fs) > 1:
+                total = _total(f.grads() for f in fs)
+                factors[id(p)] = (p, [PerLoss(total)])
+            if exchanging:  # the global Gramian is made from every rank's factors at the end
+                return
             if len(fs) == 1:
                 Gp = fs[0].gramian()
             else:
-                total = _total(f.grads() for f in fs)
-                factors[id(p)] = (p, [PerLoss(total)])
                 g = rows_of(total)
                 Gp = g @ g.T
             if per:
@@ -366,10 +378,18 @@ class Engine:
                 use.call.args = use.call.outputs = None
             for p in use.params.values():
                 settle(p)
+        if exchanging:
+            G, m = self._dist.gramian(self._params, factors, self._param_block, K, per, m, t,
+                                      losses)
+            self._kept, self._m = factors, m
+            return G
         self._kept, self._m = factors, m
         return Gs if per else G
 
     def _accumulate(self, kept, weights: Tensor) -> None:
+        if self._dist is not None:  # one all_reduce of every rank's weighted gradients
+            self._dist.accumulate(self._params, kept, weights, self._param_block)
+            return
         while kept:  # each layer's kept tensors are released as soon as its gradient exists
             _, (p, fs) = kept.popitem()
             w = weights if weights.dim() == 1 else weights[self._param_block[id(p)]]
