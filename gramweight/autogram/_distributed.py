@@ -44,16 +44,17 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .._checks import message
-from .rules._factors import Factor, Outer, Rows, rows_of
+from .rules._factors import BiasOf, Factor, Outer, Rows, rows_of
 
 __all__ = ["Distributed", "check_same_on_every_rank", "resolve_group"]
 
 _META = 6  # sizes exchanged per parameter (see Distributed._meta)
 
 # kinds of a parameter's factor on one rank, as exchanged in the sizes
-_NONE, _OUTER, _GRADS, _ROWS = 0, 1, 2, 3
-# the routes a parameter's exchange takes (the same on every rank)
-_SKIP, _FACTORS, _PER_LOSS, _TABLE = "skip", "factors", "per-loss", "rows"
+_NONE, _OUTER, _GRADS, _ROWS, _BIAS = 0, 1, 2, 3, 4
+# the routes a parameter's exchange takes (the same on every rank); "bias" exchanges nothing:
+# the bias of a Linear whose weight takes the "factors" route is read from its gathered dY
+_SKIP, _FACTORS, _PER_LOSS, _TABLE, _BIAS_OF = "skip", "factors", "per-loss", "rows", "bias"
 
 
 def resolve_group(process_group: Any) -> Any:
@@ -146,8 +147,9 @@ class Distributed:
         # sizes: rows of each rank, then per parameter (kind, samples, positions, table rows,
         # groups, input features)
         meta = [m]
+        index = {id(f): i for i, f in enumerate(fs) if f is not None}
         for f in fs:
-            meta += self._meta(f)
+            meta += self._meta(f, index)
         local = torch.tensor(meta, dtype=torch.int64, device=device)
         sizes = [torch.empty_like(local) for _ in range(R)]
         dist.all_gather(sizes, local, group=self.group)
@@ -158,10 +160,13 @@ class Distributed:
         info = sizes[:, 1:].reshape(R, len(params), _META)
 
         routes = [self._route(p, info[:, i], rows, t) for i, p in enumerate(params)]
+        for i, (route, pad) in enumerate(routes):  # a bias whose weight's dY is not gathered
+            if route == _BIAS_OF and routes[pad["of"]][0] != _FACTORS:
+                routes[i] = (_PER_LOSS, {"width": max(rows) * params[i].numel()})
         # the payload: this rank's part of every exchanged parameter, padded to the largest rank
         pieces, reduce_pieces, index_pieces = [], [], []
         for p, f, (route, pad) in zip(params, fs, routes):
-            if route == _SKIP:
+            if route in (_SKIP, _BIAS_OF):
                 continue
             if route == _PER_LOSS and not instance:
                 g = _grads(f, m, p).to(dtype)
@@ -188,10 +193,16 @@ class Distributed:
 
         G = like.new_zeros(K, M, M) if per else like.new_zeros(M, M)
         at, at_idx, at_sum = 0, 0, 0
-        for i, (p, (route, pad)) in enumerate(zip(params, routes)):
+        # the global factors and their dY, for the biases read from them
+        outers: dict[int, tuple[Outer, Tensor]] = {}
+        biases = [i for i, (r, _) in enumerate(routes) if r == _BIAS_OF]
+        for i in [i for i in range(len(params)) if i not in biases] + biases:
+            p, (route, pad) = params[i], routes[i]
             if route == _SKIP:
                 continue
-            if route == _PER_LOSS and not instance:
+            if route == _BIAS_OF:
+                Gp = _bias_gramian(*outers[pad["of"]])
+            elif route == _PER_LOSS and not instance:
                 numel = m * p.numel()
                 g = summed[at_sum:at_sum + numel].reshape(m, -1) / R
                 at_sum += numel
@@ -205,13 +216,18 @@ class Distributed:
                     idx = gathered_idx[:, at_idx:at_idx + pad["U"]]
                     at_idx += pad["U"]
                 Gp = self._block(route, pad, parts, idx, info[:, i], rows, p)
+                if route == _FACTORS:
+                    outers[i] = (Gp, Gp.dY)  # gramian() may drop its dY
+                    Gp = Gp.gramian()
             if per:
                 G[block_of[id(p)]] += Gp.to(like.dtype)
             else:
                 G += Gp.to(like.dtype)
         return G, M
 
-    def _meta(self, f: Factor | None) -> list[int]:
+    def _meta(self, f: Factor | None, index: Mapping[int, int]) -> list[int]:
+        if isinstance(f, BiasOf) and id(f.outer) in index:
+            return [_BIAS, index[id(f.outer)], 0, 0, 0, 0]
         if isinstance(f, Outer) and f.X is not None and f._grads is None:
             n, P, g, I = f.X.shape
             return [_OUTER, n, P, 0, g, I]
@@ -227,6 +243,8 @@ class Distributed:
             return _SKIP, {}
         R, instance = self.size, self.batch_dim is not None
         t_rows = max(rows)
+        if kinds == {_BIAS} and len(set(info[info[:, 0] == _BIAS, 1].tolist())) == 1:
+            return _BIAS_OF, {"of": int(info[info[:, 0] == _BIAS][0, 1])}
         if kinds == {_ROWS}:
             U = max(1, max(info[:, 3].tolist()))
             D = p[0].numel() if p.dim() else 1
@@ -306,7 +324,7 @@ class Distributed:
                 X_all, dY_all = _fill(Xs, dYs, info, rows, t, P, g, I, O)
             else:
                 X_all, dY_all = torch.cat(Xs, 1), torch.cat(dYs, 2)
-            return Outer(X_all, dY_all, p.shape).gramian()
+            return Outer(X_all, dY_all, p.shape)
         if route == _TABLE:
             U, D = pad["U"], pad["D"]
             t_rows = max(rows)
@@ -387,6 +405,15 @@ class Distributed:
                 else:
                     p.grad += g
             at += p.numel()
+
+
+def _bias_gramian(outer: Outer, dY: Tensor) -> Tensor:
+    """Gramian of the bias of a Linear from its weight's global factor (``BiasOf``'s maths)."""
+    if outer.output_gramian is not None:  # the weight's ghost form computed it
+        return outer.output_gramian
+    dY = dY.sum(2)[:, :, 0]  # (t, n, O): summed over the positions
+    b = dY.transpose(0, 1).reshape(-1, dY.shape[-1])
+    return b @ b.T
 
 
 def _grads(f: Factor | None, m: int, p: nn.Parameter) -> Tensor:
