@@ -121,6 +121,20 @@ class Engine:
             inputs and output gradients (default), and otherwise recomputes the weighted
             gradient in :meth:`backward` with one matrix product, like autograd's own weight
             gradient. True always keeps them: one product fewer per layer, more peak memory.
+        process_group: None (default): one process. ``"world"`` or a
+            ``torch.distributed.ProcessGroup``: data parallelism, one engine per rank, each on
+            its rank's shard of the batch (see the "Distributed training" page). With
+            ``batch_dim=0`` :meth:`gramian` returns the exact Gramian of the losses of the
+            global batch, ``(M, M)`` with ``M`` the losses of every rank in rank order, the
+            same on every rank; with ``batch_dim=None`` the Gramian of the (m,) losses
+            averaged over the ranks. :meth:`backward` takes weights for those losses and
+            all-reduces the weighted gradients itself (one call): every rank gets the same
+            ``.grad``. A ``DistributedDataParallel`` wrapper's own all-reduce never runs, as
+            the engine does not back-propagate into the parameters.
+        scope: with a process group, ``"global"`` (default, as above) or ``"local"``: each
+            rank's Gramian of its own losses, nothing exchanged by :meth:`gramian`, and
+            :meth:`backward` averages the ranks' weighted gradients. A different method (each
+            rank's weights see its own samples only), for tight traffic budgets.
 
     Examples:
         >>> import torch, gramweight as gw
