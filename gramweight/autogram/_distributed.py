@@ -163,34 +163,30 @@ class Distributed:
         for i, (route, pad) in enumerate(routes):  # a bias whose weight's dY is not gathered
             if route == _BIAS_OF and routes[pad["of"]][0] != _FACTORS:
                 routes[i] = (_PER_LOSS, {"width": max(rows) * params[i].numel()})
-        # the payload: this rank's part of every exchanged parameter, padded to the largest rank
-        pieces, reduce_pieces, index_pieces = [], [], []
-        for p, f, (route, pad) in zip(params, fs, routes):
+        owner = self._owners(routes)
+        # the payload: this rank's part of every exchanged parameter, padded to the largest
+        # rank, sent to the parameter's owner (one all_to_all for all of them)
+        pieces: list[list[Tensor]] = [[] for _ in range(R)]
+        reduce_pieces, index_pieces = [], []
+        for i, (p, f, (route, pad)) in enumerate(zip(params, fs, routes)):
             if route in (_SKIP, _BIAS_OF):
                 continue
             if route == _PER_LOSS and not instance:
                 g = _grads(f, m, p).to(dtype)
                 reduce_pieces.append(rows_of(g).reshape(-1))
                 continue
-            pieces.append(self._payload(f, route, pad, p, dtype, device))
+            pieces[owner[i]].append(self._payload(f, route, pad, p, dtype, device))
             if route == _TABLE:
                 idx = f.rows if f is not None else torch.empty(0, dtype=torch.int64,
                                                               device=device)
                 index_pieces.append(torch.nn.functional.pad(idx.to(torch.int64),
                                                             (0, pad["U"] - idx.numel()),
                                                             value=-1))
-        gathered = self._all_gather(pieces, dtype, device)
+        received = self._all_to_all(pieces, dtype, device)
         gathered_idx = self._all_gather(index_pieces, torch.int64, device)
         summed = self._all_reduce(reduce_pieces, dtype, device)
-        self.traffic = {
-            "routes": {r: sum(x == r for x, _ in routes) for r in {x for x, _ in routes}},
-            "sizes": _nbytes((R - 1) * local.numel(), torch.int64),
-            "gramian": (_nbytes((R - 1) * sum(x.numel() for x in pieces), dtype)
-                        + _nbytes((R - 1) * sum(x.numel() for x in index_pieces), torch.int64)
-                        + _nbytes(2 * (R - 1) * sum(x.numel() for x in reduce_pieces) // R,
-                                  dtype)),
-        }
 
+        # this rank's share: the Gramians of the parameters it owns, from every rank's payload
         G = like.new_zeros(K, M, M) if per else like.new_zeros(M, M)
         at, at_idx, at_sum = 0, 0, 0
         # the global factors and their dY, for the biases read from them
@@ -198,23 +194,22 @@ class Distributed:
         biases = [i for i, (r, _) in enumerate(routes) if r == _BIAS_OF]
         for i in [i for i in range(len(params)) if i not in biases] + biases:
             p, (route, pad) = params[i], routes[i]
-            if route == _SKIP:
+            if route == _TABLE:
+                at_idx += pad["U"]
+            if route == _PER_LOSS and not instance:
+                at_sum += m * p.numel()
+            if route == _SKIP or owner[i] != self.rank:
                 continue
             if route == _BIAS_OF:
                 Gp = _bias_gramian(*outers[pad["of"]])
             elif route == _PER_LOSS and not instance:
-                numel = m * p.numel()
-                g = summed[at_sum:at_sum + numel].reshape(m, -1) / R
-                at_sum += numel
+                g = summed[at_sum - m * p.numel():at_sum].reshape(m, -1) / R
                 Gp = g @ g.T
             else:
                 width = pad["width"]
-                parts = gathered[:, at:at + width]
+                parts = received[:, at:at + width]
                 at += width
-                idx = None
-                if route == _TABLE:
-                    idx = gathered_idx[:, at_idx:at_idx + pad["U"]]
-                    at_idx += pad["U"]
+                idx = (gathered_idx[:, at_idx - pad["U"]:at_idx] if route == _TABLE else None)
                 Gp = self._block(route, pad, parts, idx, info[:, i], rows, p)
                 if route == _FACTORS:
                     outers[i] = (Gp, Gp.dY)  # gramian() may drop its dY
@@ -223,7 +218,36 @@ class Distributed:
                 G[block_of[id(p)]] += Gp.to(like.dtype)
             else:
                 G += Gp.to(like.dtype)
+        # every rank sums the same shares in the same order: the same G, bit for bit
+        shares = [torch.empty_like(G) for _ in range(R)]
+        dist.all_gather(shares, G.contiguous(), group=self.group)
+        G = _total_in_order(shares)
+        received_numel = sum(x.numel() for x in pieces[self.rank])  # per sender
+        self.traffic = {
+            "routes": {r: sum(x == r for x, _ in routes) for r in {x for x, _ in routes}},
+            "sizes": _nbytes((R - 1) * local.numel(), torch.int64),
+            "gramian": (_nbytes((R - 1) * received_numel, dtype)
+                        + _nbytes((R - 1) * sum(x.numel() for x in index_pieces), torch.int64)
+                        + _nbytes(2 * (R - 1) * sum(x.numel() for x in reduce_pieces) // R,
+                                  dtype)
+                        + _nbytes((R - 1) * G.numel(), G.dtype)),
+        }
         return G, M
+
+    def _owners(self, routes: list[tuple[str, dict]]) -> list[int]:
+        """The rank that computes each parameter's Gramian: the largest payloads first, each to
+        the least loaded rank (the same on every rank); a bias goes with its weight."""
+        owner = [0] * len(routes)
+        load = [0] * self.size
+        sized = [(pad.get("width", 0), i) for i, (r, pad) in enumerate(routes)
+                 if r not in (_SKIP, _BIAS_OF)]
+        for width, i in sorted(sized, key=lambda x: (-x[0], x[1])):
+            owner[i] = min(range(self.size), key=lambda r: (load[r], r))
+            load[owner[i]] += max(1, width)
+        for i, (r, pad) in enumerate(routes):
+            if r == _BIAS_OF:
+                owner[i] = owner[pad["of"]]
+        return owner
 
     def _meta(self, f: Factor | None, index: Mapping[int, int]) -> list[int]:
         if isinstance(f, BiasOf) and id(f.outer) in index:
@@ -359,6 +383,17 @@ class Distributed:
         dist.all_gather(out, local, group=self.group)
         return torch.stack(out)
 
+    def _all_to_all(self, pieces: list[list[Tensor]], dtype, device) -> Tensor:
+        """Send ``pieces[r]`` to rank r; returns what every rank sent here, (R, width)."""
+        sent = [x for ps in pieces for x in ps]
+        mine = sum(x.numel() for x in pieces[self.rank])  # every rank sends me this many
+        if not sent:
+            return torch.empty(self.size, 0, dtype=dtype, device=device)
+        out = torch.empty(self.size * mine, dtype=dtype, device=device)
+        dist.all_to_all_single(out, torch.cat(sent), [mine] * self.size,
+                               [sum(x.numel() for x in ps) for ps in pieces], group=self.group)
+        return out.reshape(self.size, mine)
+
     def _all_reduce(self, pieces: list[Tensor], dtype, device) -> Tensor:
         if not pieces:
             return torch.empty(0, dtype=dtype, device=device)
@@ -405,6 +440,13 @@ class Distributed:
                 else:
                     p.grad += g
             at += p.numel()
+
+
+def _total_in_order(tensors: list[Tensor]) -> Tensor:
+    total = tensors[0]
+    for x in tensors[1:]:
+        total = total + x
+    return total
 
 
 def _bias_gramian(outer: Outer, dY: Tensor) -> Tensor:
