@@ -6,7 +6,8 @@ them (``Engine._assemble``) and the weights in ``Engine.backward`` (``Engine._ac
 Scope ``"global"``, instance-wise losses (``batch_dim=0``, rank ``r`` has ``n_r`` samples and
 ``t`` losses each, ``m_r = n_r t`` rows): the Gramian is over the ``M = sum_r m_r`` losses of the
 global batch, rows in rank order. The block of ranks ``(r, s)`` of a parameter is
-``J_r J_s^T``; every rank gathers, per parameter, whichever is smaller of
+``J_r J_s^T``. Each parameter has an owner, the rank that computes its Gramian, and every rank
+sends the owner whichever is smaller of
 
 - the layer factors of an ``Outer`` (inputs ``X`` (n, P, g, I) and output gradients
   ``dY`` (t, n, P, g, O)): the factors of all ranks, concatenated over the samples, are the
@@ -14,16 +15,19 @@ global batch, rows in rank order. The block of ranks ``(r, s)`` of a parameter i
   model) holds every block;
 - the per-loss gradients (m_r, numel), concatenated over the ranks.
 
-Embedding tables (``Rows``) exchange their compact rows and the row indices. Every payload of
-one Gramian pass travels in one ``all_gather`` (padded to the largest rank), after one small
-``all_gather`` of the sizes that decides, identically on every rank, what is exchanged. Each
-rank then computes the whole Gramian from the same tensors with the same operations, so ``G``
-is the same on every rank, bit for bit.
+Embedding tables (``Rows``) send their compact rows (the row indices travel in an
+``all_gather``); the bias of a Linear whose weight sends its factors sends nothing (its
+gradients are the gathered ``dY`` summed over positions). One small ``all_gather`` of the sizes
+first decides, identically on every rank, what is sent, the padded widths (the largest
+rank's) and the owners (the largest payloads first, each to the least loaded rank). Then one
+``all_to_all`` carries every payload to its owner, each owner sums the Gramians of its
+parameters, and one ``all_gather`` of these partial Gramians, summed in rank order on every
+rank, gives every rank the same ``G``, bit for bit.
 
 Scope ``"global"``, multi-task losses (``batch_dim=None``, (m,) losses per rank, each a mean over
 the rank's batch): the losses are averaged over the ranks, ``J = (1/R) sum_r J_r`` and
 ``G = J J^T`` (not the mean of the ``J_r J_r^T``). Per parameter either the per-loss gradients
-are summed (``all_reduce``, all of them in one call) or the factors are gathered and
+are summed (``all_reduce``, all of them in one call) or the factors are sent to the owner and
 concatenated over the positions, with the output gradients divided by ``R``.
 
 Scope ``"local"``: each rank's Gramian is its own (no exchange in ``gramian``).

@@ -17,8 +17,8 @@ an SGD update:
 - ``gw_local``: ``scope="local"``: each rank's own Gramian, ``gw.mean``, ``engine.backward``.
 
 Time: median over ``--repeat`` steps after warm-up, measured on rank 0 between barriers, one
-torch thread per rank. Bytes: what one rank receives per step, from the sizes of what it
-sends (``(R - 1)`` payloads for an ``all_gather``, ``2 (R - 1) / R`` of the buffer for a ring
+torch thread per rank. Bytes: what the busiest rank receives per step, from the sizes of what
+is sent (``(R - 1)`` payloads for an ``all_gather``, ``2 (R - 1) / R`` of the buffer for a ring
 ``all_reduce``, DDP's included). The 2 ranks share a 2-core machine with whatever else runs:
 expect noise of 10-20 %.
 """
@@ -109,9 +109,11 @@ def worker(rank, port, models, repeat, out):
             for name, (step, _, times, sizes) in runs.items():
                 dist.barrier()
                 t0 = time.perf_counter()
-                sizes.append(step())
+                nbytes = torch.tensor(float(step()))
                 dist.barrier()
                 times.append(time.perf_counter() - t0)
+                dist.all_reduce(nbytes, op=dist.ReduceOp.MAX)  # the busiest rank's bytes
+                sizes.append(nbytes.item())
         results[model_name] = {}
         for name, (_, close, times, sizes) in runs.items():
             close()
