@@ -252,6 +252,13 @@ def toy_mean_of_local_gramians(group):
     # while the mean of the local Gramians is |x_r|^2 I = I
     close(G, torch.eye(2, dtype=DT) / 2, "toy exact Gramian")
     close(mean_of_local, torch.eye(2, dtype=DT), "toy mean of local Gramians")
+    # the check itself: a tensor that differs on rank 1 is caught, on every rank
+    try:
+        check_same_on_every_rank(torch.tensor([1.0, float(rank)]), group)
+    except RuntimeError as e:
+        assert "rank 1 differing from rank 0" in str(e), str(e)
+    else:
+        raise AssertionError("check_same_on_every_rank missed a difference")
 
 
 def rank_that_raises():
