@@ -392,11 +392,10 @@ class Engine:
                 use.call.args = use.call.outputs = None
             for p in use.params.values():
                 settle(p)
-        if exchanging:
+        if exchanging:  # the Gramian of the global batch, from every rank's factors
             G, m = self._dist.gramian(self._params, factors, self._param_block, K, per, m, t,
                                       losses)
-            self._kept, self._m = factors, m
-            return G
+            Gs = G
         self._kept, self._m = factors, m
         return Gs if per else G
 
