@@ -435,9 +435,10 @@ class Distributed:
                                             dtype)}
         if not (self.exchanges and self.batch_dim is not None):
             buf[:total] /= self.size
+        reached = (buf[total:] > 0).tolist()  # one device-to-host copy for all the flags
         at = 0
         for i, p in enumerate(trainable):
-            if buf[total + i] > 0:
+            if reached[i]:
                 g = buf[at:at + p.numel()].reshape(p.shape).to(p.dtype)
                 if p.grad is None:
                     p.grad = g.clone()
