@@ -95,7 +95,22 @@ def tied_data(g, N):
     return (torch.randint(0, 11, (N, 3), generator=g), torch.randint(0, 7, (N, 3), generator=g))
 
 
-MODELS = {"mlp": (mlp, mlp_data), "cnn": (cnn, cnn_data), "encoder": (Encoder, encoder_data),
+class Branchy(nn.Module):
+    """A layer that only batches of 2 samples or more use: a rank with 1 sample never reaches
+    it (its factors are missing on that rank only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.extra, self.last = nn.Linear(5, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = self.first(x)
+        if x.shape[0] >= 2:
+            h = h + self.extra(torch.tanh(h))
+        return self.last(torch.tanh(h))
+
+
+MODELS = {"mlp": (mlp, mlp_data), "branchy": (Branchy, mlp_data), "cnn": (cnn, cnn_data), "encoder": (Encoder, encoder_data),
           "tied": (Tied, tied_data)}
 
 
@@ -167,10 +182,13 @@ def run_case(group, name, shape, sizes, *, wrapper=None, per=None, scope="global
     def ref_losses(batches):
         if shape == "mt" and scope == "global":  # the losses averaged over the ranks
             return sum(losses_of(ref(*b), shape) for b in batches) / R
-        return losses_of(ref(*batches[0]), shape)
+        if shape == "mt":
+            return losses_of(ref(*batches[0]), shape)
+        # instance-wise: the global batch's losses, each rank's computed as that rank does
+        return torch.cat([losses_of(ref(*b), shape) for b in batches])
 
     batches = [tuple(x[s] for x in full) for s in slices]
-    ref_batches = [batches[rank]] if scope == "local" else (batches if shape == "mt" else [full])
+    ref_batches = [batches[rank]] if scope == "local" else batches
     for step in range(3):
         if wrapper == "no_sync":
             with ddp.no_sync():
@@ -297,6 +315,7 @@ def rank_that_raises():
 
 CASES_3 = [
     ("mlp", "iwrm", [2, 1, 3], {}),
+    ("branchy", "bt", [1, 2, 2], {"per": "module"}),
     ("mlp", "bt", [2, 3, 1], {"per": "module"}),
     ("mlp", "mt", [2, 2, 2], {}),
     ("cnn", "iwrm", [1, 2, 2], {"wrapper": "no_sync"}),
@@ -304,6 +323,8 @@ CASES_3 = [
     ("tied", "iwrm", [2, 1, 2], {"wrapper": "ddp-unused"}),
 ]
 CASES_2 = [
+    ("branchy", "iwrm", [3, 1], {}),
+    ("branchy", "mt", [1, 2], {"wrapper": "ddp-unused"}),
     ("mlp", "iwrm", [3, 1], {"wrapper": "ddp", "frozen": True}),
     ("mlp", "mt", [3, 1], {"wrapper": "hook-wrapper"}),
     ("mlp", "iwrm", [3, 2], {"scope": "local"}),
