@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from ._distributed import Distributed, resolve_group
 from ._recording import Recording, _Call
 from ._validation import (
     REQUIRED,
@@ -35,6 +36,7 @@ from ._validation import (
     check_per,
     check_reached,
     check_recorded,
+    check_scope,
     check_uses,
     check_versions,
     check_weights,
@@ -134,6 +136,20 @@ class Engine:
             inputs and output gradients (default), and otherwise recomputes the weighted
             gradient in :meth:`backward` with one matrix product, like autograd's own weight
             gradient. True always keeps them: one product fewer per layer, more peak memory.
+        process_group: None (default): one process. ``"world"`` or a
+            ``torch.distributed.ProcessGroup``: data parallelism, one engine per rank, each on
+            its rank's shard of the batch (see the "Distributed training" page). With
+            ``batch_dim=0`` :meth:`gramian` returns the exact Gramian of the losses of the
+            global batch, ``(M, M)`` with ``M`` the losses of every rank in rank order, the
+            same on every rank; with ``batch_dim=None`` the Gramian of the (m,) losses
+            averaged over the ranks. :meth:`backward` takes weights for those losses and
+            all-reduces the weighted gradients itself (one call): every rank gets the same
+            ``.grad``. A ``DistributedDataParallel`` wrapper's own all-reduce never runs, as
+            the engine does not back-propagate into the parameters.
+        scope: with a process group, ``"global"`` (default, as above) or ``"local"``: each
+            rank's Gramian of its own losses, nothing exchanged by :meth:`gramian`, and
+            :meth:`backward` averages the ranks' weighted gradients. A different method (each
+            rank's weights see its own samples only), for tight traffic budgets.
 
     Examples:
         >>> import torch, gramweight as gw
@@ -159,9 +175,15 @@ class Engine:
         keep_gradients: bool = False,
         task_specific: nn.Module | nn.Parameter | Iterable[nn.Module | nn.Parameter] | None
         = None,
+        process_group: Any = None,
+        scope: str = "global",
     ):
         roots = [modules] if isinstance(modules, nn.Module) else list(modules)
         check_arguments(modules, roots, batch_dim)
+        # data parallelism (``_distributed.py``): None keeps the engine single-process
+        check_scope(scope, process_group)
+        self._dist = (None if process_group is None else
+                      Distributed(resolve_group(process_group), scope, batch_dim))
         self.batch_dim = batch_dim
         self.keep_gradients = bool(keep_gradients)
         by_type: dict[type, Rule] = dict(RULES)
@@ -402,6 +424,7 @@ class Engine:
         factors: dict[int, tuple[nn.Parameter, list[Factor]]] = {}
         expected = Counter(id(p) for use, _ in pending for p in use.params.values())
         done: dict[int, int] = {}
+        exchanging = self._dist is not None and self._dist.exchanges
 
         def add(p: nn.Parameter, f: Factor) -> None:
             factors.setdefault(id(p), (p, []))[1].append(f)
@@ -414,11 +437,14 @@ class Engine:
             fs = factors[id(p)][1]
             for f in fs:
                 f.keep_grads = self.keep_gradients
+            if len(fs) > 1:
+                total = _total(f.grads() for f in fs)
+                factors[id(p)] = (p, [PerLoss(total)])
+            if exchanging:  # the global Gramian is made from every rank's factors at the end
+                return
             if len(fs) == 1:
                 Gp = fs[0].gramian()
             else:
-                total = _total(f.grads() for f in fs)
-                factors[id(p)] = (p, [PerLoss(total)])
                 g = rows_of(total)
                 Gp = g @ g.T
             if per:
@@ -443,10 +469,17 @@ class Engine:
                 use.call.expanded = {}
             for p in use.params.values():
                 settle(p)
+        if exchanging:  # the Gramian of the global batch, from every rank's factors
+            G, m = self._dist.gramian(self._params, factors, block_of, K, per, m, t,
+                                      losses)
+            Gs = G
         self._kept, self._m = factors, m
         return Gs if per else G
 
     def _accumulate(self, kept, weights: Tensor, block_of: Mapping[int, int]) -> None:
+        if self._dist is not None:  # one all_reduce of every rank's weighted gradients
+            self._dist.accumulate(self._params, kept, weights, block_of)
+            return
         while kept:  # each layer's kept tensors are released as soon as its gradient exists
             _, (p, fs) = kept.popitem()
             w = weights if weights.dim() == 1 else weights[block_of[id(p)]]

@@ -48,6 +48,7 @@ __all__ = [
     "check_per",
     "check_reached",
     "check_recorded",
+    "check_scope",
     "check_single_output",
     "check_uses",
     "check_versions",
@@ -95,6 +96,15 @@ def check_arguments(modules: Any, roots: list, batch_dim: Any) -> None:
         raise TypeError(message("batch_dim", _BATCH_DIM_CHOICES, "no batch_dim"))
     if batch_dim is not None and (isinstance(batch_dim, bool) or batch_dim != 0):
         raise ValueError(message("batch_dim", "0 or None", repr(batch_dim)))
+
+
+def check_scope(scope: Any, process_group: Any) -> None:
+    """``scope`` of ``Engine``: "global" or "local", the latter with a process group only."""
+    if scope not in ("global", "local"):
+        raise ValueError(message("scope", '"global" or "local"', repr(scope)))
+    if scope == "local" and process_group is None:
+        raise ValueError(message("scope", '"global" when process_group is None (the local '
+                                 "scope is a data-parallel mode)", '"local"'))
 
 
 def _batchnorm_message(where: str) -> str:
