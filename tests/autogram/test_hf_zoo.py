@@ -186,6 +186,16 @@ def _case(name, attn, shape):
 CASES = [_case(name, attn, shape) for name in HF_ZOO for attn in ATTENTIONS for shape in SHAPES]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tensors of a few hundred elements: intra-op threads only add synchronisation, which on a
+    # shared machine made this file five times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _setup(name, attn):
     torch.manual_seed(0)
     with torch.no_grad():
