@@ -245,3 +245,28 @@ def test_gramian_blocks_and_backward(name, attn, shape):
             torch.testing.assert_close(got[n], p.grad, rtol=1e-5, atol=1e-7 * scale, msg=n)
         else:
             torch.testing.assert_close(got[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
+
+
+REENTRANT = ("reentrant checkpointing (torch.utils.checkpoint with use_reentrant=True) refuses "
+             "the engine's torch.autograd.grad(losses, inputs) in Engine.gramian: torch's "
+             "RuntimeError, not the engine's")
+
+
+@pytest.mark.parametrize("shape", ["instance", "multitask"])
+@pytest.mark.parametrize("reentrant", [
+    False, pytest.param(True, marks=pytest.mark.xfail(strict=True, raises=RuntimeError,
+                                                      reason=REENTRANT))])
+@pytest.mark.parametrize("name", ["gpt2_positions", "llama", "vit"])
+def test_gradient_checkpointing(name, reentrant, shape):
+    # the forward of each layer runs again during the backward; the reference is taken
+    # without checkpointing (torch.func does not go through it), on the same weights
+    model, forward = _setup(name, "eager")
+    model.train()  # transformers checkpoints in training mode only (dropout is 0)
+    expected = reference_gramian(model, lambda: _losses(model, forward, shape))
+    # activation_checkpointing_enable from transformers 5, gradient_checkpointing_enable before
+    enable = (getattr(model, "activation_checkpointing_enable", None)
+              or model.gradient_checkpointing_enable)
+    enable({"use_reentrant": reentrant})
+    with gw.autogram.Engine(model, batch_dim=batch_dim_of(shape)) as engine:
+        G = engine.gramian(_losses(model, forward, shape))
+    torch.testing.assert_close(G, expected, rtol=1e-9, atol=1e-12 * expected.abs().max())
