@@ -242,7 +242,8 @@ def test_gramian_blocks_and_backward(name, attn, shape):
         if p.grad is None:  # e.g. the pooler of BertModel / ViTModel under last_hidden_state
             assert got[n] is None or torch.all(got[n] == 0), n
         elif float32_inside:
-            torch.testing.assert_close(got[n], p.grad, rtol=1e-5, atol=1e-7 * scale, msg=n)
+            torch.testing.assert_close(got[n], p.grad, rtol=1e-5, atol=1e-7 * scale,
+                                       msg=f"{n}: {float32_inside}")
         else:
             torch.testing.assert_close(got[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
 
