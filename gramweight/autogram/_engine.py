@@ -326,8 +326,15 @@ class Engine:
         inputs += self._task_params  # their plain gradients come out of the same backward
         # with batch_dim=0 the generic fallback's local backward runs through the graph again
         need_graph = retain_graph or (per_sample and any(use.generic for use, _ in slots))
-        grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,
-                                    allow_unused=True, is_grads_batched=batched)
+        try:
+            grads = torch.autograd.grad(losses, inputs, go, retain_graph=need_graph,
+                                        allow_unused=True, is_grads_batched=batched)
+        except RuntimeError as e:
+            if "use_reentrant" in str(e) and hasattr(e, "add_note"):
+                e.add_note("(raised in Engine.gramian, which differentiates the losses to the "
+                           "recorded outputs with torch.autograd.grad: checkpoint with "
+                           "use_reentrant=False, which is exact)")
+            raise
         check_reached(grads[:n_uses])
         self._task_grads = [None if g is None else (g.sum(0) if batched else g)
                             for g in grads[n_uses:]]
