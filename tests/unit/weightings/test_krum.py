@@ -79,3 +79,20 @@ def test_mutual_nearest_neighbours_tie_to_the_lower_index(dtype):
     J = torch.stack([a, 3.4 * a, -7.0 * a])
     w = gw.krum((J @ J.T).to(dtype), n_byzantine=0)
     assert torch.equal(w, torch.tensor([1.0, 0, 0], dtype=dtype))
+
+
+def test_two_groups_of_duplicates_tie_whatever_the_rounding_of_the_gramian():
+    # found by the property suite: gradients A, B, A, B, B, A; every score is |A - B|^2, but
+    # J @ J.T rounds the entries of the last row differently (a within-group distance of
+    # -3.6e-15 instead of 0), and the selection went to rows 0 and 2 (A twice) by round-off.
+    # With the tie rule it is the lower indices, 0 and 1: the mean of A and B.
+    A = torch.tensor([1.3038, 0.0364, -0.3108, 1.4260, -0.6342, -1.5466, -0.4651, 0.7138,
+                      0.7002, -1.1857, 0.5150, 0.3578], dtype=torch.float64)
+    B = torch.tensor([0.8870, -1.5520, 0.1539, 1.5152, -2.0586, 1.2655, -0.9793, -0.9039,
+                      0.7141, 0.4716, 0.3080, -1.8545], dtype=torch.float64)
+    for perturb in (0.0, 1e-15, -2e-15):
+        J = torch.stack([A, B, A, B, B, A])
+        G = J @ J.T
+        G[5, 0] += perturb * float(G[0, 0])  # round-off of the kind J @ J.T makes
+        w = gw.krum(G, n_byzantine=1, n_selected=2)
+        assert w.tolist() == [0.5, 0.5, 0.0, 0.0, 0.0, 0.0]
