@@ -396,6 +396,10 @@ class Engine:
         if not grads:
             return {}
         dY = _total(grads)  # one term, or one per expansion of a broadcast output
+        if dY.dtype in (torch.float16, torch.bfloat16):
+            # half-precision activations (torch.autocast): the rule's products and sums run
+            # in float32, which its factors then use (the inputs are cast where they are read)
+            dY = dY.float()
         args = c.rule_args()
         if per_sample:
             where = describe(c.module, self._names)
