@@ -31,8 +31,8 @@ from torch import nn
 import gramweight as gw
 
 SMALL = bool(os.environ.get("GRAMWEIGHT_EXAMPLE_SMALL"))
-N_TRAIN, N_TEST = (2000, 500) if SMALL else (4000, 1000)
-EPOCHS = 4 if SMALL else 5
+N_TRAIN, N_TEST = (2000, 500) if SMALL else (3200, 1000)
+EPOCHS = 4
 BATCH = 100
 METHODS = ["mean", "upgrad", "mgda", "nash_mtl"] if SMALL else [
     "mean", "upgrad", "mgda", "pcgrad", "cagrad", "nash_mtl", "fairgrad", "imtl_g"]
