@@ -95,7 +95,9 @@ def check_page(path: Path, page: Page, site: Path, pages: dict[Path, Page]) -> l
     problems = []
     for line, text in page.prose:
         for match in RST.finditer(text):
-            problems.append(f"{name}:{line}: raw reStructuredText {match.group(0)!r}: {text.strip()[:80]!r}")
+            problems.append(
+                f"{name}:{line}: raw reStructuredText {match.group(0)!r}: {text.strip()[:80]!r}"
+            )
         if "$" in text:
             problems.append(f"{name}:{line}: unrendered '$' in the text: {text.strip()[:80]!r}")
     for line, source, tag in page.math:
@@ -132,7 +134,11 @@ const formulas = JSON.parse(require("fs").readFileSync(0, "utf8"));
 const failures = [];
 for (const [where, tex, display] of formulas) {
   try { katex.renderToString(tex, {displayMode: display, throwOnError: true}); }
-  catch (error) { failures.push(where + ": KaTeX cannot typeset " + JSON.stringify(tex.slice(0, 60)) + ": " + error.message.split("\\n")[0]); }
+  catch (error) {
+    const first = error.message.split("\\n")[0];
+    failures.push(where + ": KaTeX cannot typeset " + JSON.stringify(tex.slice(0, 60)) + ": "
+                  + first);
+  }
 }
 console.log(JSON.stringify(failures));
 """

@@ -7,10 +7,10 @@ typed by hand. The pages include the files with pymdownx.snippets
 (``--8<-- "tables/autogram_mlp.md"``), so a table shown on two pages (autogram and
 Benchmarks) is one file. Run from the repository root::
 
-    python tests/benchmarks/write_docs_tables.py --list            # the tables and their commands
+    python tests/benchmarks/write_docs_tables.py --list            # each table and its command
     python tests/benchmarks/write_docs_tables.py autogram          # one group (minutes)
     python tests/benchmarks/write_docs_tables.py                   # all of them (hours: TorchJD
-                                                                   # at m = 512 takes minutes a call)
+                                                                   # at m = 512: minutes a call)
     python tests/benchmarks/write_docs_tables.py autogram --out /tmp/tables -- --repeat 3
 
 Arguments after ``--`` are passed on to the benchmark script (for a quick trial run; the
