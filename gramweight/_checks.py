@@ -1,8 +1,10 @@
 """Input validation shared by every public function.
 
-Every error raised here uses one template::
+Every error raised here uses one template:
 
-    `<name>` must be <requirement>, got <what was given>.
+```text
+`<name>` must be <requirement>, got <what was given>.
+```
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def _check_float_tensor(t: Any, name: str) -> None:
 def check_matrix(M: Any, name: str = "M", *, batched: bool = False) -> Tensor:
     """Validate a real, finite, square matrix (or a stack of them when ``batched``).
 
-    Unlike :func:`check_gramian`, no symmetry is required (cross matrices ``J1 @ J2.T``).
+    Unlike `check_gramian`, no symmetry is required (cross matrices ``J1 @ J2.T``).
     Returns ``M`` unchanged.
     """
     _check_float_tensor(M, name)
@@ -122,7 +124,7 @@ def _extremes(G: Tensor) -> tuple[float, float, float, float]:
 
 
 def _extremes_host(G: Tensor) -> tuple[float, float, float, float]:
-    """The host twin of :func:`_extremes`, from one copy of the entries to Python floats."""
+    """The host twin of `_extremes`, from one copy of the entries to Python floats."""
     rows = G.tolist()
     flat = list(chain.from_iterable(rows))
     if not all(map(math.isfinite, flat)):
@@ -148,7 +150,7 @@ def check_gramian(G: Any, name: str = "G", *, batched: bool = False) -> Tensor:
 
 
 def check_gramian_scale(G: Any, name: str = "G") -> tuple[Tensor, float, float]:
-    """:func:`check_gramian` of one matrix, detached from autograd, also returning its largest
+    """`check_gramian` of one matrix, detached from autograd, also returning its largest
     absolute entry and its smallest diagonal entry (after the repair, so >= 0) as Python
     floats, read in the same host synchronisation.
 
@@ -274,11 +276,11 @@ KEY_MAX = 2**63 - 1
 def check_key(key: Any, name: str = "key") -> int:
     """Validate a random key: a Python ``int`` (``bool`` refused) in ``[0, 2**63 - 1]``.
 
-    This is the key range of every stochastic function of the library (:func:`gramweight.pcgrad`,
-    :func:`gramweight.gradvac`, :func:`gramweight.random`, :func:`gramweight.visiting_orders`):
-    each key in it gives its own draw. Negative keys and keys of 2**63 or more are refused,
-    because ``torch.Generator().manual_seed`` keeps its seed modulo 2**63 (``-1`` would draw as
-    ``2**63 - 1``, ``2**63`` as ``0``) or overflows.
+    This is the key range of every stochastic function of the library
+    ([`pcgrad`][gramweight.pcgrad], [`gradvac`][gramweight.gradvac], [`random`][gramweight.random],
+    [`visiting_orders`][gramweight.visiting_orders]): each key in it gives its own draw. Negative
+    keys and keys of 2**63 or more are refused, because ``torch.Generator().manual_seed`` keeps its
+    seed modulo 2**63 (``-1`` would draw as ``2**63 - 1``, ``2**63`` as ``0``) or overflows.
 
     Raises:
         TypeError: ``key`` is not an ``int`` (or is ``None`` or a ``bool``).

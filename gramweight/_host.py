@@ -7,7 +7,7 @@ therefore solved faster by the float operations of its algorithm, done one by on
 do so keep such a *host twin* next to their tensor path, named ``<tensor path>_host``: the
 Gramian check (``gramweight._checks``), the box and simplex QP, the dual-cone projection and
 the balance equations of FairGrad and Nash-MTL (``gramweight.solvers``), MGDA's two-task closed form, MoDo, SDMGrad, PCD, and the two-task
-closed forms of PCGrad and GradVac. Every twin asks :func:`use_host`, so one rule decides for all of
+closed forms of PCGrad and GradVac. Every twin asks `use_host`, so one rule decides for all of
 them, and one switch sends every problem to its tensor path (to time or test those paths on
 small inputs):
 

@@ -3,8 +3,9 @@
 They are not functions of the Gramian, so they live here, out of ``gramweight.WEIGHTINGS``:
 ``LOSS_WEIGHTINGS`` is their own table. Each is ``D = fn(losses, /, **options)`` or, with a
 state, ``D, state = fn(losses, state, /, **options)`` from ``<name>_init(m)``; the update of
-the losses alone is ``(D * losses).sum().backward()``. :func:`compose` combines any of them
-with any Gramian weighting: ``w = D * weighting(D G D)``.
+the losses alone is ``(D * losses).sum().backward()``.
+[`compose`][gramweight.loss_weightings.compose] combines any of them with any Gramian weighting: ``w
+= D * weighting(D G D)``.
 """
 
 from collections.abc import Callable

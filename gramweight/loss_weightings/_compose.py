@@ -20,13 +20,13 @@ def compose(
 ) -> Any:
     r"""A Gramian weighting applied to the losses rescaled by ``D``: ``D ⊙ weighting(D G D)``.
 
-    Weighting the losses by :math:`D` (``(D * losses).sum()``) rescales the Jacobian to
-    :math:`\operatorname{diag}(D) J`, whose Gramian is :math:`D G D`
-    (:math:`D_i G_{ij} D_j`). A weighting finds weights :math:`w'` on those rescaled rows;
-    on the original rows they are :math:`D \odot w'`, since
-    :math:`w'^\top \operatorname{diag}(D) J = (D \odot w')^\top J`. So any loss weighting of
-    :mod:`gramweight.loss_weightings` (or weights of your own) composes with any Gramian
-    weighting in two lines, which this function is:
+    Weighting the losses by $D$ (``(D * losses).sum()``) rescales the Jacobian to
+    $\operatorname{diag}(D) J$, whose Gramian is $D G D$
+    ($D_i G_{ij} D_j$). A weighting finds weights $w'$ on those rescaled rows;
+    on the original rows they are $D \odot w'$, since
+    $w'^\top \operatorname{diag}(D) J = (D \odot w')^\top J$. So any loss weighting of
+    [`loss_weightings`][gramweight.loss_weightings] (or weights of your own) composes with any
+    Gramian weighting in two lines, which this function is:
 
     ```python
     Gd = D[:, None] * G * D[None, :]

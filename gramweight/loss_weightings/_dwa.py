@@ -13,8 +13,8 @@ from ._common import check_losses
 
 
 class DWAState(NamedTuple):
-    """State of :func:`dwa`: the last two epochs' losses (2, m), newest first, and the number
-    of epochs recorded."""
+    """State of [`dwa`][gramweight.loss_weightings.dwa]: the last two epochs' losses (2, m), newest
+    first, and the number of epochs recorded."""
 
     history: Tensor
     step: Tensor
@@ -48,16 +48,18 @@ def dwa(
     Called once per epoch with that epoch's (average) losses, it returns the weights of the
     next epoch:
 
-    .. math::  D_i(t) = m\, \operatorname{softmax}\big(r(t-1) / T\big)_i, \qquad
-               r_i(t-1) = \ell_i(t-1) / \ell_i(t-2),
+    $$
+    D_i(t) = m\, \operatorname{softmax}\big(r(t-1) / T\big)_i, \qquad
+    r_i(t-1) = \ell_i(t-1) / \ell_i(t-2),
+    $$
 
-    from the two newest epochs recorded; with fewer than two recorded, :math:`D = 1` (the
-    paper's first two epochs). Use :math:`D = 1` for the first epoch, before any call.
+    from the two newest epochs recorded; with fewer than two recorded, $D = 1$ (the
+    paper's first two epochs). Use $D = 1$ for the first epoch, before any call.
 
     Args:
         losses: The m losses of the epoch just finished, positive, shape (m,).
-        state: From :func:`dwa_init` (or the previous call).
-        temperature: :math:`T > 0` (the paper's 2).
+        state: From [`dwa_init`][gramweight.loss_weightings.dwa_init] (or the previous call).
+        temperature: $T > 0$ (the paper's 2).
 
     Returns:
         ``(D, new_state)``: the weights of the next epoch (m,), summing to m, with the losses'
@@ -66,7 +68,7 @@ def dwa(
     Raises:
         ValueError: ``losses`` empty, not finite or not positive; ``temperature <= 0``; a
             state for another m.
-        TypeError: ``state`` not a :class:`DWAState`.
+        TypeError: ``state`` not a [`DWAState`][gramweight.loss_weightings.DWAState].
 
     Examples:
         >>> import torch, gramweight as gw

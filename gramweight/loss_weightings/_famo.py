@@ -13,8 +13,8 @@ from ._common import check_losses
 
 
 class FAMOState(NamedTuple):
-    """State of :func:`famo`: the task logits :math:`\\xi` (m,), the losses of the previous
-    call (m,), and the call counter."""
+    r"""State of [`famo`][gramweight.loss_weightings.famo]: the task logits $\xi$ (m,), the losses
+    of the previous call (m,), and the call counter."""
 
     logits: Tensor
     prev_losses: Tensor
@@ -24,7 +24,7 @@ class FAMOState(NamedTuple):
 def famo_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> FAMOState:
-    """A fresh state: :math:`\\xi = 0` (uniform task weights), no previous losses.
+    r"""A fresh state: $\xi = 0$ (uniform task weights), no previous losses.
 
     Examples:
         >>> import gramweight as gw
@@ -52,35 +52,37 @@ def famo(
     r"""FAMO (Liu et al., "FAMO: Fast Adaptive Multitask Optimization", NeurIPS 2023,
     https://arxiv.org/abs/2306.03792).
 
-    FAMO descends :math:`\sum_i z_i \log(\ell_i - \ell_i^*)` with
-    :math:`z = \operatorname{softmax}(\xi)`, the logits :math:`\xi` learned so that the
+    FAMO descends $\sum_i z_i \log(\ell_i - \ell_i^*)$ with
+    $z = \operatorname{softmax}(\xi)$, the logits $\xi$ learned so that the
     log-losses fall at balanced rates. As weights on the raw losses, divided by
-    :math:`\sum_j z_j / (\ell_j - \ell_j^*)` as in the official code (so that
-    :math:`\sum_i D_i = 1`),
+    $\sum_j z_j / (\ell_j - \ell_j^*)$ as in the official code (so that
+    $\sum_i D_i = 1$),
 
-    .. math::  D_i = \frac{z_i / (\ell_i - \ell_i^*)}{\sum_j z_j / (\ell_j - \ell_j^*)}.
+    $$
+    D_i = \frac{z_i / (\ell_i - \ell_i^*)}{\sum_j z_j / (\ell_j - \ell_j^*)}.
+    $$
 
     The logits follow the paper's Algorithm 1: with the decrease of the log-losses since the
-    previous call, :math:`\delta = \log(\ell^{\text{prev}} - \ell^*) - \log(\ell - \ell^*)`,
-    one step :math:`\xi \leftarrow \xi - \text{lr}\,\big(J_z^\top \delta + \gamma\, \xi\big)`
-    with :math:`J_z^\top \delta = z \odot (\delta - z^\top\delta)` (the softmax's Jacobian),
+    previous call, $\delta = \log(\ell^{\text{prev}} - \ell^*) - \log(\ell - \ell^*)$,
+    one step $\xi \leftarrow \xi - \text{lr}\,\big(J_z^\top \delta + \gamma\, \xi\big)$
+    with $J_z^\top \delta = z \odot (\delta - z^\top\delta)$ (the softmax's Jacobian),
     which moves weight towards the tasks whose losses fell the least. Each call first takes
-    that step (from the second call on), then returns :math:`D` at the new :math:`\xi` and the
+    that step (from the second call on), then returns $D$ at the new $\xi$ and the
     current losses, and records them.
 
     Deviations:
-        The official code measures :math:`\delta` on the same batch, re-evaluated after the
-        parameter step, and steps :math:`\xi` with Adam (``weight_decay=gamma``); here
-        :math:`\delta` comes from consecutive calls (the next batch's losses stand in for the
+        The official code measures $\delta$ on the same batch, re-evaluated after the
+        parameter step, and steps $\xi$ with Adam (``weight_decay=gamma``); here
+        $\delta$ comes from consecutive calls (the next batch's losses stand in for the
         re-evaluation; pass the re-evaluated losses to reproduce it) and the step is the
         paper's plain one.
 
     Args:
         losses: The m loss values, shape (m,), each above its ``min_losses``.
-        state: From :func:`famo_init` (or the previous call).
-        lr: The logits' step size :math:`\beta \ge 0` (the paper's 0.025).
-        gamma: The logits' decay :math:`\gamma \ge 0` (the paper's 0.001).
-        min_losses: :math:`\ell^*`, a lower bound of each loss, shape (m,); default 0.
+        state: From [`famo_init`][gramweight.loss_weightings.famo_init] (or the previous call).
+        lr: The logits' step size $\beta \ge 0$ (the paper's 0.025).
+        gamma: The logits' decay $\gamma \ge 0$ (the paper's 0.001).
+        min_losses: $\ell^*$, a lower bound of each loss, shape (m,); default 0.
 
     Returns:
         ``(D, new_state)``: the weights (m,) with the losses' dtype and device, and the
@@ -89,7 +91,7 @@ def famo(
     Raises:
         ValueError: ``losses`` empty, not finite or not above ``min_losses``; ``lr`` or
             ``gamma`` negative; a state for another m.
-        TypeError: ``state`` not a :class:`FAMOState`.
+        TypeError: ``state`` not a [`FAMOState`][gramweight.loss_weightings.FAMOState].
 
     Examples:
         >>> import torch, gramweight as gw

@@ -15,19 +15,21 @@ def geometric_mean(losses: Sequence[float] | Tensor, /) -> Tensor:
     Aggregation and Geometric Loss Strategy for Multi-Task Learning", CVPR Workshops 2019,
     https://arxiv.org/abs/1904.08492).
 
-    Minimising :math:`L = (\prod_i \ell_i)^{1/m}` moves along
-    :math:`\nabla L = \sum_i D_i \nabla \ell_i` with
+    Minimising $L = (\prod_i \ell_i)^{1/m}$ moves along
+    $\nabla L = \sum_i D_i \nabla \ell_i$ with
 
-    .. math::  D_i = \frac{(\prod_j \ell_j)^{1/m}}{m\, \ell_i},
+    $$
+    D_i = \frac{(\prod_j \ell_j)^{1/m}}{m\, \ell_i},
+    $$
 
-    computed as :math:`\exp(\overline{\log \ell} - \log \ell_i) / m` (no overflow of the
+    computed as $\exp(\overline{\log \ell} - \log \ell_i) / m$ (no overflow of the
     product).
 
     Args:
         losses: The m loss values, positive, shape (m,).
 
     Returns:
-        The weights :math:`D` on the losses, shape (m,), positive.
+        The weights $D$ on the losses, shape (m,), positive.
 
     Raises:
         ValueError: ``losses`` empty, not finite or not positive.

@@ -13,7 +13,8 @@ from ._common import check_losses
 
 
 class IMTLLState(NamedTuple):
-    """State of :func:`imtl_l`: the log-scales :math:`s` (m,) and the call counter."""
+    """State of [`imtl_l`][gramweight.loss_weightings.imtl_l]: the log-scales $s$ (m,) and the call
+    counter."""
 
     log_scale: Tensor
     step: Tensor
@@ -22,7 +23,7 @@ class IMTLLState(NamedTuple):
 def imtl_l_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> IMTLLState:
-    """A fresh state: :math:`s = 0` (every scale 1).
+    """A fresh state: $s = 0$ (every scale 1).
 
     Examples:
         >>> import gramweight as gw
@@ -42,26 +43,29 @@ def imtl_l(
     r"""IMTL-L, the loss balance of IMTL (Liu et al., "Towards Impartial Multi-task
     Learning", ICLR 2021, https://openreview.net/forum?id=IMPnRXEWpvr).
 
-    Each task's loss is scaled by a learned :math:`e^{s_i}`, with the total
-    :math:`\sum_i e^{s_i} \ell_i - s_i` (the :math:`-s_i` keeps the scales from collapsing),
+    Each task's loss is scaled by a learned $e^{s_i}$, with the total
+    $\sum_i e^{s_i} \ell_i - s_i$ (the $-s_i$ keeps the scales from collapsing),
     so that the weights on the losses are
 
-    .. math::  D_i = e^{s_i},
+    $$
+    D_i = e^{s_i},
+    $$
 
-    and :math:`s` takes one explicit gradient step on that total,
-    :math:`s \leftarrow s - \text{lr}\,(e^{s} \odot \ell - 1)` (its fixed point is
-    :math:`s = -\log \ell`: every scaled loss equal to 1). The weights returned are those of
-    the current :math:`s`, before the step.
+    and $s$ takes one explicit gradient step on that total,
+    $s \leftarrow s - \text{lr}\,(e^{s} \odot \ell - 1)$ (its fixed point is
+    $s = -\log \ell$: every scaled loss equal to 1). The weights returned are those of
+    the current $s$, before the step.
 
     Deviations:
-        The paper learns :math:`s` with the network's optimiser; here the step is plain
+        The paper learns $s$ with the network's optimiser; here the step is plain
         gradient descent, explicit in the state. IMTL's gradient balance is ``imtl_g``
-        (combine them with :func:`compose`, as the paper's full IMTL does).
+        (combine them with [`compose`][gramweight.loss_weightings.compose], as the paper's full IMTL
+        does).
 
     Args:
         losses: The m loss values, shape (m,) (any sign).
-        state: From :func:`imtl_l_init` (or the previous call).
-        lr: The step size of :math:`s`, >= 0.
+        state: From [`imtl_l_init`][gramweight.loss_weightings.imtl_l_init] (or the previous call).
+        lr: The step size of $s$, >= 0.
 
     Returns:
         ``(D, new_state)``: the weights (m,) with the losses' dtype and device, and the
@@ -69,7 +73,7 @@ def imtl_l(
 
     Raises:
         ValueError: ``losses`` empty or not finite; ``lr < 0``; a state for another m.
-        TypeError: ``state`` not an :class:`IMTLLState`.
+        TypeError: ``state`` not an [`IMTLLState`][gramweight.loss_weightings.IMTLLState].
 
     Examples:
         >>> import torch, gramweight as gw

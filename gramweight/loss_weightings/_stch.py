@@ -22,23 +22,25 @@ def stch(
     r"""Smooth Tchebycheff scalarisation (Lin et al., "Smooth Tchebycheff Scalarization for
     Multi-Objective Optimization", ICML 2024, https://arxiv.org/abs/2402.19078).
 
-    The scalarisation :math:`g_\mu(\ell) = \mu \log \sum_i \exp(\lambda_i (\ell_i - z_i)/\mu)`
-    (a smooth maximum of the weighted gaps to the ideal point :math:`z`) moves along
-    :math:`\sum_i D_i \nabla\ell_i` with
+    The scalarisation $g_\mu(\ell) = \mu \log \sum_i \exp(\lambda_i (\ell_i - z_i)/\mu)$
+    (a smooth maximum of the weighted gaps to the ideal point $z$) moves along
+    $\sum_i D_i \nabla\ell_i$ with
 
-    .. math::  D_i = \lambda_i\, \operatorname{softmax}\big(\lambda \odot (\ell - z)/\mu\big)_i.
+    $$
+    D_i = \lambda_i\, \operatorname{softmax}\big(\lambda \odot (\ell - z)/\mu\big)_i.
+    $$
 
     Args:
         losses: The m loss values, shape (m,) (any sign).
-        preference: :math:`\lambda`, positive, shape (m,); default uniform :math:`1/m`.
-        ideal: The ideal point :math:`z`, shape (m,); default 0.
-        mu: The smoothing :math:`\mu > 0`; as :math:`\mu \to 0` the weights go to the
+        preference: $\lambda$, positive, shape (m,); default uniform $1/m$.
+        ideal: The ideal point $z$, shape (m,); default 0.
+        mu: The smoothing $\mu > 0$; as $\mu \to 0$ the weights go to the
             (classic, non-smooth) Tchebycheff subgradient on the largest weighted gap. The
             paper tunes it per problem.
 
     Returns:
-        The weights :math:`D` on the losses, shape (m,), positive, summing to at most
-        :math:`\max_i \lambda_i`.
+        The weights $D$ on the losses, shape (m,), positive, summing to at most
+        $\max_i \lambda_i$.
 
     Raises:
         ValueError: a vector of the wrong length or not finite; ``preference`` not positive;

@@ -13,7 +13,8 @@ from ._common import check_losses
 
 
 class UncertaintyState(NamedTuple):
-    """State of :func:`uncertainty`: the log-variances :math:`s` (m,) and the call counter."""
+    """State of [`uncertainty`][gramweight.loss_weightings.uncertainty]: the log-variances $s$ (m,)
+    and the call counter."""
 
     log_var: Tensor
     step: Tensor
@@ -22,7 +23,7 @@ class UncertaintyState(NamedTuple):
 def uncertainty_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> UncertaintyState:
-    """A fresh state: :math:`s = 0` (every weight 1).
+    """A fresh state: $s = 0$ (every weight 1).
 
     Examples:
         >>> import gramweight as gw
@@ -43,28 +44,31 @@ def uncertainty(
     to Weigh Losses for Scene Geometry and Semantics", CVPR 2018,
     https://arxiv.org/abs/1705.07115).
 
-    Each task has a learned log-variance :math:`s_i`, and the total loss is
-    :math:`\sum_i e^{-s_i} \ell_i + s_i`, so that the weights on the losses are
+    Each task has a learned log-variance $s_i$, and the total loss is
+    $\sum_i e^{-s_i} \ell_i + s_i$, so that the weights on the losses are
 
-    .. math::  D_i = e^{-s_i},
+    $$
+    D_i = e^{-s_i},
+    $$
 
-    and :math:`s` takes one explicit gradient step on that total,
-    :math:`s \leftarrow s - \text{lr}\,(1 - e^{-s} \odot \ell)` (its fixed point is
-    :math:`s = \log \ell`, :math:`D = 1/\ell`). The weights returned are those of the current
-    :math:`s`, before the step, the point at which the network's gradient is taken too.
+    and $s$ takes one explicit gradient step on that total,
+    $s \leftarrow s - \text{lr}\,(1 - e^{-s} \odot \ell)$ (its fixed point is
+    $s = \log \ell$, $D = 1/\ell$). The weights returned are those of the current
+    $s$, before the step, the point at which the network's gradient is taken too.
 
     Deviations:
-        The paper's regression likelihood has :math:`\tfrac12` on both terms (a factor the
+        The paper's regression likelihood has $\tfrac12$ on both terms (a factor the
         learning rate absorbs: the fixed point is the same); the total without it is the
-        common form of the implementations (LibMTL's, with :math:`\tfrac12`, gives weights
-        :math:`\tfrac12 e^{-s}`). The paper learns :math:`s` with the network's optimiser;
+        common form of the implementations (LibMTL's, with $\tfrac12$, gives weights
+        $\tfrac12 e^{-s}$). The paper learns $s$ with the network's optimiser;
         here the step is plain gradient descent, explicit in the state (to use another
-        optimiser, keep :math:`s` yourself and take ``exp(-s)`` as the weights).
+        optimiser, keep $s$ yourself and take ``exp(-s)`` as the weights).
 
     Args:
         losses: The m loss values, shape (m,) (any sign).
-        state: From :func:`uncertainty_init` (or the previous call).
-        lr: The step size of :math:`s`, >= 0 (0 keeps :math:`s`).
+        state: From [`uncertainty_init`][gramweight.loss_weightings.uncertainty_init] (or the
+            previous call).
+        lr: The step size of $s$, >= 0 (0 keeps $s$).
 
     Returns:
         ``(D, new_state)``: the weights (m,) with the losses' dtype and device, and the
@@ -72,7 +76,8 @@ def uncertainty(
 
     Raises:
         ValueError: ``losses`` empty or not finite; ``lr < 0``; a state for another m.
-        TypeError: ``state`` not an :class:`UncertaintyState`.
+        TypeError: ``state`` not an
+            [`UncertaintyState`][gramweight.loss_weightings.UncertaintyState].
 
     Examples:
         >>> import torch, gramweight as gw

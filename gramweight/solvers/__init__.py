@@ -3,25 +3,25 @@ problem family.
 
 Everything here runs on the device of its input, in float64, batched over right-hand sides,
 without numpy, scipy or any external QP solver; small problems on the CPU run on Python floats
-(float64 too) under the one rule of :mod:`gramweight._host`.
+(float64 too) under the one rule of `_host`.
 
-- :mod:`._box_qp`: ``min ½ xᵀAx + cᵀx`` over ``x >= 0`` (optionally ``Σx = 1``), per row of
-  ``C`` (:func:`nonneg_qp`), by primal-dual active-set steps, on faces solved by
-  :mod:`._face`.
-- :mod:`._min_norm`: MGDA's ``min wᵀGw`` over the simplex (:func:`min_norm_simplex`).
-- :mod:`._simplex`: the projection ``argmin ‖x - v‖²`` onto the simplex
-  (:func:`project_simplex`).
-- :mod:`._dual_cone`: UPGrad's and DualProj's ``min vᵀĜv`` over ``v >= u``
-  (:func:`dual_cone_weights`).
-- :mod:`._balance`: FairGrad's and Nash-MTL's ``G w = w^(-1/α)`` (:func:`power_balance`;
+- `._box_qp`: ``min ½ xᵀAx + cᵀx`` over ``x >= 0`` (optionally ``Σx = 1``), per row of
+  ``C`` (`nonneg_qp`), by primal-dual active-set steps, on faces solved by
+  `._face`.
+- `._min_norm`: MGDA's ``min wᵀGw`` over the simplex (`min_norm_simplex`).
+- `._simplex`: the projection ``argmin ‖x - v‖²`` onto the simplex
+  (`project_simplex`).
+- `._dual_cone`: UPGrad's and DualProj's ``min vᵀĜv`` over ``v >= u``
+  (`dual_cone_weights`).
+- `._balance`: FairGrad's and Nash-MTL's ``G w = w^(-1/α)`` (`power_balance`;
   small CPU problems on Python floats).
-- :mod:`._cagrad`: CAGrad's ``min bᵀw + κ sqrt(wᵀAw)`` over the simplex
-  (:func:`cagrad_simplex`).
-- :mod:`._lp`: EPO's ``max cᵀx`` over the simplex and ``A x >= b`` (elastic when infeasible)
-  (:func:`simplex_lp`).
-- :mod:`._spectral`: eigenpairs with one rank cut-off for the closed forms
-  (:func:`psd_spectrum`).
-- :mod:`._precision`: the working dtypes (:func:`work_dtype`, and :func:`eigen_dtype` for the
+- `._cagrad`: CAGrad's ``min bᵀw + κ sqrt(wᵀAw)`` over the simplex
+  (`cagrad_simplex`).
+- `._lp`: EPO's ``max cᵀx`` over the simplex and ``A x >= b`` (elastic when infeasible)
+  (`simplex_lp`).
+- `._spectral`: eigenpairs with one rank cut-off for the closed forms
+  (`psd_spectrum`).
+- `._precision`: the working dtypes (`work_dtype`, and `eigen_dtype` for the
   eigendecompositions).
 """
 

@@ -11,7 +11,7 @@ along ``v`` and the weights on ``v``'s support diverge.
 
 What is solved. ``A w = w^(-p)`` with ``A = G + t diag(G)``: a term relative to each task's
 own diagonal (a zero gradient's diagonal taken as ``max_j G_jj``, or 1 if ``G = 0``). With
-``ε`` the unit round-off of the input's dtype (:func:`balance_eps`) and ``λ`` the smallest
+``ε`` the unit round-off of the input's dtype (`balance_eps`) and ``λ`` the smallest
 eigenvalue of the unit-diagonal ``D G D`` (``D = diag(G)^(-1/2)``),
 ``t = ε min(1, ε/λ)`` for ``λ > 0``, ``t = ε + 2|λ|`` for ``λ <= 0``. So a well-conditioned
 Gramian (``λ >> ε``) is solved as it stands, to round-off; a nearly singular one is
@@ -23,8 +23,8 @@ Newton's method is affine-invariant; it runs in the coordinates of the diagonal 
 ``w_i = A_ii^(-α/(1+α))`` and solves each step's system scaled to a unit diagonal, so tasks
 whose squared norms differ by any factor are solved alike.
 
-On the CPU a small problem runs on Python floats (:func:`power_balance_host`, by the one rule
-of :func:`gramweight._host.use_host`): the same steps, with the smallest eigenvalue of
+On the CPU a small problem runs on Python floats (`power_balance_host`, by the one rule
+of `use_host`): the same steps, with the smallest eigenvalue of
 ``D G D`` by bisection on a tridiagonal form (a closed form for ``m <= 2``).
 """
 
@@ -86,7 +86,7 @@ def power_balance(
         n_iters: Maximum number of Newton steps.
         init: Starting point (positive), e.g. the previous solution; defaults to the diagonal
             solution.
-        eps: The unit round-off of the input's dtype (:func:`balance_eps`).
+        eps: The unit round-off of the input's dtype (`balance_eps`).
     """
     m = G.shape[-1]
     if G.dim() == 2 and G.dtype == torch.float64 and use_host(G, *balance_host_cost(m)):
@@ -189,7 +189,7 @@ def power_balance(
 
 
 def balance_host_cost(m: int) -> tuple[int, int]:
-    """The counts of :func:`gramweight._host.use_host` for one solve, per Newton step: on
+    """The counts of `use_host` for one solve, per Newton step: on
     floats the step's Cholesky factor (``m³/3``), its system and a candidate or two
     (``10 m²``), and a share of the set-up (the tridiagonal form of ``D G D``, ``4 m³/3``, and
     its bisection); on tensors about 80 operations."""
@@ -276,7 +276,7 @@ def power_balance_host(
     init: list[float] | None = None,
     eps: float = 2.0**-52,
 ) -> list[float]:
-    """:func:`power_balance` on Python floats (``G`` as rows), the same steps: the diagonal
+    """`power_balance` on Python floats (``G`` as rows), the same steps: the diagonal
     term from the smallest eigenvalue of ``D G D``, Newton in the coordinates of the diagonal
     solution (a Cholesky factor of each step's system), and the same line search, taking the
     first acceptable step length rather than evaluating all of them."""

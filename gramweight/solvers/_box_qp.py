@@ -1,10 +1,10 @@
 """The box- and simplex-constrained QP: for every row ``c`` of ``C`` and one shared PSD ``A``,
 ``min ½ xᵀAx + cᵀx`` over ``x >= 0`` (optionally also ``Σx = 1``: the simplex).
 
-:func:`nonneg_qp` is the one entry point. The problem is equilibrated (``x = S y`` with
+`nonneg_qp` is the one entry point. The problem is equilibrated (``x = S y`` with
 ``S = diag(A)^(-1/2)``), then solved by a primal-dual active-set method (a semismooth Newton
 method on the KKT conditions): each step solves, for every row at once, the linear system of its
-current face (:mod:`._face`), then moves every index whose sign condition fails. It stops when
+current face (`._face`), then moves every index whose sign condition fails. It stops when
 every row satisfies the KKT conditions to round-off, so the result is exact, not
 iterative-approximate. The steps are few (typically 1 to 5): a cheap projected-gradient guess,
 a sweep of coordinate descent or the sign of the linear term gives them a good start. Rows whose
@@ -18,7 +18,7 @@ or, from m = 256 on, conjugate gradients on every row at once (one product with 
 iteration: O(m²) memory and O(m³) work per step, where the factorisations take O(m⁴)), which
 hand the rows they would solve slowly back to the factorisations. The rows' blocks go through
 in batches of at most ``_face.STEP_BYTES``, so that no step holds O(m³) numbers.
-Small problems on the CPU run the same steps on Python floats (:func:`nonneg_qp_host`).
+Small problems on the CPU run the same steps on Python floats (`nonneg_qp_host`).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ _Step = Callable[
 
 def qp_host_cost(b: int, m: int) -> tuple[int, int]:
     """``(float_ops, tensor_ops)`` of one active-set step on ``b`` rows of size ``m``, for
-    :func:`gramweight._host.use_host` (both paths take the same steps): per row, the host path
+    `use_host` (both paths take the same steps): per row, the host path
     factors and solves its face block and forms its multipliers in about ``8 m²`` Python-level
     operations (the innermost loops run in C); the batched step is about 40 tensor
     operations."""
@@ -251,7 +251,7 @@ def _multipliers(A: Tensor, C: Tensor, x: Tensor, nu: Tensor, s: Tensor | None) 
 
 
 def _dense_step(A: Tensor, s: Tensor | None, jitter: float) -> _Step:
-    """Face steps with each row's system as one m x m matrix (:func:`solve_dense`): one batched
+    """Face steps with each row's system as one m x m matrix (`solve_dense`): one batched
     factorisation and no index bookkeeping, for small m."""
 
     def step(
@@ -264,7 +264,7 @@ def _dense_step(A: Tensor, s: Tensor | None, jitter: float) -> _Step:
 
 
 def _gathered_step(A: Tensor, s: Tensor | None, b: int) -> _Step:
-    """Face steps with each row's free block gathered and factored (:func:`solve_free`), for
+    """Face steps with each row's free block gathered and factored (`solve_free`), for
     large m."""
     padded = pad_scale(A) if b > 1 else None  # one row needs no padding (see solve_free)
 
@@ -280,7 +280,7 @@ def _gathered_step(A: Tensor, s: Tensor | None, b: int) -> _Step:
 def _definite_step(A: Tensor) -> _Step:
     """Face steps of box problems with a well-conditioned ``A``, for large m: each row factors
     the smaller of its free block of ``A`` and its bound block of ``H = A⁻¹``
-    (:func:`definite_solver`), without jitter; one step of refinement where the inverse's
+    (`definite_solver`), without jitter; one step of refinement where the inverse's
     round-off shows (an ill-conditioned ``A``). The rows go through in batches whose factors
     fill at most ``_face.STEP_BYTES``."""
     m = A.shape[0]
@@ -486,7 +486,7 @@ def nonneg_qp_host(
     init_free: list[list[bool]] | None = None,
     scaling: list[float] | None = None,
 ) -> list[list[float]] | None:
-    """The host twin of :func:`nonneg_qp`: its primal-dual active-set steps on Python floats
+    """The host twin of `nonneg_qp`: its primal-dual active-set steps on Python floats
     (equilibration, starting free sets, jitter, refinement and stopping tests as there), with
     the equilibrated form and its ``scaling`` given or not as there. Returns None when a row
     needs more than ``iters`` steps or a block cannot be factored: the caller then hands the
@@ -597,7 +597,7 @@ def _guess_free_box(A: Tensor, C: Tensor, iters: int = 15) -> tuple[Tensor, Tens
     exact and one step suffices; a wrong guess only costs more steps, never accuracy.
 
     Returns the guessed free sets and the last iterates (in ``C``'s dtype), the starting points
-    of the conjugate gradients (:func:`_cg_step`)."""
+    of the conjugate gradients (`_cg_step`)."""
     dtype = C.dtype
     # a guess needs no float64: single precision halves the cost of the products
     A = A.to(torch.float32)
@@ -619,7 +619,7 @@ def _guess_free_box(A: Tensor, C: Tensor, iters: int = 15) -> tuple[Tensor, Tens
 
 
 def _guess_free_simplex(A: Tensor, C: Tensor, iters: int = 40) -> Tensor:
-    """Like :func:`_guess_free_box`, for the simplex problems (projected steps onto the
+    """Like `_guess_free_box`, for the simplex problems (projected steps onto the
     simplex, on the problems as given). At least one index per row stays free."""
     A = A.to(torch.float32)
     C = C.to(torch.float32)

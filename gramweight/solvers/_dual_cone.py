@@ -23,7 +23,7 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
     For each row ``u`` of ``U``, the projection of ``Jᵀu`` onto ``{x : J x >= 0}`` is ``Jᵀv``
     where ``v`` minimises ``vᵀ Ĝ v`` subject to ``v >= u`` (Jacobian descent paper, Prop. 1).
     ``Ĝ = G / tr(G) + reg_eps · I`` (``Ĝ = reg_eps · I`` when ``tr(G) < norm_eps``). Written as
-    ``v = u + x``, this is :func:`nonneg_qp` with ``c = Ĝ u``.
+    ``v = u + x``, this is `nonneg_qp` with ``c = Ĝ u``.
 
     Args:
         G: Gramian (m, m), of any float dtype (the computation runs in float64).
@@ -63,7 +63,7 @@ def dual_cone_weights(G: Tensor, U: Tensor, *, norm_eps: float, reg_eps: float) 
 def _dual_cone_host(
     G: list[list[float]], U: list[list[float]], norm_eps: float, reg_eps: float, definite: bool
 ) -> list[list[float]] | None:
-    """The host twin of :func:`dual_cone_weights` (None: see :func:`nonneg_qp_host`), with the
+    """The host twin of `dual_cone_weights` (None: see `nonneg_qp_host`), with the
     problem equilibrated directly as in the batched path."""
     m = len(G)
     trace = sum(G[i][i] for i in range(m))

@@ -2,9 +2,9 @@
 others held at 0), ``min ½ xᵀAx + cᵀx`` (with the simplex row also ``sᵀx = 1``) is
 ``A_FF x_F + c_F = ν s_F, s_Fᵀ x_F = 1``.
 
-It is solved here once per representation: batched tensors (:func:`solve_blocks`, on blocks
-either masked to m x m, :func:`solve_dense`, or gathered, :func:`solve_free`;
-:func:`definite_solver` for regularised matrices), and Python floats (:func:`solve_free_host`).
+It is solved here once per representation: batched tensors (`solve_blocks`, on blocks
+either masked to m x m, `solve_dense`, or gathered, `solve_free`;
+`definite_solver` for regularised matrices), and Python floats (`solve_free_host`).
 Both representations use the same three devices:
 
 - a Tikhonov term (the jitter, relative to the largest diagonal entry) keeps the blocks of
@@ -105,7 +105,7 @@ def solve_blocks(
 
 def _on_face(Z: Tensor, s: Tensor | None, rho: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """The face solutions and the multipliers ``ν`` of the sum from the solves ``Z`` of
-    :func:`solve_blocks` with ``R = [-c, s]`` (box: ``R = -c``, and no ``ν``)."""
+    `solve_blocks` with ``R = [-c, s]`` (box: ``R = -c``, and no ``ν``)."""
     if s is None:
         return Z[..., 0], None
     z, a = Z[..., 0], Z[..., 1]
@@ -156,7 +156,7 @@ def solve_free(
         (zeros without ``simplex``), such that ``(A x + c - nu s)_F = 0`` up to the jitter.
 
     ``_padded`` (internal): ``(A padded with a zero row and column, its scale)`` from
-    :func:`pad_scale`, when the caller solves with the same ``A`` repeatedly.
+    `pad_scale`, when the caller solves with the same ``A`` repeatedly.
     """
     b, m = C.shape
     x = torch.zeros_like(C)
@@ -221,7 +221,7 @@ def solve_free(
 
 def pad_scale(A: Tensor) -> tuple[Tensor, Tensor]:
     """``A`` with an extra zero row and column (the target of padded indices in
-    :func:`solve_free`) and the scale of its diagonal (1 for a zero matrix)."""
+    `solve_free`) and the scale of its diagonal (1 for a zero matrix)."""
     scale = A.diagonal().abs().max()
     return torch.nn.functional.pad(A, (0, 1, 0, 1)), torch.where(scale > 0, scale, 1.0)
 
@@ -320,7 +320,7 @@ def _cholesky_solve_host(L: list[list[float]], r: list[float]) -> list[float]:
 def solve_free_host(
     A: list[list[float]], c: list[float], free: list[int], s: list[float] | None, jitter: float
 ) -> tuple[list[float], float] | None:
-    """:func:`solve_free` for one row on Python floats: the values on the free indices
+    """`solve_free` for one row on Python floats: the values on the free indices
     ``free`` (non-empty) and the multiplier ``nu``. None if the block cannot be factored even
     with the larger jitter."""
     M = [[row[j] for j in free] for row in (A[i] for i in free)]

@@ -17,13 +17,15 @@ _PIVOT_TOL = 1e-12
 def simplex_lp(c: Tensor, A: Tensor, b: Tensor, *, max_iters: int | None = None) -> Tensor:
     r"""A solution ``x`` (m,) of the linear program on the probability simplex
 
-    .. math::  \max_x\ c^\top x \quad \text{s.t.}\quad x \ge 0,\ \mathbf 1^\top x = 1,\
-               A x \ge b,
+    $$
+    \max_x\ c^\top x \quad \text{s.t.}\quad x \ge 0,\ \mathbf 1^\top x = 1,
+    \ A x \ge b,
+    $$
 
     with ``A`` (k, m) and ``b`` (k,); a row whose ``b`` is ``-inf`` constrains nothing. When no
     point of the simplex satisfies every row, the problem is made elastic: ``x`` minimises the
-    total violation :math:`\sum_j \max(0, b_j - A_j x) / s_j` first (:math:`s_j` the largest
-    of :math:`|A_j|` and :math:`|b_j|`: each row counts at a largest entry of 1), and maximises
+    total violation $\sum_j \max(0, b_j - A_j x) / s_j$ first ($s_j$ the largest
+    of $|A_j|$ and $|b_j|$: each row counts at a largest entry of 1), and maximises
     ``cᵀx`` among the minimisers. The feasible set is never empty (it contains the simplex's
     vertices) and bounded, so there is always a solution.
 

@@ -41,7 +41,7 @@ def _segment_min_norm(G: Tensor) -> Tensor:
 
 
 def _segment_min_norm_host(G: Tensor) -> Tensor:
-    """The host twin of :func:`_segment_min_norm`."""
+    """The host twin of `_segment_min_norm`."""
     (g00, g01), (_, g11) = G.tolist()
     denom = g00 + g11 - 2.0 * g01
     t = (g11 - g01) / denom if denom > 0.0 else 0.5

@@ -2,7 +2,7 @@
 ``float32``; eigendecompositions run in ``float64`` for ``float32`` inputs too.
 
 The closed forms and the coefficient-space loops (PCGrad, GradVac, Krum, MoDo, SDMGrad) use
-:func:`work_dtype`, the spectral methods :func:`eigen_dtype`; most of them solve nothing, hence
+`work_dtype`, the spectral methods `eigen_dtype`; most of them solve nothing, hence
 a module of its own.
 """
 
@@ -22,7 +22,7 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def to_work_dtype(M: Tensor) -> Tensor:
-    """``M`` in :func:`work_dtype` (``M`` itself, with no operation, when it already is)."""
+    """``M`` in `work_dtype` (``M`` itself, with no operation, when it already is)."""
     wd = work_dtype(M.dtype)
     return M if M.dtype == wd else M.to(wd)
 

@@ -14,12 +14,12 @@ __all__ = ["project_simplex", "project_simplex_host"]
 
 
 def project_simplex(v: Tensor, *, shift: bool = True) -> Tensor:
-    r"""Project each row of ``v`` (..., m) onto :math:`\{x \ge 0, \sum_i x_i = 1\}`.
+    r"""Project each row of ``v`` (..., m) onto $\{x \ge 0, \sum_i x_i = 1\}$.
 
     The sort-based algorithm (Held et al. 1974; Duchi et al., ICML 2008): the projection is
-    :math:`\max(v - \theta, 0)`, and with :math:`u` the entries sorted in decreasing order,
-    :math:`\theta = \max_k (\sum_{l \le k} u_l - 1) / k`. (The usual statement takes that
-    ratio at the largest ``k`` with :math:`u_k > (\sum_{l \le k} u_l - 1) / k`; the ratio
+    $\max(v - \theta, 0)$, and with $u$ the entries sorted in decreasing order,
+    $\theta = \max_k (\sum_{l \le k} u_l - 1) / k$. (The usual statement takes that
+    ratio at the largest ``k`` with $u_k > (\sum_{l \le k} u_l - 1) / k$; the ratio
     increases in ``k`` exactly while that condition holds, so it is the same number, found
     with fewer operations.) Exact, O(m log m), no iteration and no host synchronisation;
     batched over leading dimensions.
@@ -38,7 +38,7 @@ def project_simplex(v: Tensor, *, shift: bool = True) -> Tensor:
 
 
 def project_simplex_host(v: list[float]) -> list[float]:
-    """:func:`project_simplex` (with its shift by the maximum) of one vector of Python floats:
+    """`project_simplex` (with its shift by the maximum) of one vector of Python floats:
     ``max(v - theta, 0)`` with ``theta = max_k (sum of the k largest - 1) / k``."""
     top = max(v)
     u = sorted((x - top for x in v), reverse=True)

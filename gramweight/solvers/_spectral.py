@@ -16,7 +16,7 @@ __all__ = ["psd_spectrum", "spectral_input", "spectral_rtol"]
 def spectral_rtol(m: int, dtype: torch.dtype) -> float:
     """Relative eigenvalue cut-off below which the spectrum of an (m, m) Gramian of ``dtype``
     is treated as zero: ``4 · eps + 10 · sqrt(m) · eps_w``, with ``eps`` of ``dtype`` and
-    ``eps_w`` of the dtype the eigenpairs are computed in (:func:`eigen_dtype`).
+    ``eps_w`` of the dtype the eigenpairs are computed in (`eigen_dtype`).
 
     The first term is the input's precision. An exactly singular Gramian rounded to ``dtype``
     (entries off by up to ``eps/2`` relative) has its zero eigenvalues moved by at most about
@@ -72,7 +72,7 @@ def psd_spectrum(G: Tensor, rtol: float, *, graded: bool = False) -> tuple[list[
 
 
 def spectral_input(G: Tensor, top: float) -> Tensor:
-    """The matrix a scale-invariant closed form decomposes: ``G`` in :func:`eigen_dtype`,
+    """The matrix a scale-invariant closed form decomposes: ``G`` in `eigen_dtype`,
     divided by its largest entry ``top`` (> 0, from ``check_gramian_scale``) when that lies
     outside [1e-10, 1e10], so that extreme scales stay in range."""
     wd = eigen_dtype(G.dtype)

@@ -1,10 +1,11 @@
 """Tools to test weightings and autogram rules: yours as well as ours.
 
-- :mod:`gramweight.testing.strategies`: hypothesis strategies drawing Jacobians and Gramians of
+- [`strategies`][gramweight.testing.strategies]: hypothesis strategies drawing Jacobians and
+Gramians of
   chosen structure (imported on first use, since hypothesis is only a test dependency).
-- :mod:`gramweight.testing.references`: Jacobian-space reference implementations and
-  :func:`check_against_reference`.
-- :mod:`gramweight.testing.asserts`: property checks for any weighting.
+- [`references`][gramweight.testing.references]: Jacobian-space reference implementations and
+  [`check_against_reference`][gramweight.testing.check_against_reference].
+- [`asserts`][gramweight.testing.asserts]: property checks for any weighting.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Each check takes the weighting and the arguments to call it with: ``weighting(G, *args,
 **kwargs)``. A weighting may return the weights ``w`` or a tuple ``(w, state)`` (stateful
-methods); only ``w`` is checked, except by :func:`assert_pure`, which checks everything.
+methods); only ``w`` is checked, except by [`assert_pure`][gramweight.testing.assert_pure], which
+checks everything.
 
 Updates are compared where they live: two weight vectors ``a`` and ``b`` give updates whose
 difference has norm ``sqrt((a - b)ᵀ G (a - b))``, computed from ``G`` alone. This makes the

@@ -111,8 +111,9 @@ def jacobians(
     Args:
         m: Number of rows (objectives): an int or a strategy of ints.
         n: Number of columns (parameters): an int or a strategy of ints.
-        dtype: Defaults to :func:`gramweight.testing.test_dtype` (``GRAMWEIGHT_TEST_DTYPE``).
-        device: Defaults to :func:`gramweight.testing.test_device`.
+        dtype: Defaults to [`test_dtype`][gramweight.testing.test_dtype]
+            (``GRAMWEIGHT_TEST_DTYPE``).
+        device: Defaults to [`test_device`][gramweight.testing.test_device].
         structures: The structures to draw from (see the module docstring).
         scaled: Whether to scale the matrix so that its Gramian spans 1e-15 to 1e15.
 
@@ -140,7 +141,7 @@ def gramians(
     structures: Sequence[str] = STRUCTURES,
     scaled: bool = True,
 ) -> st.SearchStrategy[Tensor]:
-    """Draw a Gramian ``G = J Jᵀ`` (m, m), with ``J`` drawn as in :func:`jacobians`.
+    """Draw a Gramian ``G = J Jᵀ`` (m, m), with ``J`` drawn as in `jacobians`.
 
     ``G`` is formed (and symmetrised) in float64, then cast, so it is exactly symmetric. Its rank is at
     most ``min(m, n)``: choose ``n < m`` to get singular Gramians.

@@ -28,11 +28,13 @@ def aligned_mtl(
 
     The gradients are replaced by an orthogonal system with equal norms that spans the same
     space (the condition number of the linear system becomes 1). With the eigendecomposition
-    :math:`G = V \Lambda V^\top` restricted to its r non-negligible eigenvalues,
+    $G = V \Lambda V^\top$ restricted to its r non-negligible eigenvalues,
 
-    .. math::  B = \sqrt{\sigma}\, V \Lambda^{-1/2} V^\top, \qquad w = B\, \text{pref},
+    $$
+    B = \sqrt{\sigma}\, V \Lambda^{-1/2} V^\top, \qquad w = B\, \text{pref},
+    $$
 
-    where :math:`\sigma` is the smallest kept eigenvalue (``"min"``), their median
+    where $\sigma$ is the smallest kept eigenvalue (``"min"``), their median
     (``"median"``) or their mean (``"rmse"``, as TorchJD names it). Eigenvalues below
     ``4 · eps + 10 · sqrt(m) · eps_w`` times the largest, the round-off of an exactly singular
     Gramian, are dropped (eps of ``G``'s dtype, eps_w of the dtype it is decomposed in: float32

@@ -15,28 +15,30 @@ def cagrad(G: Tensor, /, *, c: float = 0.5, norm_eps: float = 1e-4) -> Tensor:
     r"""CAGrad (Liu et al., "Conflict-Averse Gradient Descent for Multi-task Learning",
     NeurIPS 2021, https://arxiv.org/abs/2110.14048).
 
-    The update :math:`d = g_0 + \frac{\sqrt\phi}{\|g_w\|} g_w` maximises the worst local
-    improvement within a ball of radius :math:`\sqrt\phi = c\,\|g_0\|` around the mean
-    gradient :math:`g_0 = J^\top \mathbf 1 / m`, where :math:`g_w = J^\top w` and
+    The update $d = g_0 + \frac{\sqrt\phi}{\|g_w\|} g_w$ maximises the worst local
+    improvement within a ball of radius $\sqrt\phi = c\,\|g_0\|$ around the mean
+    gradient $g_0 = J^\top \mathbf 1 / m$, where $g_w = J^\top w$ and
 
-    .. math::  w = \arg\min_{w \ge 0,\ \mathbf 1^\top w = 1}
-               w^\top \hat G \mathbf 1/m + \sqrt\phi\, \sqrt{w^\top \hat G w},
-               \qquad \hat G = G / \operatorname{tr}(G),
+    $$
+    w = \arg\min_{w \ge 0,\ \mathbf 1^\top w = 1}
+    w^\top \hat G \mathbf 1/m + \sqrt\phi\, \sqrt{w^\top \hat G w},
+    \qquad \hat G = G / \operatorname{tr}(G),
+    $$
 
-    so the weights are :math:`\mathbf 1/m + \frac{\sqrt\phi}{\|g_w\|} w`. The problem is solved
+    so the weights are $\mathbf 1/m + \frac{\sqrt\phi}{\|g_w\|} w$. The problem is solved
     exactly: its optimality conditions are those of the simplex QP
-    :math:`\min \tfrac12 w^\top \hat G w + \rho\, w^\top \hat G \mathbf 1/m` at the
-    :math:`\rho` where :math:`\sqrt\phi\,\rho = \|g_{w(\rho)}\|`, found by solving that scalar
+    $\min \tfrac12 w^\top \hat G w + \rho\, w^\top \hat G \mathbf 1/m$ at the
+    $\rho$ where $\sqrt\phi\,\rho = \|g_{w(\rho)}\|$, found by solving that scalar
     equation exactly on each active set (``gramweight.solvers.cagrad_simplex``).
 
     As in TorchJD, a Gramian of trace below ``norm_eps`` counts as zero, and if
-    :math:`\|g_w\| < \text{norm\_eps}` (on the trace-normalised scale; also whenever it is
+    $\|g_w\| < \text{norm\_eps}$ (on the trace-normalised scale; also whenever it is
     below ``1e-10``, zero up to round-off) the point is taken as Pareto-stationary and
     ``w = 0``.
 
     Args:
         G: Gramian of shape (m, m).
-        c: Radius of the ball, relative to :math:`\|g_0\|` (``>= 0``; 0 gives the mean).
+        c: Radius of the ball, relative to $\|g_0\|$ (``>= 0``; 0 gives the mean).
         norm_eps: See above (``>= 0``).
 
     Returns:

@@ -17,15 +17,17 @@ def config(G: Tensor, /, *, pref: Sequence[float] | Tensor | None = None) -> Ten
     r"""ConFIG (Liu et al., "ConFIG: Towards Conflict-free Training of Physics Informed Neural
     Networks", ICLR 2025, https://arxiv.org/abs/2408.11104).
 
-    The paper takes the direction :math:`x = U^{+}\,\text{pref}` for the unit gradients
-    :math:`U = D^{+} J` (so that :math:`u_i^\top x = \text{pref}_i`, equal cosines for the
-    default), and gives it the length :math:`\sum_i g_i^\top \hat x`. In closed form on the
-    Gramian, with :math:`D = \operatorname{diag}(\sqrt{G_{ii}})`:
+    The paper takes the direction $x = U^{+}\,\text{pref}$ for the unit gradients
+    $U = D^{+} J$ (so that $u_i^\top x = \text{pref}_i$, equal cosines for the
+    default), and gives it the length $\sum_i g_i^\top \hat x$. In closed form on the
+    Gramian, with $D = \operatorname{diag}(\sqrt{G_{ii}})$:
 
-    .. math::  v = D^{+} (D^{+} G D^{+})^{+}\,\text{pref}, \qquad
-               w = \frac{\mathbf 1^\top G v}{v^\top G v}\, v.
+    $$
+    v = D^{+} (D^{+} G D^{+})^{+}\,\text{pref}, \qquad
+    w = \frac{\mathbf 1^\top G v}{v^\top G v}\, v.
+    $$
 
-    The pseudo-inverse drops the eigenvalues of the cosine matrix :math:`D^{+} G D^{+}` below
+    The pseudo-inverse drops the eigenvalues of the cosine matrix $D^{+} G D^{+}$ below
     ``rtol = 4 · eps + 10 · sqrt(m) · eps_w`` times the largest, the round-off of an exactly
     singular Gramian (eps of ``G``'s dtype, eps_w of the dtype it is decomposed in: float32 for
     the half dtypes, float64 otherwise): that is the rank cut-off. If ``pref`` has no component

@@ -10,7 +10,7 @@ from .._checks import check_gramian, check_vector
 
 
 def constant(G: Tensor, /, *, weights: Sequence[float] | Tensor) -> Tensor:
-    r"""Fixed, user-chosen weights: :math:`w = \text{weights}`.
+    r"""Fixed, user-chosen weights: $w = \text{weights}$.
 
     The classic hand-tuned linear scalarisation. ``G`` is only used for its size, dtype and
     device.

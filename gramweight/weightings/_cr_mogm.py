@@ -14,10 +14,10 @@ __all__ = ["CRMOGMState", "cr_mogm", "cr_mogm_init"]
 
 
 class CRMOGMState(NamedTuple):
-    """State of :func:`gramweight.cr_mogm`.
+    r"""State of [`cr_mogm`][gramweight.cr_mogm].
 
     Attributes:
-        weights: The previous smoothed weights :math:`\\lambda_{k-1}`, shape (m,) (or (K, m)
+        weights: The previous smoothed weights $\lambda_{k-1}$, shape (m,) (or (K, m)
             for an inner weighting of K block Gramians).
         step: Number of calls so far (0-dim ``int64``); at 0, ``weights`` is unused.
         inner: State of a stateful inner weighting, or ``None`` for a stateless one.
@@ -36,14 +36,14 @@ def cr_mogm_init(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> CRMOGMState:
-    """Fresh state of :func:`gramweight.cr_mogm`.
+    """Fresh state of [`cr_mogm`][gramweight.cr_mogm].
 
     Args:
         m: Number of tasks.
         inner_state: ``None`` for a stateless inner weighting; for a stateful one, its fresh
             state (for instance ``gw.gradvac_init(m)``), which then lives inside this state.
         blocks: ``K`` when ``inner`` returns weights (K, m) for a stack of K block Gramians
-            (for instance :func:`gramweight.gradvac` on blocks); ``None`` for weights (m,).
+            (for instance [`gradvac`][gramweight.gradvac] on blocks); ``None`` for weights (m,).
         dtype: dtype of the stored weights (default: ``torch.get_default_dtype()``).
         device: device of the stored weights (default: CPU).
 
@@ -71,33 +71,33 @@ def cr_mogm(
     https://proceedings.neurips.cc/paper_files/paper/2022/file/f91bd64a3620aad8e70a27ad9cb3ca57-Paper-Conference.pdf
 
     "On the convergence of stochastic multi-objective gradient manipulation and beyond": the
-    weights :math:`\hat\lambda_k` of any inner weighting (MGDA, PCGrad, UPGrad, ...) are
+    weights $\hat\lambda_k$ of any inner weighting (MGDA, PCGrad, UPGrad, ...) are
     smoothed across steps,
 
-    .. math::
-
-        \lambda_k = \alpha \lambda_{k-1} + (1 - \alpha) \hat\lambda_k,
-        \qquad \lambda_1 = \hat\lambda_1 ,
+    $$
+    \lambda_k = \alpha \lambda_{k-1} + (1 - \alpha) \hat\lambda_k,
+    \qquad \lambda_1 = \hat\lambda_1 ,
+    $$
 
     which makes the stochastic gradient manipulation converge. The update is
-    :math:`\lambda_k^\top J`. The paper's schedule (:math:`\alpha_k` rising towards 1 as the
+    $\lambda_k^\top J$. The paper's schedule ($\alpha_k$ rising towards 1 as the
     learning rate decays) is obtained by passing a different ``alpha`` at each call.
 
     ``inner`` is called as ``inner(G)`` when ``state.inner`` is ``None`` and as
     ``inner(G, state.inner)`` (returning ``(weights, new_inner_state)``) otherwise. Bind
-    options with :func:`functools.partial` or a lambda, e.g.
+    options with `functools.partial` or a lambda, e.g.
     ``inner=functools.partial(gw.pcgrad, key=step)``.
 
     Properties: inherits scale invariance and permutation equivariance from ``inner``; a
     convex combination of non-conflicting weights is not non-conflicting for the next ``G``
     in general.
 
-    Deviations from TorchJD: the first output is always :math:`\hat\lambda_1` (no
+    Deviations from TorchJD: the first output is always $\hat\lambda_1$ (no
     ``initial_weights``); changing ``m`` is an error, never a silent reset.
 
     Args:
         G: Gramian (m, m) (or whatever ``inner`` accepts).
-        state: From :func:`gramweight.cr_mogm_init` or a previous call.
+        state: From [`cr_mogm_init`][gramweight.cr_mogm_init] or a previous call.
         inner: The weighting whose weights are smoothed.
         alpha: Weight of the past, in [0, 1] (0: no smoothing; 1: frozen after the first call).
 

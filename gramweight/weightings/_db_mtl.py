@@ -14,25 +14,25 @@ __all__ = ["db_mtl"]
 
 
 def db_mtl(G: Tensor, /, *, losses: Sequence[float] | Tensor) -> Tensor:
-    r"""DB-MTL with :math:`\beta = 0` (Lin, Ye, Xu, Shi and Zhang, "Dual-Balancing for
+    r"""DB-MTL with $\beta = 0$ (Lin, Ye, Xu, Shi and Zhang, "Dual-Balancing for
     Multi-Task Learning", 2023, https://arxiv.org/abs/2308.12029).
 
-    Loss-scale balancing trains on :math:`\log L_i`, whose gradient is :math:`h_i = g_i /
-    L_i`; gradient-magnitude balancing then rescales every :math:`h_i` to the largest norm
-    :math:`\max_j \|h_j\|` and sums them:
+    Loss-scale balancing trains on $\log L_i$, whose gradient is $h_i = g_i /
+    L_i$; gradient-magnitude balancing then rescales every $h_i$ to the largest norm
+    $\max_j \|h_j\|$ and sums them:
 
-    .. math::
-
-        J^\top w = \sum_i \frac{\max_j \|h_j\|}{\|h_i\|}\, h_i, \qquad
-        w_i = \frac{\max_j \sqrt{G_{jj}} / L_j}{\sqrt{G_{ii}}}
+    $$
+    J^\top w = \sum_i \frac{\max_j \|h_j\|}{\|h_i\|}\, h_i, \qquad
+    w_i = \frac{\max_j \sqrt{G_{jj}} / L_j}{\sqrt{G_{ii}}}
+    $$
 
     (``w_i = 0`` for a zero gradient, which the sum cannot use). The paper replaces each
-    :math:`h_i` by an exponential moving average of the vectors (decay :math:`\beta`), which is
-    not a function of ``G``; :math:`\beta = 0` is the part that is.
+    $h_i$ by an exponential moving average of the vectors (decay $\beta$), which is
+    not a function of ``G``; $\beta = 0$ is the part that is.
 
     Args:
         G: Gramian of shape (m, m).
-        losses: The m positive loss values :math:`L_i` (a sequence or a tensor).
+        losses: The m positive loss values $L_i$ (a sequence or a tensor).
 
     Returns:
         Weights of shape (m,), with ``G``'s dtype and device.
@@ -40,7 +40,7 @@ def db_mtl(G: Tensor, /, *, losses: Sequence[float] | Tensor) -> Tensor:
     Properties:
         Scale-invariant (``w(cG) = w(G)``), and so in the losses' common scale. Permutation-
         equivariant when the losses are permuted with ``G``. Not non-conflicting. Every task's
-        term of the update has the same norm :math:`\max_j \|h_j\|`.
+        term of the update has the same norm $\max_j \|h_j\|$.
 
     Deviations:
         LibMTL's ``DB_MTL`` takes ``log(L + 1e-8)``, keeps the moving average (its

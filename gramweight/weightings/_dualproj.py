@@ -23,11 +23,13 @@ def dualproj(
     https://arxiv.org/abs/2406.16232; the projection of A-GEM, Chaudhry et al. 2019, extended
     to m constraints).
 
-    The combination :math:`J^\top \text{pref}` is projected onto the dual cone
-    :math:`\{x : Jx \ge 0\}`. In Gramian form (Prop. 1 of the paper):
+    The combination $J^\top \text{pref}$ is projected onto the dual cone
+    $\{x : Jx \ge 0\}$. In Gramian form (Prop. 1 of the paper):
 
-    .. math::  w = \arg\min_{v \ge \text{pref}} v^\top \hat G v, \qquad
-               \hat G = G / \operatorname{tr}(G) + \text{reg\_eps}\, I.
+    $$
+    w = \arg\min_{v \ge \text{pref}} v^\top \hat G v, \qquad
+    \hat G = G / \operatorname{tr}(G) + \text{reg\_eps}\, I.
+    $$
 
     Args:
         G: Gramian of shape (m, m).
@@ -42,7 +44,7 @@ def dualproj(
     Properties:
         Permutation-equivariant. Scale-invariant for ``tr(G) >= norm_eps``. Non-conflicting
         exactly when ``reg_eps = 0`` (with ``reg_eps > 0``, up to about
-        ``reg_eps · tr(G) · ‖w‖₁``; see :func:`gramweight.upgrad`).
+        ``reg_eps · tr(G) · ‖w‖₁``; see [`upgrad`][gramweight.upgrad]).
 
     Deviations:
         Same problem and defaults as TorchJD's ``DualProjWeighting`` (quadprog on the CPU).

@@ -23,56 +23,58 @@ def epo(
     Descent with Controlled Ascent in Pareto Optimization", ICML 2020,
     https://arxiv.org/abs/2010.06313).
 
-    With the losses :math:`\ell > 0` and the preference :math:`r > 0`, the relative losses
-    :math:`\hat\ell = r \odot \ell / r^\top \ell` measure how far :math:`\ell` is from the
-    preference ray :math:`r_1 \ell_1 = \dots = r_m \ell_m` by the non-uniformity
-    :math:`\mu = \mathrm{KL}(\hat\ell \,\|\, \mathbf 1/m) = \sum_j \hat\ell_j \log(m \hat\ell_j)`;
-    its gradient with respect to :math:`\ell` points along
-    :math:`a = r \odot (\log(m \hat\ell) - \mu)`. With :math:`C = G`, the weights are the
-    solution :math:`\beta` of the linear program
+    With the losses $\ell > 0$ and the preference $r > 0$, the relative losses
+    $\hat\ell = r \odot \ell / r^\top \ell$ measure how far $\ell$ is from the
+    preference ray $r_1 \ell_1 = \dots = r_m \ell_m$ by the non-uniformity
+    $\mu = \mathrm{KL}(\hat\ell \,\|\, \mathbf 1/m) = \sum_j \hat\ell_j \log(m \hat\ell_j)$;
+    its gradient with respect to $\ell$ points along
+    $a = r \odot (\log(m \hat\ell) - \mu)$. With $C = G$, the weights are the
+    solution $\beta$ of the linear program
 
-    .. math::  \max_{\beta \in \Delta^m}\ \beta^\top C c \quad \text{s.t.}\quad
-               (C\beta)_j \ge \rho_j,
+    $$
+    \max_{\beta \in \Delta^m}\ \beta^\top C c \quad \text{s.t.}\quad
+    (C\beta)_j \ge \rho_j,
+    $$
 
     in one of two modes:
 
-    - balance (:math:`\mu > \varepsilon`): :math:`c = a` (move towards the ray the fastest),
-      with :math:`J = \{j : (Ca)_j > 0\}` and :math:`J^* = \arg\max_j r_j \ell_j`:
-      :math:`\rho_j = -\infty` on :math:`J \setminus J^*` (free to rise, as the balance
-      wants), :math:`\rho_j = (Ca)_j` off :math:`J \cup J^*` (rise no faster than the balance
-      itself asks), :math:`\rho_j = 0` on :math:`J^*` (the worst relative loss never rises);
-      when :math:`J` is empty, :math:`\rho = 0`;
-    - descent (:math:`\mu \le \varepsilon`, on the ray): :math:`c = \mathbf 1` and
-      :math:`\rho = 0`, the steepest common descent of every loss.
+    - balance ($\mu > \varepsilon$): $c = a$ (move towards the ray the fastest),
+      with $J = \{j : (Ca)_j > 0\}$ and $J^* = \arg\max_j r_j \ell_j$:
+      $\rho_j = -\infty$ on $J \setminus J^*$ (free to rise, as the balance
+      wants), $\rho_j = (Ca)_j$ off $J \cup J^*$ (rise no faster than the balance
+      itself asks), $\rho_j = 0$ on $J^*$ (the worst relative loss never rises);
+      when $J$ is empty, $\rho = 0$;
+    - descent ($\mu \le \varepsilon$, on the ray): $c = \mathbf 1$ and
+      $\rho = 0$, the steepest common descent of every loss.
 
-    The update :math:`\beta^\top J` is the direction the losses descend along. The LP is
+    The update $\beta^\top J$ is the direction the losses descend along. The LP is
     solved by ``gramweight.solvers.simplex_lp`` (exact simplex method, in torch); where its
     constraints admit no point of the simplex, the point of least total violation (each
-    constraint divided by the largest of :math:`|C_j|` and :math:`|\rho_j|`) that maximises the
+    constraint divided by the largest of $|C_j|$ and $|\rho_j|$) that maximises the
     objective among those.
 
     Args:
         G: Gramian of shape (m, m).
         losses: The m loss values, positive, shape (m,).
-        preference: The preference vector :math:`r`, positive, shape (m,) (the sought
-            Pareto point has :math:`r_j \ell_j` equal across tasks; its scale is free).
+        preference: The preference vector $r$, positive, shape (m,) (the sought
+            Pareto point has $r_j \ell_j$ equal across tasks; its scale is free).
         eps: The non-uniformity below which the losses count as on the ray (descent mode).
 
     Returns:
-        Weights :math:`\beta` on the simplex, shape (m,), with ``G``'s dtype and device.
+        Weights $\beta$ on the simplex, shape (m,), with ``G``'s dtype and device.
 
     Properties:
-        Scale-invariant (every term of the LP scales with :math:`G`). Not
+        Scale-invariant (every term of the LP scales with $G$). Not
         permutation-equivariant for fixed ``losses`` and ``preference`` (permute them with
-        ``G``, and the weights follow). Non-conflicting in descent mode (:math:`G\beta \ge 0`);
-        in balance mode the update raises the losses of :math:`J` on purpose.
+        ``G``, and the weights follow). Non-conflicting in descent mode ($G\beta \ge 0$);
+        in balance mode the update raises the losses of $J$ on purpose.
 
     Deviations:
         The official code (cvxpy and GLPK) adds, in descent mode, the constraint
-        :math:`\beta^\top C a \ge \min(0, \max_j (Ca)_j)` by default (its "restricted" LP);
-        here descent is the paper's LP, without it. A :math:`(Ca)_j` within round-off of zero
-        (:math:`4 m \epsilon\, (|G|\,|a|)_j`, :math:`\epsilon` the epsilon of ``G``'s dtype)
-        counts as zero, so that :math:`J` does not depend on round-off.
+        $\beta^\top C a \ge \min(0, \max_j (Ca)_j)$ by default (its "restricted" LP);
+        here descent is the paper's LP, without it. A $(Ca)_j$ within round-off of zero
+        ($4 m \epsilon\, (|G|\,|a|)_j$, $\epsilon$ the epsilon of ``G``'s dtype)
+        counts as zero, so that $J$ does not depend on round-off.
 
     Raises:
         ValueError: ``losses`` or ``preference`` of the wrong length, not positive or not

@@ -13,30 +13,32 @@ def fairgrad(G: Tensor, /, *, alpha: float = 1.0) -> Tensor:
     r"""FairGrad (Ban & Ji, "Fair Resource Allocation in Multi-Task Learning", ICML 2024,
     https://arxiv.org/abs/2402.15638).
 
-    The update maximises the :math:`\alpha`-fair utility of the tasks' improvements; its
+    The update maximises the $\alpha$-fair utility of the tasks' improvements; its
     weights are the positive solution of
 
-    .. math::  G w = w^{-1/\alpha}\quad(\text{element-wise}),
+    $$
+    G w = w^{-1/\alpha}\quad(\text{element-wise}),
+    $$
 
     found by a damped Newton method on the strictly convex potential
-    :math:`\tfrac12 w^\top G w - \sum_i \varphi(w_i)`, :math:`\varphi' = w^{-1/\alpha}`
+    $\tfrac12 w^\top G w - \sum_i \varphi(w_i)$, $\varphi' = w^{-1/\alpha}$
     (``gramweight.solvers.power_balance``), in float64 for every input dtype, so a float32 or
     lower-precision input gets the float64 answer rounded. ``alpha = 0`` is linear
     scalarisation: ``w = 1/m``.
 
     The solution exists exactly when no non-negative combination of the gradients vanishes.
     Where it does, it is returned to round-off, whatever the tasks' scales (each task's
-    equation is scaled by its own :math:`G_{ii}`). Where it does not (a zero gradient, or
+    equation is scaled by its own $G_{ii}$). Where it does not (a zero gradient, or
     gradients that cancel, such as two opposite ones), the weights would be infinite; instead
-    a term :math:`\varepsilon G_{ii}` is added to each diagonal (:math:`\varepsilon` the unit
-    round-off of ``G``'s dtype; :math:`\varepsilon \max_j G_{jj}` for a zero gradient), which
-    makes the cancelling tasks' weights large (about :math:`\varepsilon^{-\alpha/(1+\alpha)}`
-    times :math:`G_{ii}^{-\alpha/(1+\alpha)}`) but finite, and their contribution to the update
+    a term $\varepsilon G_{ii}$ is added to each diagonal ($\varepsilon$ the unit
+    round-off of ``G``'s dtype; $\varepsilon \max_j G_{jj}$ for a zero gradient), which
+    makes the cancelling tasks' weights large (about $\varepsilon^{-\alpha/(1+\alpha)}$
+    times $G_{ii}^{-\alpha/(1+\alpha)}$) but finite, and their contribution to the update
     cancel; the update is then that of the other tasks. The term falls to
-    :math:`\varepsilon^2/\lambda` where :math:`\lambda`, the smallest eigenvalue of
-    :math:`D G D` (:math:`D = \operatorname{diag}(G)^{-1/2}`), exceeds :math:`\varepsilon`, so
+    $\varepsilon^2/\lambda$ where $\lambda$, the smallest eigenvalue of
+    $D G D$ ($D = \operatorname{diag}(G)^{-1/2}$), exceeds $\varepsilon$, so
     it does not show on well-conditioned Gramians; on nearly singular ones the answer is exact
-    for a :math:`G` within :math:`\varepsilon` of the input (the rule is stated in
+    for a $G$ within $\varepsilon$ of the input (the rule is stated in
     ``gramweight.solvers._balance``). Weights beyond the dtype's range (a zero or tiny gradient
     in float16) are clamped to its largest finite value.
 

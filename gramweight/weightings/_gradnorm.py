@@ -15,15 +15,15 @@ __all__ = ["GradNormState", "gradnorm", "gradnorm_init"]
 
 
 class GradNormState(NamedTuple):
-    """State of :func:`gramweight.gradnorm`.
+    r"""State of [`gradnorm`][gramweight.gradnorm].
 
     Attributes:
         step: Number of calls so far (0-dim ``int64``): the number of Adam steps taken.
-        logits: The learned logits :math:`z` of the task weights :math:`m\\,\\mathrm{softmax}(z)`
+        logits: The learned logits $z$ of the task weights $m\,\mathrm{softmax}(z)$
             (shape (m,)), zero at first (every weight 1).
         exp_avg: Adam's first moment of their gradient (shape (m,)).
         exp_avg_sq: Adam's second moment of their gradient (shape (m,)).
-        initial_losses: The losses :math:`L_i(0)` of the first call (shape (m,)); unused while
+        initial_losses: The losses $L_i(0)$ of the first call (shape (m,)); unused while
             ``step`` is 0.
     """
 
@@ -37,7 +37,7 @@ class GradNormState(NamedTuple):
 def gradnorm_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> GradNormState:
-    """Fresh state of :func:`gramweight.gradnorm`: logits 0, Adam's moments 0, no initial
+    """Fresh state of [`gradnorm`][gramweight.gradnorm]: logits 0, Adam's moments 0, no initial
     losses yet (the first call records them).
 
     Examples:
@@ -66,37 +66,42 @@ def gradnorm(
     for Adaptive Loss Balancing in Deep Multitask Networks", ICML 2018,
     https://arxiv.org/abs/1711.02257).
 
-    The task weights :math:`w = m\,\mathrm{softmax}(z)` (they sum to ``m``) are learned so that
-    the norms :math:`G_W^{(i)} = w_i \|\nabla_W L_i\|` of the weighted gradients on ``W``,
+    The task weights $w = m\,\mathrm{softmax}(z)$ (they sum to ``m``) are learned so that
+    the norms $G_W^{(i)} = w_i \|\nabla_W L_i\|$ of the weighted gradients on ``W``,
     the last shared layer, train at rates balanced by the loss ratios: with
-    :math:`\tilde L_i = L_i / L_i(0)`, :math:`r_i = \tilde L_i / \operatorname{mean}_j
-    \tilde L_j` and :math:`\bar G_W = \operatorname{mean}_i G_W^{(i)}`,
+    $\tilde L_i = L_i / L_i(0)$, $r_i = \tilde L_i / \operatorname{mean}_j
+    \tilde L_j$ and $\bar G_W = \operatorname{mean}_i G_W^{(i)}$,
 
-    .. math::  L_\mathrm{grad}(z) = \sum_i \bigl| w_i n_i - \bar G_W\, r_i^\alpha \bigr|,
-        \qquad n_i = \sqrt{G_{ii}},
+    $$
+    L_\mathrm{grad}(z) = \sum_i \bigl| w_i n_i - \bar G_W\, r_i^\alpha \bigr|,
+    \qquad n_i = \sqrt{G_{ii}},
+    $$
 
-    the targets :math:`\bar G_W r_i^\alpha` held constant (as the paper says). Its gradient
-    (with :math:`\operatorname{sign} 0 = 0`, for a norm on its target to ``10 m eps`` of the
-    largest :math:`w_i n_i`, eps of ``G``'s dtype) is
+    the targets $\bar G_W r_i^\alpha$ held constant (as the paper says). Its gradient
+    (with $\operatorname{sign} 0 = 0$, for a norm on its target to ``10 m eps`` of the
+    largest $w_i n_i$, eps of ``G``'s dtype) is
 
-    .. math::  \frac{\partial L_\mathrm{grad}}{\partial z_k} = w_k \Bigl(\sigma_k n_k
-        - \frac1m \sum_i \sigma_i n_i w_i\Bigr), \qquad
-        \sigma_i = \operatorname{sign}(w_i n_i - \bar G_W r_i^\alpha).
+    $$
+    \frac{\partial L_\mathrm{grad}}{\partial z_k} = w_k \Bigl(\sigma_k n_k
+    - \frac1m \sum_i \sigma_i n_i w_i\Bigr), \qquad
+    \sigma_i = \operatorname{sign}(w_i n_i - \bar G_W r_i^\alpha).
+    $$
 
-    The weights returned are this call's :math:`w`; then one Adam step (lr, betas, eps as
+    The weights returned are this call's $w$; then one Adam step (lr, betas, eps as
     ``torch.optim.Adam``'s) moves the logits along that gradient. The first call records the
-    losses as :math:`L_i(0)` (so its ratios are all 1).
+    losses as $L_i(0)$ (so its ratios are all 1).
 
-    ``G`` is the Gramian of ``W``'s parameters only (the norms :math:`n_i` are read off its
+    ``G`` is the Gramian of ``W``'s parameters only (the norms $n_i$ are read off its
     diagonal): with the engine, one block of ``engine.gramian(losses, per="module")``, whose
     blocks follow ``engine.blocks``; the update of all shared parameters is ``w @ J`` (pass
     ``w`` to ``engine.backward``).
 
     Args:
         G: Gramian (m, m) of the last shared layer's parameters.
-        state: From :func:`gradnorm_init` or the previous call (never modified).
-        losses: The m loss values :math:`L_i` at this step (a sequence or a tensor), positive.
-        alpha: The asymmetry :math:`\alpha \ge 0` (0 pulls every norm to the mean).
+        state: From [`gradnorm_init`][gramweight.gradnorm_init] or the previous call (never
+            modified).
+        losses: The m loss values $L_i$ at this step (a sequence or a tensor), positive.
+        alpha: The asymmetry $\alpha \ge 0$ (0 pulls every norm to the mean).
         lr: Adam's learning rate for the logits (``>= 0``; 0 keeps them fixed).
         betas: Adam's decays of the moments, each in [0, 1).
         eps: Adam's term added to the root of the second moment (``> 0``).

@@ -19,10 +19,10 @@ __all__ = ["GradVacState", "gradvac", "gradvac_init"]
 
 
 class GradVacState(NamedTuple):
-    """State of :func:`gramweight.gradvac`.
+    r"""State of [`gradvac`][gramweight.gradvac].
 
     Attributes:
-        targets: EMA targets :math:`\\hat\\phi_{ij}` of the cosine between the (modified)
+        targets: EMA targets $\hat\phi_{ij}$ of the cosine between the (modified)
             gradient of task ``i`` and the gradient of task ``j``, shape (m, m), or (K, m, m)
             with one matrix per block. The diagonal is unused.
     """
@@ -37,14 +37,14 @@ def gradvac_init(
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> GradVacState:
-    """Fresh state of :func:`gramweight.gradvac`: all cosine targets at 0.
+    """Fresh state of [`gradvac`][gramweight.gradvac]: all cosine targets at 0.
 
     Args:
         m: Number of tasks.
         blocks: ``None`` for one Gramian (m, m); ``K`` for a stack of K block Gramians
             (K, m, m), one per parameter group.
         dtype: dtype of the targets (default: ``torch.get_default_dtype()``). The state
-            returned by :func:`gramweight.gradvac` has the Gramian's dtype and device.
+            returned by [`gradvac`][gramweight.gradvac] has the Gramian's dtype and device.
         device: device of the targets (default: CPU).
 
     Examples:
@@ -68,43 +68,43 @@ def gradvac(
 ) -> tuple[Tensor, GradVacState]:
     r"""Gradient Vaccine (Wang et al., ICLR 2021, https://arxiv.org/abs/2010.05874).
 
-    Each task gradient :math:`g_i` visits the other tasks in a random order. With
-    :math:`\phi_{ij}` the cosine between the current :math:`g_i^{PC}` and :math:`g_j`, and
-    :math:`\hat\phi_{ij}` its EMA target from the state, when :math:`\phi_{ij} < \hat\phi_{ij}`:
+    Each task gradient $g_i$ visits the other tasks in a random order. With
+    $\phi_{ij}$ the cosine between the current $g_i^{PC}$ and $g_j$, and
+    $\hat\phi_{ij}$ its EMA target from the state, when $\phi_{ij} < \hat\phi_{ij}$:
 
-    .. math::
+    $$
+    g_i^{PC} \leftarrow g_i^{PC} + \frac{\|g_i^{PC}\| \left(\hat\phi_{ij}
+    \sqrt{1 - \phi_{ij}^2} - \phi_{ij} \sqrt{1 - \hat\phi_{ij}^2}\right)}
+    {\|g_j\| \sqrt{1 - \hat\phi_{ij}^2} + \epsilon}\, g_j,
+    $$
 
-        g_i^{PC} \leftarrow g_i^{PC} + \frac{\|g_i^{PC}\| \left(\hat\phi_{ij}
-        \sqrt{1 - \phi_{ij}^2} - \phi_{ij} \sqrt{1 - \hat\phi_{ij}^2}\right)}
-        {\|g_j\| \sqrt{1 - \hat\phi_{ij}^2} + \epsilon}\, g_j,
-
-    and in every case :math:`\hat\phi_{ij} \leftarrow (1 - \beta)\hat\phi_{ij} + \beta\phi_{ij}`
+    and in every case $\hat\phi_{ij} \leftarrow (1 - \beta)\hat\phi_{ij} + \beta\phi_{ij}$
     with the cosine measured before the correction. The cosine is
-    :math:`\phi_{ij} = g_i^{PC} \cdot g_j / (\|g_i^{PC}\| \|g_j\| + \epsilon)`. The update is
-    :math:`\sum_i g_i^{PC}`.
+    $\phi_{ij} = g_i^{PC} \cdot g_j / (\|g_i^{PC}\| \|g_j\| + \epsilon)$. The update is
+    $\sum_i g_i^{PC}$.
 
-    In coefficient space (:math:`g_i^{PC} = C_i J`): :math:`g_i^{PC} \cdot g_j = (C G)_{ij}`,
-    :math:`\|g_i^{PC}\|^2 = (C G C^\top)_{ii}`, :math:`\|g_j\|^2 = G_{jj}`; a correction by
-    :math:`a\, g_j` adds :math:`a` to :math:`C_{ij}`, :math:`a\, G_j` to :math:`(CG)_i` and
-    :math:`a (2 (CG)_{ij} + a G_{jj})` to the squared norm. All ``m`` rows step together
+    In coefficient space ($g_i^{PC} = C_i J$): $g_i^{PC} \cdot g_j = (C G)_{ij}$,
+    $\|g_i^{PC}\|^2 = (C G C^\top)_{ii}$, $\|g_j\|^2 = G_{jj}$; a correction by
+    $a\, g_j$ adds $a$ to $C_{ij}$, $a\, G_j$ to $(CG)_i$ and
+    $a (2 (CG)_{ij} + a G_{jj})$ to the squared norm. All ``m`` rows step together
     (``m - 1`` vectorised steps of O(m²) work). With all targets at 0 the method is PCGrad
     (up to ``eps``).
 
     Blocks: for a stack (K, m, m) of block Gramians (one per parameter group: the whole model,
     each layer or each tensor; the grouping modes of the paper and of LibMTL), each block is
     vaccinated on its own with its own targets, giving weights (K, m): the update is
-    :math:`\sum_k W_k J_k` with :math:`J_k` the columns of block ``k``. One visiting order per
+    $\sum_k W_k J_k$ with $J_k$ the columns of block ``k``. One visiting order per
     task is shared by all blocks (LibMTL's convention). Build the state with
     ``gradvac_init(m, blocks=K)``.
 
-    The visiting orders are :func:`gramweight.visiting_orders` ``(m, key=key)``.
+    The visiting orders are [`visiting_orders`][gramweight.visiting_orders] ``(m, key=key)``.
 
     Precision: a Gramian resolves the gradients only to about sqrt(machine eps) of their norms.
     A correction towards an exactly opposite or collinear gradient (opposite rows, rank-1
     blocks) cancels the row to a residual whose squared norm is below the round-off of its
-    computation, :math:`(m\,\epsilon + \epsilon_G) N^2` with
-    :math:`N = \sum_k c_k \|g_k\|` (:math:`\epsilon` the machine epsilon of the working
-    dtype, :math:`\epsilon_G` that of ``G``'s): such a row is zero to the precision of ``G``
+    computation, $(m\,\epsilon + \epsilon_G) N^2$ with
+    $N = \sum_k c_k \|g_k\|$ ($\epsilon$ the machine epsilon of the working
+    dtype, $\epsilon_G$ that of ``G``'s): such a row is zero to the precision of ``G``
     and is treated as zero (cosine 0 with every later task, no further correction), and every
     cosine is clamped to [-1, 1]. The vector-space algorithm measures that residual's cosines
     instead, which ``G`` does not determine: the targets of such a row, and later updates, can
@@ -116,14 +116,15 @@ def gradvac(
 
     Deviations from TorchJD and LibMTL: no hidden state and no silent reset (a state built for
     another m or K is an error); no global random state (a required ``key``); a correction
-    towards a zero gradient :math:`g_j` (which cannot change the update) is skipped instead of
+    towards a zero gradient $g_j$ (which cannot change the update) is skipped instead of
     receiving an unbounded coefficient, and so is one whose denominator vanishes (only possible
     with ``eps = 0``); a row cancelled below the round-off of ``G`` is taken as zero (above).
     A state holding a NaN or an infinity is refused.
 
     Args:
         G: Gramian (m, m), or a stack (K, m, m) of block Gramians.
-        state: From :func:`gramweight.gradvac_init` (or a previous call), matching G's shape.
+        state: From [`gradvac_init`][gramweight.gradvac_init] (or a previous call), matching G's
+            shape.
         beta: EMA rate of the targets, in [0, 1].
         eps: Non-negative constant added to both denominators.
         key: Seed of the visiting orders (required, an ``int`` in [0, 2**63 - 1]; every key in
@@ -168,9 +169,9 @@ def gradvac(
 def _gradvac_host(
     G: Tensor, targets: Tensor, beta: float, eps: float
 ) -> tuple[Tensor, Tensor]:
-    """The host twin of :func:`gradvac` for two tasks: each gradient visits the other one
-    whatever the key, so there is no draw and one correction per row (the steps of
-    :func:`~gramweight.weightings._surgery.gradvac_weights`, for the common two-task case)."""
+    """The host twin of [`gradvac`][gramweight.gradvac] for two tasks: each gradient visits the
+    other one whatever the key, so there is no draw and one correction per row (the steps of
+    `gradvac_weights`, for the common two-task case)."""
     (g00, g01), (_, g11) = G.tolist()
     hats = targets.tolist()
     norms = (math.sqrt(max(g00, 0.0)), math.sqrt(max(g11, 0.0)))

@@ -17,11 +17,11 @@ __all__ = ["IMTLState", "imtl", "imtl_init"]
 
 
 class IMTLState(NamedTuple):
-    """State of :func:`gramweight.imtl`.
+    """State of [`imtl`][gramweight.imtl].
 
     Attributes:
         step: Number of calls so far (0-dim ``int64``): the number of Adam steps taken.
-        log_scales: The learned log loss scales :math:`s` (shape (m,)), zero at first.
+        log_scales: The learned log loss scales $s$ (shape (m,)), zero at first.
         exp_avg: Adam's first moment of their gradient (shape (m,)).
         exp_avg_sq: Adam's second moment of their gradient (shape (m,)).
     """
@@ -35,7 +35,7 @@ class IMTLState(NamedTuple):
 def imtl_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> IMTLState:
-    """Fresh state of :func:`gramweight.imtl`: log scales 0 (every scale 1), Adam's moments 0.
+    """Fresh state of [`imtl`][gramweight.imtl]: log scales 0 (every scale 1), Adam's moments 0.
 
     Examples:
         >>> import gramweight as gw
@@ -60,25 +60,27 @@ def imtl(
     r"""IMTL, the hybrid (Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021,
     https://openreview.net/forum?id=IMPnRXEWpvr).
 
-    IMTL-L learns a log scale :math:`s_i` per task and trains on the scaled losses
-    :math:`e^{s_i} L_i - s_i`; IMTL-G then balances the gradients of the scaled losses,
-    :math:`e^{s_i} g_i`, whose Gramian is :math:`D G D` with :math:`D =
-    \operatorname{diag}(e^{s})`. With :math:`\alpha` = :func:`gramweight.imtl_g` of
-    :math:`D G D` (its weights sum to 1), the update on the shared parameters is
-    :math:`\sum_i \alpha_i e^{s_i} g_i`:
+    IMTL-L learns a log scale $s_i$ per task and trains on the scaled losses
+    $e^{s_i} L_i - s_i$; IMTL-G then balances the gradients of the scaled losses,
+    $e^{s_i} g_i$, whose Gramian is $D G D$ with $D =
+    \operatorname{diag}(e^{s})$. With $\alpha$ = [`imtl_g`][gramweight.imtl_g] of
+    $D G D$ (its weights sum to 1), the update on the shared parameters is
+    $\sum_i \alpha_i e^{s_i} g_i$:
 
-    .. math::  w = \alpha \odot e^{s}, \qquad \alpha = \mathrm{imtl\_g}(D G D).
+    $$
+    w = \alpha \odot e^{s}, \qquad \alpha = \mathrm{imtl\_g}(D G D).
+    $$
 
     The weights use this call's scales; then one Adam step (lr, betas, eps as
-    ``torch.optim.Adam``'s) moves them along the gradient of :math:`\sum_i (e^{s_i} L_i -
-    s_i)`, :math:`\partial / \partial s_i = e^{s_i} L_i - 1` (zero at :math:`s_i = -\log
-    L_i`, where the scaled loss is 1). The task-specific parameters, outside ``G``, get the
-    gradients of the scaled losses :math:`e^{s_i} L_i` as usual.
+    ``torch.optim.Adam``'s) moves them along the gradient of $\sum_i (e^{s_i} L_i -
+    s_i)$, $\partial / \partial s_i = e^{s_i} L_i - 1$ (zero at $s_i = -\log
+    L_i$, where the scaled loss is 1). The task-specific parameters, outside ``G``, get the
+    gradients of the scaled losses $e^{s_i} L_i$ as usual.
 
     Args:
         G: Gramian of shape (m, m) of the shared parameters.
-        state: From :func:`imtl_init` or the previous call (never modified).
-        losses: The m loss values :math:`L_i` at this step (a sequence or a tensor), positive.
+        state: From [`imtl_init`][gramweight.imtl_init] or the previous call (never modified).
+        losses: The m loss values $L_i$ at this step (a sequence or a tensor), positive.
         lr: Adam's learning rate for the log scales (``>= 0``; 0 keeps them fixed).
         betas: Adam's decays of the moments, each in [0, 1).
         eps: Adam's term added to the root of the second moment (``> 0``).
@@ -94,7 +96,7 @@ def imtl(
     Deviations:
         The paper and LibMTL's ``IMTL`` train the scales with the model's optimiser; here they
         take one explicit Adam step per call, kept in the state. IMTL-G is
-        :func:`gramweight.imtl_g` (its deviations apply). TorchJD has IMTL-G only.
+        [`imtl_g`][gramweight.imtl_g] (its deviations apply). TorchJD has IMTL-G only.
 
     Raises:
         TypeError, ValueError: a state of another kind or built for another m; ``losses`` of

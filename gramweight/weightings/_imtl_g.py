@@ -16,14 +16,16 @@ def imtl_g(G: Tensor, /) -> Tensor:
     r"""IMTL-G (Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021,
     https://openreview.net/forum?id=IMPnRXEWpvr).
 
-    The update :math:`g = J^\top w` with :math:`\mathbf 1^\top w = 1` whose projections onto
-    the unit gradients :math:`u_i = g_i / \|g_i\|` are all equal: :math:`(G w)_i / \|g_i\|` is
+    The update $g = J^\top w$ with $\mathbf 1^\top w = 1$ whose projections onto
+    the unit gradients $u_i = g_i / \|g_i\|$ are all equal: $(G w)_i / \|g_i\|$ is
     constant, so
 
-    .. math::  w \propto G^{+} d, \quad d_i = \sqrt{G_{ii}}, \quad \mathbf 1^\top w = 1.
+    $$
+    w \propto G^{+} d, \quad d_i = \sqrt{G_{ii}}, \quad \mathbf 1^\top w = 1.
+    $$
 
-    The paper's closed form (with the differences :math:`u_1 - u_i`) gives the same weights
-    when :math:`G` is invertible. The pseudo-inverse drops the eigenvalues below
+    The paper's closed form (with the differences $u_1 - u_i$) gives the same weights
+    when $G$ is invertible. The pseudo-inverse drops the eigenvalues below
     ``4 · eps + 10 · sqrt(m) · eps_w`` times the largest, the round-off of an exactly singular
     Gramian (eps of ``G``'s dtype, eps_w of the dtype it is decomposed in: float32 for the half
     dtypes, float64 otherwise). If the unnormalised weights sum to (relatively) zero, there is

@@ -15,8 +15,8 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
     https://proceedings.neurips.cc/paper/2017/hash/f4b9ec30ad9f68f89b29639786cb62ef-Abstract.html).
 
     The squared distances come from the Gramian,
-    :math:`\|g_i - g_j\|^2 = G_{ii} + G_{jj} - 2 G_{ij}`. Each gradient's score is the sum of
-    its squared distances to its :math:`m - f - 2` nearest other gradients (``f =
+    $\|g_i - g_j\|^2 = G_{ii} + G_{jj} - 2 G_{ij}$. Each gradient's score is the sum of
+    its squared distances to its $m - f - 2$ nearest other gradients (``f =
     n_byzantine``); the ``n_selected`` gradients of lowest score get weight
     ``1 / n_selected``, the others 0. Ties are broken by the lower index; scores within the
     round-off of the distances (``32 k eps max G_ii``, ``k = m - f - 1``, ``eps`` of ``G``'s

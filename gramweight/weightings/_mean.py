@@ -8,9 +8,9 @@ from .._checks import check_gramian
 
 
 def mean(G: Tensor, /) -> Tensor:
-    r"""Average of the gradients: :math:`w_i = 1/m`.
+    r"""Average of the gradients: $w_i = 1/m$.
 
-    The update :math:`w^\top J` is the gradient of the mean of the losses. The weights do not
+    The update $w^\top J$ is the gradient of the mean of the losses. The weights do not
     depend on the values of ``G``, only on its size, so the method is trivially
     permutation-equivariant and scale-invariant; it is not non-conflicting.
 

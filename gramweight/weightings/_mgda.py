@@ -28,15 +28,17 @@ def mgda(
 
     The min-norm element of the convex hull of the (normalised) gradients:
 
-    .. math::  w = \arg\min_{w \ge 0,\ \mathbf 1^\top w = 1} w^\top \hat G w, \qquad
-               \hat G = N^{-1} G N^{-1},
+    $$
+    w = \arg\min_{w \ge 0,\ \mathbf 1^\top w = 1} w^\top \hat G w, \qquad
+    \hat G = N^{-1} G N^{-1},
+    $$
 
-    with :math:`N = I` (``"none"``), :math:`\operatorname{diag}(\|g_i\|)` (``"l2"``,
-    :math:`\|g_i\| = \sqrt{G_{ii}}`), :math:`\operatorname{diag}(L_i)` (``"loss"``) or
-    :math:`\operatorname{diag}(L_i \|g_i\|)` (``"loss+"``); a zero gradient keeps a zero row.
-    The weights found on :math:`\hat G` are returned as they are, i.e. applied to the raw
+    with $N = I$ (``"none"``), $\operatorname{diag}(\|g_i\|)$ (``"l2"``,
+    $\|g_i\| = \sqrt{G_{ii}}$), $\operatorname{diag}(L_i)$ (``"loss"``) or
+    $\operatorname{diag}(L_i \|g_i\|)$ (``"loss+"``); a zero gradient keeps a zero row.
+    The weights found on $\hat G$ are returned as they are, i.e. applied to the raw
     gradients, as in the original MGDA-UB code. LibMTL instead applies them to the normalised
-    gradients; its weights are :math:`N^{-1} w` (divide by the norms yourself to get them).
+    gradients; its weights are $N^{-1} w$ (divide by the norms yourself to get them).
 
     The problem is solved exactly by the active-set solver of ``gramweight.solvers`` (Alg. 2
     of the paper, Frank–Wolfe, only approaches it).
@@ -46,7 +48,7 @@ def mgda(
         norm: Gradient normalisation, see above.
         losses: The m positive loss values, required by ``"loss"`` and ``"loss+"``.
         epsilon: Optimality tolerance: the solver stops once every
-            :math:`(\hat G w)_j \ge (1 - \text{epsilon})\, w^\top \hat G w` (the defining
+            $(\hat G w)_j \ge (1 - \text{epsilon})\, w^\top \hat G w$ (the defining
             property of the min-norm point, so the update never conflicts).
         max_iters: Maximum number of active-set steps.
 
@@ -54,8 +56,8 @@ def mgda(
         Weights on the simplex, shape (m,), with ``G``'s dtype and device.
 
     Properties:
-        Non-conflicting with ``norm="none"`` (:math:`G w \ge w^\top G w \ge 0`). With a
-        norm, the normalised update :math:`\sum_i w_i g_i / N_i` is non-conflicting, but the
+        Non-conflicting with ``norm="none"`` ($G w \ge w^\top G w \ge 0$). With a
+        norm, the normalised update $\sum_i w_i g_i / N_i$ is non-conflicting, but the
         raw one returned here need not be (two opposite gradients of different norms give
         ``w = (1/2, 1/2)``). Permutation-equivariant. Scale-invariant.
 

@@ -15,10 +15,10 @@ __all__ = ["MoDoState", "modo", "modo_init"]
 
 
 class MoDoState(NamedTuple):
-    """State of :func:`gramweight.modo`.
+    r"""State of [`modo`][gramweight.modo].
 
     Attributes:
-        weights: The current task weights :math:`\\lambda_t` on the simplex, shape (m,).
+        weights: The current task weights $\lambda_t$ on the simplex, shape (m,).
     """
 
     weights: Tensor
@@ -27,7 +27,7 @@ class MoDoState(NamedTuple):
 def modo_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> MoDoState:
-    """Fresh state of :func:`gramweight.modo`: uniform weights 1/m.
+    """Fresh state of [`modo`][gramweight.modo]: uniform weights 1/m.
 
     Examples:
         >>> import gramweight as gw
@@ -48,14 +48,14 @@ def modo(
     on the task weights of the min-norm problem, with two independent batches so that the
     product of gradients is an unbiased estimate,
 
-    .. math::
+    $$
+    \lambda_{t+1} = \Pi_\Delta\!\left(\lambda_t - \gamma\,(M + \rho I)\,\lambda_t\right),
+    \qquad M = J_1 J_2^\top ,
+    $$
 
-        \lambda_{t+1} = \Pi_\Delta\!\left(\lambda_t - \gamma\,(M + \rho I)\,\lambda_t\right),
-        \qquad M = J_1 J_2^\top ,
-
-    where :math:`J_1, J_2` are the Jacobians of the ``m`` losses on two independent batches and
-    :math:`\Pi_\Delta` the Euclidean projection onto the simplex. The update is
-    :math:`\lambda_{t+1}^\top J_3` (a third batch, or the mean of the two).
+    where $J_1, J_2$ are the Jacobians of the ``m`` losses on two independent batches and
+    $\Pi_\Delta$ the Euclidean projection onto the simplex. The update is
+    $\lambda_{t+1}^\top J_3$ (a third batch, or the mean of the two).
 
     ``M`` is a general square matrix (not symmetric): the off-diagonal block of the Gramian of
     the ``2m`` stacked losses of both batches (see the docs, "cross matrix"). Passing a Gramian
@@ -65,13 +65,13 @@ def modo(
     permutation-equivariant.
 
     Args:
-        M: Cross matrix :math:`J_1 J_2^\top` (m, m).
-        state: From :func:`gramweight.modo_init` or a previous call.
+        M: Cross matrix $J_1 J_2^\top$ (m, m).
+        state: From [`modo_init`][gramweight.modo_init] or a previous call.
         gamma: Step size of the weight update (> 0).
-        rho: :math:`\ell_2` regularisation of the weights (>= 0).
+        rho: $\ell_2$ regularisation of the weights (>= 0).
 
     Returns:
-        ``(w, new_state)``: :math:`\lambda_{t+1}` (with ``M``'s dtype and device) and the new
+        ``(w, new_state)``: $\lambda_{t+1}$ (with ``M``'s dtype and device) and the new
         state holding it, not differentiable (``M`` is detached).
 
     Examples:
@@ -101,7 +101,8 @@ def modo(
 def _modo_host(
     M: Tensor, state: MoDoState, gamma: float, rho: float
 ) -> tuple[Tensor, MoDoState]:
-    """The host twin of :func:`modo`'s step (the same step on Python floats, float64)."""
+    """The host twin of [`modo`][gramweight.modo]'s step (the same step on Python floats,
+    float64)."""
     lam = state.weights.tolist()
     M_lam = matvec(M.tolist(), lam)
     new = project_simplex_host([x - gamma * (y + rho * x) for x, y in zip(lam, M_lam)])

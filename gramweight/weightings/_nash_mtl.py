@@ -12,7 +12,7 @@ from ..solvers import balance_eps, power_balance
 
 
 class NashMTLState(NamedTuple):
-    """State of :func:`gramweight.nash_mtl`.
+    """State of [`nash_mtl`][gramweight.nash_mtl].
 
     Attributes:
         step: Number of calls so far (0-dim ``int64``); the weights are solved again when it is
@@ -29,13 +29,13 @@ class NashMTLState(NamedTuple):
 def nash_mtl_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> NashMTLState:
-    """Fresh state of :func:`gramweight.nash_mtl` (weights all ones, as in the original code;
+    """Fresh state of [`nash_mtl`][gramweight.nash_mtl] (weights all ones, as in the original code;
     the first call solves from scratch and replaces them).
 
     Args:
         m: Number of tasks.
         dtype: dtype of the weights (default: ``torch.get_default_dtype()``). The state
-            returned by :func:`gramweight.nash_mtl` has the Gramian's dtype and device.
+            returned by [`nash_mtl`][gramweight.nash_mtl] has the Gramian's dtype and device.
         device: device of the state (default: CPU).
 
     Examples:
@@ -64,24 +64,27 @@ def nash_mtl(
 
     The Nash bargaining solution: the weights with
 
-    .. math::  (G w) \odot w = \mathbf 1, \qquad w > 0
+    $$
+    (G w) \odot w = \mathbf 1, \qquad w > 0
+    $$
 
-    (each task's improvement :math:`g_i^\top J^\top w` equals :math:`1 / w_i`), solved by
+    (each task's improvement $g_i^\top J^\top w$ equals $1 / w_i$), solved by
     the damped Newton method of ``gramweight.solvers.power_balance`` (it is FairGrad's
-    equation with ``alpha = 1``; see :func:`gramweight.fairgrad` for where it has a solution
+    equation with ``alpha = 1``; see [`fairgrad`][gramweight.fairgrad] for where it has a solution
     and what is returned where it has none), warm-started from the previous solution, in
     float64 for every input dtype. Where no solution exists (a zero gradient, or gradients
-    that cancel), the cancelling tasks' weights are about :math:`\varepsilon^{-1/2}
-    G_{ii}^{-1/2}` (:math:`\varepsilon` the unit round-off of ``G``'s dtype) and their update
-    cancels; reaching them takes about :math:`\log_2 \varepsilon^{-1/2}` Newton steps (26 in
+    that cancel), the cancelling tasks' weights are about $\varepsilon^{-1/2}
+    G_{ii}^{-1/2}$ ($\varepsilon$ the unit round-off of ``G``'s dtype) and their update
+    cancels; reaching them takes about $\log_2 \varepsilon^{-1/2}$ Newton steps (26 in
     float64), so with fewer ``n_iters`` the weights are smaller and the update not fully
     cancelled. The weights are
     recomputed every ``update_every`` calls and reused in between. The update norm
-    :math:`\sqrt{w^\top G w}` is then clipped to ``max_norm`` (0 disables clipping).
+    $\sqrt{w^\top G w}$ is then clipped to ``max_norm`` (0 disables clipping).
 
     Args:
         G: Gramian of shape (m, m).
-        state: From :func:`nash_mtl_init` or the previous call (never modified).
+        state: From [`nash_mtl_init`][gramweight.nash_mtl_init] or the previous call (never
+            modified).
         max_norm: Maximum norm of the update (``>= 0``; 0: no clipping).
         update_every: Solve every this many calls (an int >= 1).
         n_iters: Maximum number of Newton steps per solve (an int >= 1).
@@ -100,7 +103,7 @@ def nash_mtl(
         run ``n_iters`` sequential convex programs (cvxpy/ECOS) that approach the solution;
         here the equation is solved to round-off (each task's equation at its own scale, so a
         small gradient is never treated as a zero one), with the relative diagonal term of
-        :func:`gramweight.fairgrad` only where the Gramian is (nearly) singular.
+        [`fairgrad`][gramweight.fairgrad] only where the Gramian is (nearly) singular.
 
     Raises:
         TypeError, ValueError: a state of another kind or built for another m.

@@ -22,21 +22,23 @@ def visiting_orders(
     Row ``i`` of the result lists the ``m - 1`` tasks other than ``i``, in the order in which
     the gradient of task ``i`` is compared with (and corrected towards) them. With
     ``include_self=True``, row ``i`` lists all ``m`` tasks, ``i`` included (the order of
-    :func:`gramweight.pcgrad` ``(..., include_self=True)``: the original PCGrad code and
+    [`pcgrad`][gramweight.pcgrad] ``(..., include_self=True)``: the original PCGrad code and
     LibMTL's).
 
-    The draw is exactly::
+    The draw is exactly:
 
-        generator = torch.Generator().manual_seed(key)
-        for i in range(m):                                   # on the CPU, task by task
-            p = torch.randperm(m - 1, generator=generator)   # a permutation of 0 .. m-2
-            orders[i] = p + (p >= i)                         # skip task i itself
+    ```python
+    generator = torch.Generator().manual_seed(key)
+    for i in range(m):                                   # on the CPU, task by task
+        p = torch.randperm(m - 1, generator=generator)   # a permutation of 0 .. m-2
+        orders[i] = p + (p >= i)                         # skip task i itself
+    ```
 
     (with ``include_self=True``: ``orders[i] = torch.randperm(m, generator=generator)``), so
     each row is an independent uniformly random permutation, the same ``key`` gives the same
     orders on every device, and no global random state is read or changed. Any
     implementation (for instance a Jacobian-space reference) that calls this function visits
-    the tasks in the same order as :func:`gramweight.pcgrad` and :func:`gramweight.gradvac`
+    the tasks in the same order as [`pcgrad`][gramweight.pcgrad] and [`gradvac`][gramweight.gradvac]
     called with the same ``key``.
 
     Args:

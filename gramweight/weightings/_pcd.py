@@ -20,12 +20,12 @@ __all__ = ["PCDState", "pcd", "pcd_init"]
 
 
 class PCDState(NamedTuple):
-    """State of :func:`gramweight.pcd`.
+    """State of [`pcd`][gramweight.pcd].
 
     Attributes:
         step: Number of calls so far (0-dim ``int64``), for the bias correction.
-        sq_norms: The exponential moving average :math:`v` of the squared gradient norms
-            :math:`G_{ii}` (shape (m,)), before the bias correction. Unused while ``step`` is 0.
+        sq_norms: The exponential moving average $v$ of the squared gradient norms
+            $G_{ii}$ (shape (m,)), before the bias correction. Unused while ``step`` is 0.
     """
 
     step: Tensor
@@ -35,12 +35,12 @@ class PCDState(NamedTuple):
 def pcd_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> PCDState:
-    """Fresh state of :func:`gramweight.pcd` (no call yet: the average is zero).
+    """Fresh state of [`pcd`][gramweight.pcd] (no call yet: the average is zero).
 
     Args:
         m: Number of objectives (the primary one and ``m - 1`` secondary ones).
         dtype: dtype of the average (default: ``torch.get_default_dtype()``). The state
-            returned by :func:`gramweight.pcd` has the Gramian's dtype and device.
+            returned by [`pcd`][gramweight.pcd] has the Gramian's dtype and device.
         device: device of the state (default: CPU).
 
     Examples:
@@ -70,42 +70,46 @@ def pcd(
 
     Objective 0 (row and column 0 of ``G``) is the primary one. PCD follows its gradient as
     closely as possible while every secondary objective ``j`` gets at least the fraction
-    :math:`\tau_j` of the first-order progress of a step along its own normalised gradient:
+    $\tau_j$ of the first-order progress of a step along its own normalised gradient:
 
-    .. math::
+    $$
+    \tilde d = \arg\min_d \tfrac12 \|d - \tilde g_0\|^2 \quad\text{s.t.}\quad
+    \tilde g_j^\top d \ge \tau_j \|\tilde g_j\|^2 \quad (j = 1, \dots, m - 1),
+    $$
 
-        \tilde d = \arg\min_d \tfrac12 \|d - \tilde g_0\|^2 \quad\text{s.t.}\quad
-        \tilde g_j^\top d \ge \tau_j \|\tilde g_j\|^2 \quad (j = 1, \dots, m - 1),
+    with $\tilde g_i = s_i g_i$, $s_i = 1 / \sqrt{\hat v_i + \epsilon}$ and
+    $\hat v_i = v_i / (1 - \beta^t)$ the bias-corrected moving average of
+    $\|g_i\|^2 = G_{ii}$ at call ``t`` ($v_i \leftarrow \beta v_i + (1 - \beta)
+    G_{ii}$, this call's norms included). With $\tilde G = S G S$ ($S =
+    \operatorname{diag}(s)$), the constrained block $A = \tilde G_{1:,1:}$, the
+    multipliers $\lambda$ solve the dual box QP
 
-    with :math:`\tilde g_i = s_i g_i`, :math:`s_i = 1 / \sqrt{\hat v_i + \epsilon}` and
-    :math:`\hat v_i = v_i / (1 - \beta^t)` the bias-corrected moving average of
-    :math:`\|g_i\|^2 = G_{ii}` at call ``t`` (:math:`v_i \leftarrow \beta v_i + (1 - \beta)
-    G_{ii}`, this call's norms included). With :math:`\tilde G = S G S` (:math:`S =
-    \operatorname{diag}(s)`), the constrained block :math:`A = \tilde G_{1:,1:}`, the
-    multipliers :math:`\lambda` solve the dual box QP
+    $$
+    \min_{\lambda \ge 0} \tfrac12 \lambda^\top A \lambda
+    + \lambda^\top (\tilde G_{1:,0} - \tau \odot \operatorname{diag} A)
+    $$
 
-    .. math::  \min_{\lambda \ge 0} \tfrac12 \lambda^\top A \lambda
-        + \lambda^\top (\tilde G_{1:,0} - \tau \odot \operatorname{diag} A)
-
-    (``gramweight.solvers.nonneg_qp``), :math:`\tilde d = \tilde g_0 + \sum_j \lambda_j
-    \tilde g_j`, and the update is :math:`\tilde d` rescaled to the norm :math:`\sqrt{G_{00}}`
+    (``gramweight.solvers.nonneg_qp``), $\tilde d = \tilde g_0 + \sum_j \lambda_j
+    \tilde g_j$, and the update is $\tilde d$ rescaled to the norm $\sqrt{G_{00}}$
     of the primary gradient:
 
-    .. math::  w = \frac{\sqrt{G_{00}}}{\|\tilde d\|}\, S \begin{pmatrix} 1 \\ \lambda
-        \end{pmatrix}, \qquad \|\tilde d\|^2 = u^\top \tilde G u,\ u = (1, \lambda).
+    $$
+    w = \frac{\sqrt{G_{00}}}{\|\tilde d\|}\, S \begin{pmatrix} 1 \\ \lambda
+    \end{pmatrix}, \qquad \|\tilde d\|^2 = u^\top \tilde G u,\ u = (1, \lambda).
+    $$
 
     Special cases (as TorchJD's): if the constraints cannot all hold (zero is in the convex
-    hull of the non-zero normalised secondary gradients while :math:`\tau > 0`; it needs
-    ``m >= 3``), they are dropped and ``w = e_0`` (the update is :math:`g_0`); if
-    :math:`\tilde d = 0` up to the round-off of ``G`` (or :math:`g_0 = 0`), ``w = 0``.
+    hull of the non-zero normalised secondary gradients while $\tau > 0$; it needs
+    ``m >= 3``), they are dropped and ``w = e_0`` (the update is $g_0$); if
+    $\tilde d = 0$ up to the round-off of ``G`` (or $g_0 = 0$), ``w = 0``.
 
     Args:
         G: Gramian of shape (m, m), row and column 0 for the primary objective.
-        state: From :func:`pcd_init` or the previous call (never modified).
-        tau: The fraction :math:`\tau \in [0, 1]` guaranteed to each secondary objective: one
+        state: From [`pcd_init`][gramweight.pcd_init] or the previous call (never modified).
+        tau: The fraction $\tau \in [0, 1]$ guaranteed to each secondary objective: one
             number for all of them, or ``m - 1`` numbers, then all positive or all zero.
-        beta: Decay :math:`\beta \in [0, 1)` of the moving average.
-        eps: :math:`\epsilon \ge 0`, added to the average before the inverse square root.
+        beta: Decay $\beta \in [0, 1)$ of the moving average.
+        eps: $\epsilon \ge 0$, added to the average before the inverse square root.
 
     Returns:
         ``(w, new_state)``: weights of shape (m,) and the state for the next call, both with
@@ -115,7 +119,7 @@ def pcd(
         Pure (state in, new state out). Not permutation-equivariant (objective 0 is the
         primary one), not non-conflicting (the primary objective may lose progress). Scaling a
         secondary row and column of ``G`` at every call leaves the update unchanged up to
-        :math:`\epsilon`; with :math:`\epsilon` absolute, not scale-invariant on tiny
+        $\epsilon$; with $\epsilon$ absolute, not scale-invariant on tiny
         Gramians.
 
     Deviations:
@@ -229,8 +233,8 @@ def _feasible(A: Tensor, taus: Tensor, dtype: torch.dtype) -> bool:
 def _pcd_host(
     G: Tensor, state: PCDState, taus: list[float], beta: float, eps: float
 ) -> tuple[Tensor, PCDState] | None:
-    """The host twin of :func:`pcd` (the same steps on Python floats, float64). None when a QP
-    needs the batched solver's fallback: the caller then runs the tensor path."""
+    """The host twin of [`pcd`][gramweight.pcd] (the same steps on Python floats, float64). None
+    when a QP needs the batched solver's fallback: the caller then runs the tensor path."""
     m = G.shape[-1]
     rows = G.tolist()
     step = int(state.step) + 1
@@ -262,7 +266,7 @@ def _pcd_host(
 
 
 def _feasible_host(A: list[list[float]], taus: list[float], dtype: torch.dtype) -> bool | None:
-    """The host twin of :func:`_feasible` (None: its min-norm QP needs the batched solver)."""
+    """The host twin of `_feasible` (None: its min-norm QP needs the batched solver)."""
     if not any(t > 0 for t in taus):
         return True
     top = max(A[j][j] for j in range(len(A)))

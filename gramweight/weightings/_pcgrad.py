@@ -15,26 +15,26 @@ from ._surgery import as_blocks, pcgrad_weights
 def pcgrad(G: Tensor, /, *, key: int, include_self: bool = False) -> Tensor:
     r"""PCGrad (Yu et al., NeurIPS 2020, https://arxiv.org/abs/2001.06782).
 
-    Algorithm 1 of the paper: each task gradient :math:`g_i` visits the other tasks in a random
-    order and, whenever its current version conflicts with :math:`g_j`
-    (:math:`g_i^{PC} \cdot g_j < 0`), projects the conflict away,
-    :math:`g_i^{PC} \leftarrow g_i^{PC} - \frac{g_i^{PC} \cdot g_j}{\|g_j\|^2} g_j`. The update
-    is :math:`\sum_i g_i^{PC}`.
+    Algorithm 1 of the paper: each task gradient $g_i$ visits the other tasks in a random
+    order and, whenever its current version conflicts with $g_j$
+    ($g_i^{PC} \cdot g_j < 0$), projects the conflict away,
+    $g_i^{PC} \leftarrow g_i^{PC} - \frac{g_i^{PC} \cdot g_j}{\|g_j\|^2} g_j$. The update
+    is $\sum_i g_i^{PC}$.
 
-    With ``include_self=True``, :math:`g_i^{PC}` visits all ``m`` tasks in a random order, its
-    own :math:`g_i` included, as the original PCGrad code and LibMTL do (they shuffle the whole
-    list of gradients): once projections have turned :math:`g_i^{PC}` against :math:`g_i`
-    (possible from m = 3 on), it is projected onto the normal plane of :math:`g_i` as well.
-    The default (``False``) is the paper's Algorithm 1 (:math:`j \ne i`), as in TorchJD. With
+    With ``include_self=True``, $g_i^{PC}$ visits all ``m`` tasks in a random order, its
+    own $g_i$ included, as the original PCGrad code and LibMTL do (they shuffle the whole
+    list of gradients): once projections have turned $g_i^{PC}$ against $g_i$
+    (possible from m = 3 on), it is projected onto the normal plane of $g_i$ as well.
+    The default (``False``) is the paper's Algorithm 1 ($j \ne i$), as in TorchJD. With
     two tasks both give the same weights.
 
-    In coefficient space :math:`g_i^{PC} = C_i J`, so :math:`g_i^{PC} \cdot g_j = (C G)_{ij}`
-    and a projection is :math:`C_{ij} \mathrel{+}= -(C G)_{ij} / G_{jj}`; the weights are the
-    column sums :math:`w = \mathbf 1^\top C`. All ``m`` rows take their ``s``-th step together
+    In coefficient space $g_i^{PC} = C_i J$, so $g_i^{PC} \cdot g_j = (C G)_{ij}$
+    and a projection is $C_{ij} \mathrel{+}= -(C G)_{ij} / G_{jj}$; the weights are the
+    column sums $w = \mathbf 1^\top C$. All ``m`` rows take their ``s``-th step together
     (``m - 1`` vectorised steps of O(m²) work, ``m`` with ``include_self``; no host
     synchronisation).
 
-    The visiting orders are :func:`gramweight.visiting_orders`
+    The visiting orders are [`visiting_orders`][gramweight.visiting_orders]
     ``(m, key=key, include_self=include_self)``: drawn on the CPU from
     ``torch.Generator().manual_seed(key)``, so a key gives the same weights on every device.
     Pass a new key each step (for instance the step number).
@@ -42,20 +42,20 @@ def pcgrad(G: Tensor, /, *, key: int, include_self: bool = False) -> Tensor:
     A stack of block Gramians (K, m, m) (one per parameter group) gives weights (K, m), with
     one visiting order per task shared by all blocks.
 
-    Properties: scale-invariant (:math:`w(cG) = w(G)` for :math:`c > 0`); permutation-equivariant
+    Properties: scale-invariant ($w(cG) = w(G)$ for $c > 0$); permutation-equivariant
     in distribution only (the orders depend on the task indices); not non-conflicting in
     general for m > 2.
 
     Deviations from TorchJD and LibMTL: no global random state (a required ``key`` instead of
-    ``torch.randperm`` or ``random.shuffle``); a zero gradient :math:`g_j` is skipped (nothing to
-    project onto) instead of dividing by :math:`\|g_j\|^2 = 0`. LibMTL's order is
+    ``torch.randperm`` or ``random.shuffle``); a zero gradient $g_j$ is skipped (nothing to
+    project onto) instead of dividing by $\|g_j\|^2 = 0$. LibMTL's order is
     ``include_self=True``, TorchJD's the default. float16/bfloat16 Gramians are computed in
     float32.
 
     Args:
         G: Gramian (m, m), or a stack (K, m, m) of block Gramians.
         key: Seed of the visiting orders (required, an ``int`` in [0, 2**63 - 1]).
-        include_self: Whether each :math:`g_i^{PC}` also visits its own :math:`g_i` (the
+        include_self: Whether each $g_i^{PC}$ also visits its own $g_i$ (the
             original code's and LibMTL's order) rather than the other tasks only (the paper's).
 
     Returns:
@@ -87,8 +87,8 @@ def pcgrad(G: Tensor, /, *, key: int, include_self: bool = False) -> Tensor:
 
 
 def _pcgrad_host(G: Tensor) -> Tensor:
-    """The host twin of :func:`pcgrad` for two tasks: each gradient visits the other one
-    whatever the key, so there is no draw, and the two projections are closed forms (the
+    """The host twin of [`pcgrad`][gramweight.pcgrad] for two tasks: each gradient visits the other
+    one whatever the key, so there is no draw, and the two projections are closed forms (the
     common case, where the fixed cost of the vectorised loop would dominate)."""
     (g00, g01), (_, g11) = G.tolist()
     # g_0 loses its component along g_1 when they conflict (a zero g_1 has none): w_1 grows

@@ -30,26 +30,28 @@ def pmtl(
     r"""Pareto MTL (Lin et al., "Pareto Multi-Task Learning", NeurIPS 2019,
     https://arxiv.org/abs/1912.12854).
 
-    Subproblem :math:`k` of :math:`K` preference vectors :math:`u_1, \dots, u_K` (rows of
-    ``preferences``, normalised to unit length) keeps the losses in the cone of :math:`u_k`:
-    :math:`\mathcal G_j = (u_j - u_k)^\top \hat\ell \le 0` for :math:`j \ne k`, with
-    :math:`\hat\ell = \ell / \|\ell\|`. A constraint is active when
-    :math:`\mathcal G_j > -\varepsilon`. Its gradient is :math:`(u_j - u_k)^\top J`, so the
-    gradients of the losses and of the active constraints are the rows of :math:`C J` with
-    :math:`C = [I;\ (u_j - u_k)^\top_{j\ \text{active}}]`, whose Gramian is :math:`C G C^\top`.
+    Subproblem $k$ of $K$ preference vectors $u_1, \dots, u_K$ (rows of
+    ``preferences``, normalised to unit length) keeps the losses in the cone of $u_k$:
+    $\mathcal G_j = (u_j - u_k)^\top \hat\ell \le 0$ for $j \ne k$, with
+    $\hat\ell = \ell / \|\ell\|$. A constraint is active when
+    $\mathcal G_j > -\varepsilon$. Its gradient is $(u_j - u_k)^\top J$, so the
+    gradients of the losses and of the active constraints are the rows of $C J$ with
+    $C = [I;\ (u_j - u_k)^\top_{j\ \text{active}}]$, whose Gramian is $C G C^\top$.
     The paper's direction is the min-norm point of their convex hull (the dual of its QP):
 
-    .. math::  \lambda = \arg\min_{\lambda \in \Delta} \lambda^\top C G C^\top \lambda,
-               \qquad w = C^\top \lambda,
+    $$
+    \lambda = \arg\min_{\lambda \in \Delta} \lambda^\top C G C^\top \lambda,
+    \qquad w = C^\top \lambda,
+    $$
 
-    so that :math:`w^\top J = \lambda^\top C J`: the adaptive weights
-    :math:`w_i = \lambda_i + \sum_j \beta_j (u_{j,i} - u_{k,i})` of the paper's Section 3.4.
+    so that $w^\top J = \lambda^\top C J$: the adaptive weights
+    $w_i = \lambda_i + \sum_j \beta_j (u_{j,i} - u_{k,i})$ of the paper's Section 3.4.
 
     ``phase="init"`` is the paper's first stage, which finds a feasible start: the min-norm
-    point of the gradients of the violated constraints only (:math:`\mathcal G_j > 0`),
-    :math:`C = [(u_j - u_k)^\top_{j\ \text{violated}}]`; once none is violated, the weights are
+    point of the gradients of the violated constraints only ($\mathcal G_j > 0$),
+    $C = [(u_j - u_k)^\top_{j\ \text{violated}}]$; once none is violated, the weights are
     exactly zero, the signal to switch to ``phase="main"``. A preference vector parallel to
-    :math:`u_k` (unit vectors within 1e-9) gives the constant constraint :math:`0 \le 0` and is
+    $u_k$ (unit vectors within 1e-9) gives the constant constraint $0 \le 0$ and is
     left out.
 
     Args:
@@ -57,26 +59,26 @@ def pmtl(
         losses: The m loss values, positive, shape (m,).
         preferences: The K preference vectors, shape (K, m), each non-zero (any length: they
             are normalised).
-        index: :math:`k`, the row of ``preferences`` of this subproblem, in [0, K).
+        index: $k$, the row of ``preferences`` of this subproblem, in [0, K).
         phase: ``"main"`` (the constrained MGDA step) or ``"init"`` (the feasibility step).
-        eps: :math:`\varepsilon \ge 0`: constraints within ``eps`` of the boundary count as
-            active in the main phase (the paper's :math:`I_\varepsilon`, with a strict
+        eps: $\varepsilon \ge 0$: constraints within ``eps`` of the boundary count as
+            active in the main phase (the paper's $I_\varepsilon$, with a strict
             inequality so that ``eps=0`` keeps only the violated ones, as the official code).
         max_iters: Maximum number of active-set steps of the min-norm solver.
 
     Returns:
-        The weights :math:`w = C^\top\lambda`, shape (m,), with ``G``'s dtype and device;
+        The weights $w = C^\top\lambda$, shape (m,), with ``G``'s dtype and device;
         entries may be negative (a constraint's gradient subtracts the preferred loss's).
 
     Properties:
-        Scale-invariant (:math:`\lambda` minimises a multiple of the same quadratic). Not
+        Scale-invariant ($\lambda$ minimises a multiple of the same quadratic). Not
         permutation-equivariant for fixed ``losses`` and ``preferences``, and not
         non-conflicting (an active constraint trades losses against each other on purpose;
         with none active it is MGDA, which is).
 
     Deviations:
         The official code rescales the weights in its training loop (to
-        :math:`\sum_i |w_i| = m`); here :math:`w = C^\top\lambda` as the dual gives it, and the
+        $\sum_i |w_i| = m$); here $w = C^\top\lambda$ as the dual gives it, and the
         min-norm problem is solved exactly (the official code runs MGDA's Frank–Wolfe
         solver).
 

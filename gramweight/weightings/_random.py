@@ -11,7 +11,7 @@ from .._checks import check_gramian, check_key
 def random(G: Tensor, /, *, key: int) -> Tensor:
     r"""Random loss weighting (RLW, Lin et al., TMLR 2022, https://arxiv.org/abs/2111.10603).
 
-    :math:`w = \operatorname{softmax}(z)` with :math:`z \sim \mathcal N(0, I_m)`. The draws
+    $w = \operatorname{softmax}(z)$ with $z \sim \mathcal N(0, I_m)$. The draws
     come from a local ``torch.Generator().manual_seed(key)`` on the CPU, in float64, and are then
     moved to ``G``'s device and dtype, so the same ``key`` gives the same weights on every
     device and no global random state is read or changed. Pass a new key each step (for

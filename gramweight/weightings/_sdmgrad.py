@@ -18,10 +18,10 @@ __all__ = ["SDMGradState", "sdmgrad", "sdmgrad_init"]
 
 
 class SDMGradState(NamedTuple):
-    """State of :func:`gramweight.sdmgrad`.
+    """State of [`sdmgrad`][gramweight.sdmgrad].
 
     Attributes:
-        weights: The inner solver's weights :math:`w` on the simplex, shape (m,), warm start of
+        weights: The inner solver's weights $w$ on the simplex, shape (m,), warm start of
             the next call.
     """
 
@@ -31,7 +31,7 @@ class SDMGradState(NamedTuple):
 def sdmgrad_init(
     m: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> SDMGradState:
-    """Fresh state of :func:`gramweight.sdmgrad`: uniform weights 1/m.
+    """Fresh state of [`sdmgrad`][gramweight.sdmgrad]: uniform weights 1/m.
 
     Examples:
         >>> import gramweight as gw
@@ -58,32 +58,32 @@ def sdmgrad(
     "Direction-oriented multi-objective learning": the weights solve, by projected stochastic
     gradient descent warm-started from the state,
 
-    .. math::
+    $$
+    \min_{w \in \Delta} \tfrac12 \|J^\top (w + \lambda \tilde w)\|^2, \qquad
+    w \leftarrow \Pi_\Delta\!\left(w - \eta\, v\right),\quad
+    v \leftarrow \mu v + \hat M (w + \lambda \tilde w),
+    $$
 
-        \min_{w \in \Delta} \tfrac12 \|J^\top (w + \lambda \tilde w)\|^2, \qquad
-        w \leftarrow \Pi_\Delta\!\left(w - \eta\, v\right),\quad
-        v \leftarrow \mu v + \hat M (w + \lambda \tilde w),
+    with $\hat M = M / (s^2 + 10^{-8})$, $M = J_1 J_2^\top$ the cross matrix of two
+    independent batches, $s$ the mean of $\sqrt{\max(M_{ii}, 0)}$ (the gradient
+    scale normalisation of the official code and LibMTL), ``n_iters`` steps, $v$ starting
+    at 0 each call. The result is $(w + \lambda \tilde w) / (1 + \lambda)$, which pulls
+    the update towards the preference direction $\tilde w^\top J$ (the mean gradient by
+    default). The update is that vector of weights times $J_3$ (a third batch).
 
-    with :math:`\hat M = M / (s^2 + 10^{-8})`, :math:`M = J_1 J_2^\top` the cross matrix of two
-    independent batches, :math:`s` the mean of :math:`\sqrt{\max(M_{ii}, 0)}` (the gradient
-    scale normalisation of the official code and LibMTL), ``n_iters`` steps, :math:`v` starting
-    at 0 each call. The result is :math:`(w + \lambda \tilde w) / (1 + \lambda)`, which pulls
-    the update towards the preference direction :math:`\tilde w^\top J` (the mean gradient by
-    default). The update is that vector of weights times :math:`J_3` (a third batch).
-
-    Properties: scale-invariant for Gramians well above :math:`10^{-8}` (the normalisation);
+    Properties: scale-invariant for Gramians well above $10^{-8}$ (the normalisation);
     permutation-equivariant when ``pref`` is permuted along.
 
     Deviations from TorchJD: a state built for another m is an error, never a silent reset.
 
     Args:
-        M: Cross matrix :math:`J_1 J_2^\top` (m, m) (a Gramian also works).
-        state: From :func:`gramweight.sdmgrad_init` or a previous call.
-        lr: Step size :math:`\eta` of the inner solver (> 0).
-        momentum: Momentum :math:`\mu` of the inner solver, in [0, 1).
+        M: Cross matrix $J_1 J_2^\top$ (m, m) (a Gramian also works).
+        state: From [`sdmgrad_init`][gramweight.sdmgrad_init] or a previous call.
+        lr: Step size $\eta$ of the inner solver (> 0).
+        momentum: Momentum $\mu$ of the inner solver, in [0, 1).
         n_iters: Number of inner steps (>= 1).
-        lambda_: Pull :math:`\lambda` towards the preference direction (>= 0).
-        pref: Preference weights :math:`\tilde w` (m non-negative numbers); default 1/m each.
+        lambda_: Pull $\lambda$ towards the preference direction (>= 0).
+        pref: Preference weights $\tilde w$ (m non-negative numbers); default 1/m each.
 
     Returns:
         ``(w, new_state)``: the weights (with ``M``'s dtype and device) and the new state, not
@@ -140,7 +140,8 @@ def _sdmgrad_host(
     n_iters: int,
     lambda_: float,
 ) -> tuple[Tensor, SDMGradState]:
-    """The host twin of :func:`sdmgrad` (the same steps on Python floats, float64)."""
+    """The host twin of [`sdmgrad`][gramweight.sdmgrad] (the same steps on Python floats,
+    float64)."""
     rows = M.tolist()
     m = len(rows)
     scale = math.fsum(math.sqrt(max(rows[i][i], 0.0)) for i in range(m)) / m

@@ -8,10 +8,10 @@ from .._checks import check_gramian
 
 
 def sum(G: Tensor, /) -> Tensor:  # noqa: A001 - the method's name; this file uses no builtin sum
-    r"""Sum of the gradients: :math:`w_i = 1`.
+    r"""Sum of the gradients: $w_i = 1$.
 
-    The update is the gradient of the sum of the losses, ``m`` times the :func:`mean` update.
-    TorchJD's ``Sum`` and LibMTL's ``EW`` (equal weighting) are this method.
+    The update is the gradient of the sum of the losses, ``m`` times the [`mean`][gramweight.mean]
+    update. TorchJD's ``Sum`` and LibMTL's ``EW`` (equal weighting) are this method.
 
     Args:
         G: Gramian of shape (m, m), or a stack (..., m, m) of Gramians.

@@ -4,9 +4,11 @@ Both methods modify each task gradient ``g_i`` by adding multiples of the other 
 gradients ``g_j``, visiting them in a per-task random order. The modified gradient of row ``i``
 is kept as coefficients over the original gradients, and only two things are ever needed of
 it: its dot products with the original gradients, ``CG[i] = (C @ G)[i]``, and its squared
-norm. Adding ``a * g_j`` to row ``i`` updates them as::
+norm. Adding ``a * g_j`` to row ``i`` updates them as:
 
-    CG[i] += a * G[j]            ||g_i||^2 += a * (2 * CG[i, j] + a * G[j, j])
+```text
+CG[i] += a * G[j]            ||g_i||^2 += a * (2 * CG[i, j] + a * G[j, j])
+```
 
 The rows never interact, so the ``m`` rows take their ``s``-th step together: ``m - 1``
 vectorised steps of O(m^2) work. Since every update is returned as ``w = C.sum(rows)``, the

@@ -29,14 +29,16 @@ def upgrad(
     r"""UPGrad (Quinton & Rey, "Jacobian Descent for Multi-Objective Optimization",
     https://arxiv.org/abs/2406.16232).
 
-    Each gradient :math:`g_i` is projected onto the dual cone :math:`\{x : Jx \ge 0\}` of all
+    Each gradient $g_i$ is projected onto the dual cone $\{x : Jx \ge 0\}$ of all
     the gradients, and the projections are summed with the weights ``pref``. By Prop. 1 of the
-    paper, the projection of :math:`J^\top u` is :math:`J^\top v` with
+    paper, the projection of $J^\top u$ is $J^\top v$ with
 
-    .. math::  v = \arg\min_{v \ge u} v^\top \hat G v, \qquad
-               \hat G = G / \operatorname{tr}(G) + \text{reg\_eps}\, I,
+    $$
+    v = \arg\min_{v \ge u} v^\top \hat G v, \qquad
+    \hat G = G / \operatorname{tr}(G) + \text{reg\_eps}\, I,
+    $$
 
-    so :math:`w = \sum_i v^{(i)}` with :math:`u^{(i)} = \text{pref}_i e_i`. The m box-constrained
+    so $w = \sum_i v^{(i)}$ with $u^{(i)} = \text{pref}_i e_i$. The m box-constrained
     problems are solved at once, exactly (to round-off), by the active-set solver of
     ``gramweight.solvers``.
 

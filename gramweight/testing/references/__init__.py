@@ -2,7 +2,8 @@
 
 Each reference computes the update ``wᵀJ`` the way the method's paper writes it, on the
 gradient vectors themselves, so that a Gramian-space weighting can be checked against it with
-:func:`check_against_reference`. References favour obviousness over speed.
+[`check_against_reference`][gramweight.testing.check_against_reference]. References favour
+obviousness over speed.
 """
 
 from . import _aligned_mtl, _basic, _cagrad, _config, _cr_mogm, _fairgrad, _gradvac, _imtl_g

@@ -50,7 +50,7 @@ def power_root(J: Tensor, alpha: float) -> Tensor:
     positive and the residuals decrease) reach round-off.
 
     The root exists exactly when no non-negative combination of the gradients vanishes (see
-    :func:`balance_margin`); where the residuals do not end below 1e-8 (no root, or none found),
+    `balance_margin`); where the residuals do not end below 1e-8 (no root, or none found),
     this raises ``ValueError``.
     """
     J64 = J.double().cpu()

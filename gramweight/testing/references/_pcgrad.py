@@ -15,8 +15,8 @@ def pcgrad(J: Tensor, *, key: int, include_self: bool = False) -> Tensor:
     """``sum_i g_i^PC``, each ``g_i`` projected off the gradients it conflicts with, one by one.
 
     Algorithm 1 of Yu et al. (2020): ``g_i`` visits the other tasks ``j != i`` in the orders of
-    :func:`gramweight.visiting_orders` ``(m, key=key)``. With ``include_self``, the variant of
-    :func:`pcgrad_shuffling_all_tasks`.
+    [`visiting_orders`][gramweight.visiting_orders] ``(m, key=key)``. With ``include_self``, the
+    variant of `pcgrad_shuffling_all_tasks`.
     """
     if include_self:
         return pcgrad_shuffling_all_tasks(J, key=key)
@@ -42,7 +42,7 @@ def pcgrad_shuffling_all_tasks(J: Tensor, *, key: int) -> Tensor:
     whenever ``g_i^PC . g_j < 0`` it is replaced by its projection onto the normal plane of
     ``g_j``. ``g_i^PC . g_i`` is positive at first, but after projections off other gradients
     it can be negative, and then ``g_i^PC`` is projected off its own original gradient too. The
-    shuffles are the rows of :func:`gramweight.visiting_orders` ``(m, key=key,
+    shuffles are the rows of [`visiting_orders`][gramweight.visiting_orders] ``(m, key=key,
     include_self=True)``.
     """
     m = J.shape[0]
