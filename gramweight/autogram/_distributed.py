@@ -1,6 +1,6 @@
 r"""Data parallelism over ``torch.distributed``: the Gramian over the global batch, and ``.grad``.
 
-The engine hands :class:`Distributed` the factors of every parameter once its Gramian pass has
+The engine hands ``Distributed`` the factors of every parameter once its Gramian pass has
 them (``Engine._assemble``) and the weights in ``Engine.backward`` (``Engine._accumulate``).
 
 Scope ``"global"``, instance-wise losses (``batch_dim=0``, rank ``r`` has ``n_r`` samples and

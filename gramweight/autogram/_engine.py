@@ -1,9 +1,9 @@
 """The autogram engine: the flow that turns a recorded forward into the Gramian, then ``.grad``.
 
-:class:`Engine` hooks the modules (construction), takes the calls the forward recorded, runs
+``Engine`` hooks the modules (construction), takes the calls the forward recorded, runs
 one backward to the tensors each use needs, hands each use's gradients to its rule (or to the
 generic fallback, ``rules/_generic.py``), sums the factors into the Gramian, and keeps them for
-:meth:`Engine.backward`. What the flow relies on is kept out of its way: recording the forward
+``Engine.backward``. What the flow relies on is kept out of its way: recording the forward
 in ``_recording.py``, every check and error message in ``_validation.py``, the per-layer
 maths in ``rules/``.
 """
@@ -81,14 +81,14 @@ def _uses(calls: list[_Call]) -> Iterator[_Use]:
 
 
 class Engine:
-    r"""Computes the Gramian :math:`G = J J^\top` of a model's losses, layer by layer.
+    r"""Computes the Gramian $G = J J^\top$ of a model's losses, layer by layer.
 
     The engine hooks the given modules. During their forward pass it keeps, for every call of
-    a module that owns parameters, the inputs autograd already saves; :meth:`gramian` runs one
+    a module that owns parameters, the inputs autograd already saves; [`gramian`][gramweight.autogram.Engine.gramian] runs one
     backward pass (vmapped over the tasks when the losses share samples) to get the gradient
     reaching each module's output, and per-layer rules (``gramweight.autogram.rules``) turn
     (inputs, output gradients) into the Gramian, without ever materialising the Jacobian.
-    :meth:`backward` then fills ``.grad`` from what that pass kept: a training step is one
+    [`backward`][gramweight.autogram.Engine.backward] then fills ``.grad`` from what that pass kept: a training step is one
     forward and one backward.
 
     Three shapes of losses (rows and columns of ``G`` follow ``losses.flatten()``):
@@ -125,30 +125,30 @@ class Engine:
             the other gives a wrong Gramian.
         rules: extra rules ``{module_type: fn}`` for this engine, also used by subclasses
             that keep the type's ``forward`` (see
-            :func:`gramweight.autogram.register_rule` for the signature); they take precedence
+            [`register_rule`][gramweight.autogram.register_rule] for the signature); they take precedence
             over the built-in ones.
         task_specific: modules or parameters outside the hooked ones (the heads of a
             shared trunk) that get the plain gradient of ``losses.sum()`` in
-            :meth:`backward`, unweighted, from the same backward pass: the shared-representation
+            [`backward`][gramweight.autogram.Engine.backward], unweighted, from the same backward pass: the shared-representation
             mode of TorchJD's ``mtl_backward`` (the Gramian covers the trunk only).
         keep_gradients: when a layer's Gramian materialises its per-sample gradients, the
-            engine keeps them for :meth:`backward` only if they are no larger than the layer's
+            engine keeps them for [`backward`][gramweight.autogram.Engine.backward] only if they are no larger than the layer's
             inputs and output gradients (default), and otherwise recomputes the weighted
-            gradient in :meth:`backward` with one matrix product, like autograd's own weight
+            gradient in [`backward`][gramweight.autogram.Engine.backward] with one matrix product, like autograd's own weight
             gradient. True always keeps them: one product fewer per layer, more peak memory.
         process_group: None (default): one process. ``"world"`` or a
             ``torch.distributed.ProcessGroup``: data parallelism, one engine per rank, each on
             its rank's shard of the batch (see the "Distributed training" page). With
-            ``batch_dim=0`` :meth:`gramian` returns the exact Gramian of the losses of the
+            ``batch_dim=0`` [`gramian`][gramweight.autogram.Engine.gramian] returns the exact Gramian of the losses of the
             global batch, ``(M, M)`` with ``M`` the losses of every rank in rank order, the
             same on every rank; with ``batch_dim=None`` the Gramian of the (m,) losses
-            averaged over the ranks. :meth:`backward` takes weights for those losses and
+            averaged over the ranks. [`backward`][gramweight.autogram.Engine.backward] takes weights for those losses and
             all-reduces the weighted gradients itself (one call): every rank gets the same
             ``.grad``. A ``DistributedDataParallel`` wrapper's own all-reduce never runs, as
             the engine does not back-propagate into the parameters.
         scope: with a process group, ``"global"`` (default, as above) or ``"local"``: each
-            rank's Gramian of its own losses, nothing exchanged by :meth:`gramian`, and
-            :meth:`backward` averages the ranks' weighted gradients. A different method (each
+            rank's Gramian of its own losses, nothing exchanged by [`gramian`][gramweight.autogram.Engine.gramian], and
+            [`backward`][gramweight.autogram.Engine.backward] averages the ranks' weighted gradients. A different method (each
             rank's weights see its own samples only), for tight traffic budgets.
 
     Examples:

@@ -1,19 +1,19 @@
 """Recording the forward pass: every call of a hooked module, and how it used the parameters.
 
-- :class:`Recording` holds the forward hooks and the calls recorded since the last
-  ``gramian``. The pre-hook, which runs before the module's own, opens a :class:`_Call` (and,
+- ``Recording`` holds the forward hooks and the calls recorded since the last
+  ``gramian``. The pre-hook, which runs before the module's own, opens a ``_Call`` (and,
   for the outermost hooked call, enters the torch function mode), so that what those
   pre-hooks compute from the parameters (the legacy ``weight_norm``) is inside the call. The
   post-hook closes it with the inputs the forward got, the gradient edges of its outputs
   (taken then, so that in-place changes of an output afterwards do not matter), and the
   versions of the tensors a rule reads again.
-- :class:`_Recorder`, the torch function mode, sees every torch function that the hooked
+- ``_Recorder``, the torch function mode, sees every torch function that the hooked
   forwards call with a parameter: a use of a rule module's own parameter is left to the rule,
   every other use goes to a per-call alias ``p.view_as(p)``. With ``batch_dim=0`` it also sees
   an output of a hooked call broadcast over the batch by an elementwise op (a position
   embedding of shape (1, T, D) added to (B, T, D) activations): it hands the op the output
   expanded to the batch, whose gradient is per sample, and records that expansion.
-- :class:`_LinearUse` stands for a module in a ``linear`` use that a decomposition
+- ``_LinearUse`` stands for a module in a ``linear`` use that a decomposition
   (``rules/_attention.py``, ``rules/_rnn.py``) records for the Linear rule.
 """
 
@@ -312,7 +312,7 @@ def _eager_torch_function(mode: _Recorder, func, types, args, kwargs):
 
 
 class Recording:
-    """The hooks on the modules, and the calls they recorded since the last :meth:`take`.
+    """The hooks on the modules, and the calls they recorded since the last ``take``.
 
     Args:
         modules: every module to hook.

@@ -6,11 +6,11 @@
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
   is no hooked parameter, an RNN given a packed sequence or a computed weight when ``batch_dim`` is set;
 - in ``gramian``: the losses and ``per``, in-place changes of recorded tensors
-  (:func:`check_versions`), uses of the parameters that no record covers
-  (:func:`check_uses`), the batch size of every output, the factors a rule returns;
+  (``check_versions``), uses of the parameters that no record covers
+  (``check_uses``), the batch size of every output, the factors a rule returns;
 - in ``backward``: that a Gramian pass came first, the weights.
 
-All messages follow the one template of :func:`gramweight._checks.message`:
+All messages follow the one template of ``gramweight._checks.message``:
 "`name` must be <requirement>, got <what was given>."
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Sequence
 from typing import Literal
 
@@ -20,8 +22,9 @@ def mgda(
     *,
     norm: Literal["none", "l2", "loss", "loss+"] = "none",
     losses: Sequence[float] | Tensor | None = None,
-    epsilon: float = 1e-5,
+    tol: float = 1e-5,
     max_iters: int = 250,
+    epsilon: float | None = None,
 ) -> Tensor:
     r"""MGDA (Désidéri 2012; Sener & Koltun, "Multi-Task Learning as Multi-Objective
     Optimization", NeurIPS 2018, https://arxiv.org/abs/1810.04650).
@@ -47,10 +50,12 @@ def mgda(
         G: Gramian of shape (m, m).
         norm: Gradient normalisation, see above.
         losses: The m positive loss values, required by ``"loss"`` and ``"loss+"``.
-        epsilon: Optimality tolerance: the solver stops once every
-            $(\hat G w)_j \ge (1 - \text{epsilon})\, w^\top \hat G w$ (the defining
+        tol: Optimality tolerance: the solver stops once every
+            $(\hat G w)_j \ge (1 - \text{tol})\, w^\top \hat G w$ (the defining
             property of the min-norm point, so the update never conflicts).
         max_iters: Maximum number of active-set steps.
+        epsilon: Deprecated alias of ``tol`` (its name before the tolerance naming rule);
+            it warns and will be removed.
 
     Returns:
         Weights on the simplex, shape (m,), with ``G``'s dtype and device.
@@ -63,12 +68,12 @@ def mgda(
 
     Deviations:
         TorchJD's ``MGDAWeighting`` has no normalisation and runs Frank–Wolfe for up to
-        ``max_iters`` steps, stopping when the step is below ``epsilon``; here both options
+        ``max_iters`` steps, stopping when the step is below its ``epsilon``; here both options
         steer the exact solver instead.
 
     Raises:
         ValueError: unknown ``norm``; ``losses`` missing, of the wrong length or not positive
-            for a loss norm; ``epsilon`` not in [0, 1); ``max_iters < 1``.
+            for a loss norm; ``tol`` not in [0, 1); ``max_iters < 1``.
 
     Examples:
         >>> import torch, gramweight as gw
@@ -82,7 +87,12 @@ def mgda(
     G = check_gramian(G).detach()
     if norm not in _NORMS:
         raise ValueError(message("norm", f"one of {_NORMS}", repr(norm)))
-    check_number(epsilon, "epsilon", low=0.0, high=1.0, high_open=True)
+    if epsilon is not None:
+        warnings.warn("mgda's `epsilon` is now `tol` (the library's name for a solver's "
+                      "stopping tolerance); `epsilon` will be removed", DeprecationWarning,
+                      stacklevel=2)
+        tol = epsilon
+    check_number(tol, "tol", low=0.0, high=1.0, high_open=True)
     check_number(max_iters, "max_iters", low=1, integer=True)
     m = G.shape[-1]
     G64 = G.to(torch.float64)
@@ -101,5 +111,5 @@ def mgda(
     else:
         inv = torch.where(scale > 0, 1.0 / torch.where(scale > 0, scale, 1.0), 0.0)
         Gn = inv.unsqueeze(1) * G64 * inv.unsqueeze(0)
-    w = min_norm_simplex(Gn, max_iters=max_iters, rtol=epsilon)
+    w = min_norm_simplex(Gn, max_iters=max_iters, rtol=tol)
     return w.to(G.dtype)

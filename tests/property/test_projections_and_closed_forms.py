@@ -38,7 +38,7 @@ def _rtol(G):
         ("upgrad", EXACT),
         ("dualproj", EXACT),
         ("mgda", {}),
-        ("mgda", {"epsilon": 0.0}),
+        ("mgda", {"tol": 0.0}),
         ("cagrad", {"c": 1.0, "norm_eps": 0.0}),
         ("cagrad", {"c": 3.0, "norm_eps": 0.0}),
     ],

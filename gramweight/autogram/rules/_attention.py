@@ -2,7 +2,7 @@
 covers every one of its parameters.
 
 The engine's recorder intercepts ``F.multi_head_attention_forward`` and calls
-:func:`multi_head_attention` instead: the same function written with batch-first tensors, where
+``multi_head_attention`` instead: the same function written with batch-first tensors, where
 each projection goes through ``linear(x, weight, bias, bias_rows=...)``, a callback that records
 the use for the Linear rule. The result is the same up to round-off (attention weights are
 computed in another order), and dropout draws the same masks as without the engine.

@@ -60,7 +60,7 @@ class PerLoss(Factor):
 
 
 class Outer(Factor):
-    r"""Gradients of a linear map: :math:`g_{(s,k)} = \sum_p dY_{k,s,p}^\top X_{s,p}` per group.
+    r"""Gradients of a linear map: $g_{(s,k)} = \sum_p dY_{k,s,p}^\top X_{s,p}$ per group.
 
     Args:
         X: inputs, shape (n, P, g, I): n independent samples (1 when the losses share the
@@ -70,7 +70,7 @@ class Outer(Factor):
         shape: the parameter's shape, of ``g * O * I`` elements laid out as (g, O, I).
 
     ``gramian()`` picks, from the shapes, the cheaper of the "ghost" form
-    :math:`\sum_{p,q} (X_{s,p} \cdot X_{s',q}) (dY_{k,s,p} \cdot dY_{k',s',q})` and the
+    $\sum_{p,q} (X_{s,p} \cdot X_{s',q}) (dY_{k,s,p} \cdot dY_{k',s',q})$ and the
     Gramian of the materialised gradients.
     """
 

@@ -10,8 +10,8 @@ The recorder redirects each such use to a per-call alias ``p.view_as(p)`` (see
   own sample, gives the per-sample gradients. It runs through the call's own recorded graph,
   so dropout and anything stochastic inside stay exact.
 
-The engine asks :func:`targets` what to differentiate the losses to for a call, and gives what
-it gets for them to :func:`generic`, which returns factors like a rule does.
+The engine asks ``targets`` what to differentiate the losses to for a call, and gives what
+it gets for them to ``generic``, which returns factors like a rule does.
 """
 
 from __future__ import annotations

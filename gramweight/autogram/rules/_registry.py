@@ -26,7 +26,7 @@ class Rule(NamedTuple):
 
 
 RULES: dict[type, Rule] = {}
-"""Every built-in rule, by the module type it was registered for (see :func:`rule_for`)."""
+"""Every built-in rule, by the module type it was registered for (see ``rule_for``)."""
 
 
 def rule_for(rules: Mapping[type, Rule], module: nn.Module) -> Rule | None:

@@ -22,7 +22,7 @@ strides and dtype. Inter-layer dropout (``dropout > 0`` in training mode) is dra
 ``F.dropout`` on each layer's output, so its masks are not those the fused kernel would draw;
 the Gramian is exact for the masks drawn.
 
-Two kinds of calls return ``NotImplemented`` (:func:`not_unrolled` says which): packed
+Two kinds of calls return ``NotImplemented`` (``not_unrolled`` says which): packed
 sequences (the ``batch_sizes`` overload), whose samples are sorted by length in an order the
 fused op does not see, and weights computed from other tensors (a parametrization), which the
 Linear rule does not differentiate through. The engine refuses them (``batch_dim`` is set).

@@ -18,12 +18,12 @@ def mgda_reference(
     *,
     norm: str = "none",
     losses: Sequence[float] | Tensor | None = None,
-    epsilon: float = 1e-5,
+    tol: float = 1e-5,
     max_iters: int = 250,
 ) -> Tensor:
     """Normalise each gradient (by its L2 norm, its loss, or both), find the min-norm point of
     the convex hull of the normalised gradients, and apply its coefficients to the raw
-    gradients (the original MGDA-UB convention). ``epsilon`` and ``max_iters`` steer the
+    gradients (the original MGDA-UB convention). ``tol`` and ``max_iters`` steer the
     weighting's solver; the enumeration here is exact."""
     J = J.double().cpu()
     divisors = torch.ones(J.shape[0], dtype=torch.float64)

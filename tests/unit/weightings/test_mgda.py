@@ -51,7 +51,15 @@ def test_errors():
         gw.mgda(G, norm="loss", losses=[1.0, 0.0])
     with pytest.raises(ValueError, match=r"^`losses` must be a 1-D vector, got shape \(1, 2\)\.$"):
         gw.mgda(G, norm="loss+", losses=torch.ones(1, 2))
-    with pytest.raises(ValueError, match=r"^`epsilon` must be in \[0, 1\), got 1\.0\.$"):
-        gw.mgda(G, epsilon=1.0)
+    with pytest.raises(ValueError, match=r"^`tol` must be in \[0, 1\), got 1\.0\.$"):
+        gw.mgda(G, tol=1.0)
     with pytest.raises(ValueError, match=r"^`max_iters` must be >= 1, got 0\.$"):
         gw.mgda(G, max_iters=0)
+
+
+def test_epsilon_is_a_deprecated_alias_of_tol():
+    # the tolerance naming rule (docs/concepts.md): a solver's stopping tolerance is `tol`
+    G = torch.tensor([[4.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match="mgda's `epsilon` is now `tol`"):
+        w = gw.mgda(G, epsilon=1e-3)
+    assert torch.equal(w, gw.mgda(G, tol=1e-3))
