@@ -286,7 +286,8 @@ def test_user_rule_is_used_and_exact(batch_dim):
 
 
 @pytest.mark.parametrize(("n", "P", "g", "I", "t", "O"),
-                         [(4, 1, 1, 3, 1, 2), (3, 5, 1, 2, 2, 4), (2, 3, 2, 3, 3, 2)])
+                         [(4, 1, 1, 3, 1, 2), (3, 5, 1, 2, 2, 4), (2, 3, 2, 3, 3, 2),
+                          (1, 6, 1, 3, 4, 5), (1, 4, 2, 3, 3, 2)])  # n = 1: the kernel form
 def test_outer_ghost_and_materialised_forms_agree(n, P, g, I, t, O, monkeypatch):
     torch.manual_seed(0)
     X, dY = torch.randn(n, P, g, I, dtype=DT), torch.randn(t, n, P, g, O, dtype=DT)

@@ -71,7 +71,10 @@ class Outer(Factor):
 
     ``gramian()`` picks, from the shapes, the cheaper of the "ghost" form
     :math:`\sum_{p,q} (X_{s,p} \cdot X_{s',q}) (dY_{k,s,p} \cdot dY_{k',s',q})` and the
-    Gramian of the materialised gradients.
+    Gramian of the materialised gradients. With one sample (``n = 1``: losses that share the
+    batch, ``t`` tasks) the ghost form multiplies the (P, P) kernel :math:`K = X X^\top` with
+    each task's output gradient once, :math:`G_{kk'} = \langle dY_k, K dY_{k'} \rangle`, at
+    ``P^2 (I + t O)`` multiply-adds instead of ``P^2 (I + t^2 O)``.
     """
 
     def __init__(self, X: Tensor, dY: Tensor, shape: torch.Size):
@@ -90,7 +93,10 @@ class Outer(Factor):
     @staticmethod
     def cost_says_ghost(n: int, P: int, g: int, I: int, t: int, O: int) -> bool:
         """Whether the ghost form costs fewer multiply-adds than materialising the gradients."""
-        ghost = g * n * n * P * P * (I + t * t * O + t * t)
+        if n == 1:  # the kernel form (see the class docstring)
+            ghost = g * (P * P * (I + t * O) + t * t * P * O)
+        else:
+            ghost = g * n * n * P * P * (I + t * t * O + t * t)
         materialised = g * n * t * P * O * I + g * (n * t) ** 2 * O * I
         return ghost < materialised
 
@@ -116,10 +122,26 @@ class Outer(Factor):
             D = dY[:, :, 0, 0].transpose(0, 1).reshape(n * t, O)  # rows (s, k)
             self.output_gramian = D @ D.T  # also the Gramian of a bias of this layer
             return self.output_gramian * XX.repeat_interleave(t, 0).repeat_interleave(t, 1)
+        if n == 1:
+            return self._kernel_gramian(X[0], dY[:, 0])
         XX = torch.einsum("npgi,qrgi->gnpqr", X, X)
         DD = torch.einsum("tnpgo,uqrgo->gnpqrtu", dY, dY)
         G = torch.einsum("gnpqr,gnpqrtu->ntqu", XX, DD)
         return G.reshape(n * t, n * t)
+
+    @staticmethod
+    def _kernel_gramian(X: Tensor, dY: Tensor) -> Tensor:
+        """The (t, t) Gramian of one sample: X (P, g, I), dY (t, P, g, O)."""
+        t, P, g, O = dY.shape
+        if g == 1:
+            D = dY.reshape(t, P, O)
+            KD = (X[:, 0] @ X[:, 0].T) @ D  # (t, P, O), the kernel broadcast over the tasks
+        else:
+            D = dY.permute(2, 0, 1, 3)  # (g, t, P, O)
+            KD = torch.einsum("pgi,qgi->gpq", X, X).unsqueeze(1) @ D
+        D, KD = D.reshape(-1, t, P * O), KD.reshape(-1, t, P * O)  # (g, t, P * O)
+        G = (D @ KD.transpose(1, 2)).sum(0)
+        return (G + G.T) / 2  # exactly symmetric, as K is
 
     def grads(self) -> Tensor:
         if self._grads is not None:
