@@ -228,6 +228,25 @@ def _expanded_rule(module: _ExpandedUse, inputs, grad_output, *, batched):
 _EXPANDED_USE_RULE = Rule(_expanded_rule)
 
 
+_CONTAINERS = (list, tuple, dict)
+
+
+def _flatten(args: tuple, kwargs: dict):
+    """The leaves of a torch function's arguments and how to put them back: without pytree's
+    cost for the usual flat arguments (the recorder sees every op of the forward)."""
+    if any(isinstance(a, _CONTAINERS) for a in args) or any(
+            isinstance(v, _CONTAINERS) for v in kwargs.values()):
+        return pytree.tree_flatten((args, kwargs))
+    return [*args, *kwargs.values()], (len(args), tuple(kwargs))
+
+
+def _unflatten(leaves: list, spec):
+    if isinstance(spec, pytree.TreeSpec):
+        return pytree.tree_unflatten(leaves, spec)
+    n, keys = spec
+    return tuple(leaves[:n]), dict(zip(keys, leaves[n:]))
+
+
 class _Recorder(TorchFunctionMode):
     """Sees every torch function called during the forward of the hooked modules.
 
@@ -255,10 +274,10 @@ class _Recorder(TorchFunctionMode):
                 return func(*args, **kwargs)
         if rec.batch_dim is not None and func is F.batch_norm:
             check_batchnorm_call(args, kwargs, rec.where())
-        leaves, spec = pytree.tree_flatten((args, kwargs))
+        leaves, spec = _flatten(args, kwargs)
         if rec._tracked and getattr(func, "__name__", None) in _BROADCASTING:
             if self._broadcast(func, leaves):
-                args, kwargs = pytree.tree_unflatten(leaves, spec)
+                args, kwargs = _unflatten(leaves, spec)
         hit = [i for i, x in enumerate(leaves)
                if isinstance(x, Tensor) and id(x) in rec.param_ids and x.requires_grad]
         if not hit or not rec._stack:
@@ -289,7 +308,7 @@ class _Recorder(TorchFunctionMode):
             if id(p) not in call.aliases:
                 call.aliases[id(p)] = (p, p.view_as(p))
             leaves[i] = call.aliases[id(p)][1]
-        args, kwargs = pytree.tree_unflatten(leaves, spec)
+        args, kwargs = _unflatten(leaves, spec)
         return func(*args, **kwargs)
 
 
@@ -342,7 +361,7 @@ class _Recorder(TorchFunctionMode):
                 if id(p) not in expanded:
                     expanded[id(p)] = rec.expanded_use(p, S[0])
                 leaves[i] = expanded[id(p)]
-            args, kwargs = pytree.tree_unflatten(leaves, spec)
+            args, kwargs = _unflatten(leaves, spec)
             return func(*args, **kwargs)
         return NotImplemented
 

@@ -164,6 +164,8 @@ class Outer(Factor):
         w = w.to(self.dtype).reshape(n, t)
         if t == 1:
             dYw = self.dY[0] * w.reshape(n, 1, 1, 1)
+        elif n == 1:  # one matrix-vector product over the tasks
+            dYw = (w[0] @ self.dY.reshape(t, -1)).reshape(self.dY.shape[1:])
         else:
             dYw = torch.einsum("nt,tnpgo->npgo", w, self.dY)
         X = self.X.to(self.dtype)
