@@ -809,3 +809,27 @@ class GPT2MLP(nn.Module):
 @arch()
 def hf_conv1d_by_name():
     return GPT2MLP(), torch.randn(B, 3, 4), _call
+
+
+class LlamaRMSNorm(nn.Module):
+    # structured and named like Hugging Face's (its rule is looked up by qualified name)
+    def __init__(self, D, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(D))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+LlamaRMSNorm.__module__ = "transformers.models.llama.modeling_llama"
+
+
+@arch()
+def hf_rms_norm_by_name():
+    m = nn.Sequential(nn.Linear(3, 4), LlamaRMSNorm(4), nn.Linear(4, 2), nn.Flatten())
+    return m, torch.randn(B, 3, 3), _call
