@@ -41,7 +41,7 @@ from ._validation import (
     describe,
 )
 from .rules import RULES, Factor, PerLoss, Rule
-from .rules._factors import rows_of
+from .rules._factors import gramian_of_uses
 from .rules._generic import generic, targets
 
 __all__ = ["Engine"]
@@ -356,11 +356,10 @@ class Engine:
                 f.keep_grads = self.keep_gradients
             if len(fs) == 1:
                 Gp = fs[0].gramian()
-            else:
-                total = _total(f.grads() for f in fs)
-                factors[id(p)] = (p, [PerLoss(total)])
-                g = rows_of(total)
-                Gp = g @ g.T
+            else:  # the cross terms between the uses: the Gramian of their sum
+                Gp, total = gramian_of_uses(fs, m, p.shape)
+                if total is not None:  # materialised whole: backward needs only the sum
+                    factors[id(p)] = (p, [PerLoss(total)])
             if per:
                 Gs[self._param_block[id(p)]] += Gp.to(losses.dtype)
             else:
