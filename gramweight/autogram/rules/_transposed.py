@@ -9,6 +9,7 @@ so it applies when transformers is installed without gramweight importing it.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ._factors import BiasOf, Factor, Outer
@@ -49,7 +50,7 @@ def transposed_linear(module: nn.Module, inputs: tuple, grad_output: Tensor, *, 
     """``y = x @ weight + bias``, weight (in, out): the Linear rule on ``weight.T``."""
     X, dY, n, t = split_samples(inputs[0], grad_output, batched, 1)
     I, O = module.weight.shape
-    inner = Outer(X.unsqueeze(2), dY.unsqueeze(3), (O, I))
+    inner = Outer(X.unsqueeze(2), dY.unsqueeze(3), torch.Size((O, I)))
     out: dict[str, Factor] = {"weight": Transposed(inner)}
     if module.bias is not None:
         out["bias"] = BiasOf(dY.sum(2).transpose(0, 1).reshape(n * t, -1), inner)
