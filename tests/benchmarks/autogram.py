@@ -5,12 +5,22 @@ Run from the repository root::
     python tests/benchmarks/autogram.py                 # every model, timings + peak memory
     python tests/benchmarks/autogram.py --models mlp --repeat 10 --no-memory
 
-Models (instance-wise losses, one per sample, float32 on the CPU):
+Models (instance-wise losses, one per sample, unless said; float32 on the CPU):
 
 - ``mlp``: 784-1024-1024-10, B = 128;
 - ``cnn``: two convolutions and two linear layers on 3x32x32, B = 64;
 - ``transformer``: 2-layer batch-first ``TransformerEncoder`` (d_model 128, 4 heads,
-  sequence 64), B = 32.
+  sequence 64), B = 32;
+- ``mlp_multitask``: trunk 256-512-512 with 4 one-output heads, B = 128, losses (4,) of the
+  whole batch (``batch_dim=None``);
+- ``resnet18``: ResNet-18's layout (2-2-2-2 basic blocks) at width 16 on 3x32x32, eval-mode
+  BatchNorm, B = 32;
+- with transformers installed (small random configs, no download; skipped without it):
+  ``gpt2`` (4 layers, d 256, V = 50257 tied, T = 64, B = 16), ``llama`` (4 layers, d 256,
+  V = 32000, T = 64, B = 16), ``vit`` (4 layers, d 256, 32x32 images in 4x4 patches, B = 32).
+
+A step that fails on a model (TorchJD's autogram refuses BatchNorm with ``batch_dim=0``)
+shows ``n/a``. ``--steps`` picks the steps; a summary table ends the output.
 
 Steps (each ends with an SGD update of the parameters):
 
