@@ -45,7 +45,7 @@ from ._validation import (
     task_parameters,
 )
 from .rules import RULES, Factor, PerLoss, Rule
-from .rules._factors import rows_of
+from .rules._factors import gramian_of_uses
 from .rules._generic import generic, targets
 
 __all__ = ["Engine"]
@@ -448,16 +448,16 @@ class Engine:
             fs = factors[id(p)][1]
             for f in fs:
                 f.keep_grads = self.keep_gradients
-            if len(fs) > 1:
-                total = _total(f.grads() for f in fs)
-                factors[id(p)] = (p, [PerLoss(total)])
             if exchanging:  # the global Gramian is made from every rank's factors at the end
+                if len(fs) > 1:  # one factor per parameter: the sum of its uses
+                    factors[id(p)] = (p, [PerLoss(_total(f.grads() for f in fs))])
                 return
             if len(fs) == 1:
                 Gp = fs[0].gramian()
-            else:
-                g = rows_of(total)
-                Gp = g @ g.T
+            else:  # the cross terms between the uses: the Gramian of their sum
+                Gp, total = gramian_of_uses(fs, m, p.shape)
+                if total is not None:  # materialised whole: backward needs only the sum
+                    factors[id(p)] = (p, [PerLoss(total)])
             if per:
                 Gs[block_of[id(p)]] += Gp.to(losses.dtype)
             else:

@@ -204,6 +204,51 @@ def _sliced_linear_rule(module: _LinearUse, inputs, grad_output, *, batched):
 _LINEAR_USE_RULE = Rule(_sliced_linear_rule)
 
 
+def _linear_arguments(input, weight, bias=None):
+    """``F.linear``'s arguments, bound by name."""
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        return None
+    return input, weight, bias if isinstance(bias, Tensor) else None
+
+
+class _ExpandedUse:
+    """Stands for a module in the use of a parameter expanded over the batch (see
+    ``Recording.expanded_use``)."""
+
+    use = "a parameter broadcast over the batch"
+
+    def __init__(self, param: Tensor, owner: nn.Module | None):
+        self.param, self.owner = param, owner
+
+
+def _expanded_rule(module: _ExpandedUse, inputs, grad_output, *, batched):
+    # grad_output (t, n, *param.shape[1:]): the gradient of row s is sample s's
+    t, n = grad_output.shape[:2]
+    return {"param": PerLoss(grad_output.transpose(0, 1).reshape(n * t, *module.param.shape))}
+
+
+_EXPANDED_USE_RULE = Rule(_expanded_rule)
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def _flatten(args: tuple, kwargs: dict):
+    """The leaves of a torch function's arguments and how to put them back: without pytree's
+    cost for the usual flat arguments (the recorder sees every op of the forward)."""
+    if any(isinstance(a, _CONTAINERS) for a in args) or any(
+            isinstance(v, _CONTAINERS) for v in kwargs.values()):
+        return pytree.tree_flatten((args, kwargs))
+    return [*args, *kwargs.values()], (len(args), tuple(kwargs))
+
+
+def _unflatten(leaves: list, spec):
+    if isinstance(spec, pytree.TreeSpec):
+        return pytree.tree_unflatten(leaves, spec)
+    n, keys = spec
+    return tuple(leaves[:n]), dict(zip(keys, leaves[n:]))
+
+
 class _Recorder(TorchFunctionMode):
     """Sees every torch function called during the forward of the hooked modules.
 
@@ -231,10 +276,10 @@ class _Recorder(TorchFunctionMode):
                 return func(*args, **kwargs)
         if rec.batch_dim is not None and func is F.batch_norm:
             check_batchnorm_call(args, kwargs, rec.where())
-        leaves, spec = pytree.tree_flatten((args, kwargs))
+        leaves, spec = _flatten(args, kwargs)
         if rec._tracked and getattr(func, "__name__", None) in _BROADCASTING:
             if self._broadcast(func, leaves):
-                args, kwargs = pytree.tree_unflatten(leaves, spec)
+                args, kwargs = _unflatten(leaves, spec)
         hit = [i for i, x in enumerate(leaves)
                if isinstance(x, Tensor) and id(x) in rec.param_ids and x.requires_grad]
         if not hit or not rec._stack:
@@ -252,6 +297,12 @@ class _Recorder(TorchFunctionMode):
             if func in RNN_FUNCTIONS:
                 raise RuntimeError(rnn_call_message(not_unrolled(func, args, kwargs),
                                                     rec.where()))
+        if rec.batch_dim is not None and not any(
+                call.rule is not None and (id(call.module), id(leaves[i])) in rec.own_names
+                for i in hit):
+            out = self._per_sample_use(func, args, kwargs, leaves, spec, hit)
+            if out is not NotImplemented:
+                return out
         for i in hit:
             p = leaves[i]
             name = rec.own_names.get((id(call.module), id(p)))
@@ -264,8 +315,61 @@ class _Recorder(TorchFunctionMode):
             if id(p) not in call.aliases:
                 call.aliases[id(p)] = (p, p.view_as(p))
             leaves[i] = call.aliases[id(p)][1]
-        args, kwargs = pytree.tree_unflatten(leaves, spec)
+        args, kwargs = _unflatten(leaves, spec)
         return func(*args, **kwargs)
+
+    def _per_sample_use(self, func, args, kwargs, leaves: list, spec, hit: list[int]):
+        """With ``batch_dim=0``, a use of parameters outside their module's rule whose
+        per-sample gradients are linear in the batch, recorded for a rule instead of an alias
+        (whose generic fallback costs a backward per sample):
+
+        - ``F.linear(x, weight, bias)`` (a tied output projection, ``F.linear(h, wte.weight)``):
+          for the Linear rule, as a decomposition's ``linear`` use;
+        - a parameter with a leading dimension of size 1 expanded over dimension 0
+          (``cls.expand(B, -1, -1)``) or broadcast over it by an elementwise op (``x + pos``
+          with ``pos`` of shape (1, T, D)): the op gets the parameter expanded to the batch,
+          whose gradient has one row per sample, and that expansion is recorded.
+
+        Returns ``NotImplemented`` for any other use.
+        """
+        rec = self.recording
+        if func is F.linear:
+            bound = _linear_arguments(*args, **kwargs)
+            if bound is None:
+                return NotImplemented
+            x, weight, bias = bound
+            ids = {id(leaves[i]) for i in hit}
+            if (id(weight) in ids and weight.dim() == 2 and id(x) not in ids and x.dim() >= 2
+                    and (bias is None or id(bias) in ids or not bias.requires_grad)):
+                return rec.linear_use(x, weight, bias)
+            return NotImplemented
+        name = getattr(func, "__name__", None)
+        if name == "expand" and len(hit) == 1 and hit[0] == 0:
+            p = leaves[0]
+            with torch.no_grad():
+                shape = func(*args, **kwargs).shape
+            if len(shape) == p.dim() >= 2 and p.shape[0] == 1 and shape[0] > 1:
+                return rec.expanded_use(p, shape[0]).expand(shape)
+            return NotImplemented
+        if name in _BROADCASTING and not name.endswith("_"):
+            tensors = [x for x in leaves if isinstance(x, Tensor)]
+            try:
+                S = torch.broadcast_shapes(*(x.shape for x in tensors))
+            except RuntimeError:
+                return NotImplemented  # the op raises by itself
+            if len(S) == 0 or S[0] <= 1 or any(
+                    leaves[i].dim() != len(S) or leaves[i].shape[0] != 1 for i in hit):
+                return NotImplemented
+            leaves = list(leaves)
+            expanded: dict[int, Tensor] = {}
+            for i in hit:
+                p = leaves[i]
+                if id(p) not in expanded:
+                    expanded[id(p)] = rec.expanded_use(p, S[0])
+                leaves[i] = expanded[id(p)]
+            args, kwargs = _unflatten(leaves, spec)
+            return func(*args, **kwargs)
+        return NotImplemented
 
     def _broadcast(self, func, leaves: list) -> bool:
         """Expand to the batch every tracked output that ``func`` broadcasts over it.
@@ -431,6 +535,15 @@ class Recording:
         """The innermost open hooked call, as messages name it."""
         module = self._innermost()
         return "a hooked module" if module is None else describe(module, self.names)
+
+    def expanded_use(self, p: Tensor, B: int) -> Tensor:
+        """``p``, of shape (1, ...), expanded to (B, ...): its use through that expansion is
+        recorded, the gradient of row ``s`` of the expansion being sample ``s``'s."""
+        y = p.expand(B, *p.shape[1:])
+        call = _Call(_ExpandedUse(p, self._innermost()), _EXPANDED_USE_RULE,
+                     rule_params={"param": p}, edge=get_gradient_edge(y))
+        self.calls.append(call)
+        return y
 
     def linear_use(self, x: Tensor, weight: Tensor, bias: Tensor | None = None, *,
                    bias_rows: slice | None = None) -> Tensor:

@@ -77,11 +77,13 @@ _BATCH_DIM_CHOICES = (
 def describe(module: Any, names: Mapping[int, str]) -> str:
     """A module as messages name it: its type and its path in the model, ``Linear 'h.0.fc'``.
 
-    A ``linear`` use recorded by a decomposition is named by the module whose forward made it.
+    A ``linear`` use recorded by a decomposition (or a parameter's use recorded for a rule) is
+    named by the module whose forward made it.
     """
     owner = getattr(module, "owner", None)
     if owner is not None:
-        return f"a linear projection inside {describe(owner, names)}"
+        use = getattr(module, "use", "a linear projection")
+        return f"{use} inside {describe(owner, names)}"
     name = names.get(id(module))
     return type(module).__name__ + ("" if name is None else f" '{name}'")
 

@@ -773,3 +773,115 @@ class LSTMGivenState(nn.Module):
 @arch()
 def lstm_given_state():
     return LSTMGivenState(), torch.randn(B, 5, 3), _call
+
+
+# ------------------------------------------------------------------ per-sample uses for rules
+# Uses of a parameter outside its module's rule whose per-sample gradients are linear in the
+# batch: recorded for a rule instead of the generic fallback (issue 13).
+class TinyViT(nn.Module):
+    # parameters in the root's own forward: a class token expanded to the batch, a position
+    # embedding and a scale of batch size 1 broadcast over it by elementwise ops
+    def __init__(self, D=4, T=4):
+        super().__init__()
+        self.patch = nn.Conv2d(2, D, 2, stride=2)
+        self.cls = nn.Parameter(torch.randn(1, 1, D))
+        self.pos = nn.Parameter(torch.randn(1, T + 1, D))
+        self.scale = nn.Parameter(torch.randn(1, 1, D))
+        self.norm = nn.LayerNorm(D)
+        self.mlp = nn.Linear(D, D)
+        self.head = nn.Linear(D, 3)
+
+    def forward(self, x):
+        h = self.patch(x).flatten(2).transpose(1, 2)  # (B, T, D)
+        h = torch.cat([self.cls.expand(x.shape[0], -1, -1), h], 1) + self.pos
+        h = h + torch.tanh(self.mlp(self.norm(h))) * self.scale
+        return self.head(h[:, 0] + h[:, 1:].mean(1))
+
+
+@arch()
+def vit_root_parameters():
+    return TinyViT(), torch.randn(B, 2, 4, 4), _call
+
+
+class TiedProjection(nn.Module):
+    # GPT-2's output layer: F.linear on the token embedding, with a free bias, on (B, T, D)
+    def __init__(self, V=7, D=3):
+        super().__init__()
+        self.wte = nn.Embedding(V, D)
+        self.block = nn.Linear(D, D)
+        self.bias = nn.Parameter(torch.randn(V))
+
+    def forward(self, idx):
+        h = torch.tanh(self.block(self.wte(idx)))
+        return nn.functional.linear(h, self.wte.weight, self.bias)
+
+
+@arch()
+def tied_output_projection_f_linear():
+    return TiedProjection(), torch.randint(0, 7, (B, 3)), _flat
+
+
+class Conv1D(nn.Module):
+    # structured like transformers.pytorch_utils.Conv1D, and named like it: its rule is looked
+    # up by qualified name, without transformers
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf, self.nx = nf, nx
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.5)
+        self.bias = nn.Parameter(torch.randn(nf) * 0.1)
+
+    def forward(self, x):
+        size_out = x.size()[:-1] + (self.nf,)
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
+
+
+Conv1D.__module__ = "transformers.pytorch_utils"
+
+
+class OwnForwardConv1D(Conv1D):
+    def forward(self, x):  # overrides forward: no rule, the generic fallback
+        return super().forward(x) * 2.0
+
+
+class GPT2MLP(nn.Module):
+    def __init__(self, D=4):
+        super().__init__()
+        self.c_fc, self.c_proj = Conv1D(6, D), Conv1D(D, 6)
+        self.other = OwnForwardConv1D(D, D)
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        h.tanh_()
+        out = self.c_proj(h)
+        out += x
+        return self.other(out).flatten(1)
+
+
+@arch()
+def hf_conv1d_by_name():
+    return GPT2MLP(), torch.randn(B, 3, 4), _call
+
+
+class LlamaRMSNorm(nn.Module):
+    # structured and named like Hugging Face's (its rule is looked up by qualified name)
+    def __init__(self, D, eps=1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(D))
+        self.variance_epsilon = eps
+
+    def forward(self, hidden_states):
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.to(torch.float32)
+        variance = hidden_states.pow(2).mean(-1, keepdim=True)
+        hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+        return self.weight * hidden_states.to(input_dtype)
+
+
+LlamaRMSNorm.__module__ = "transformers.models.llama.modeling_llama"
+
+
+@arch()
+def hf_rms_norm_by_name():
+    # first: its float32 normalisation then rounds only the input's gradient (float64 tests)
+    m = nn.Sequential(LlamaRMSNorm(3), nn.Linear(3, 2), nn.Flatten())
+    return m, torch.randn(B, 3, 3), _call

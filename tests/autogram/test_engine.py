@@ -282,7 +282,8 @@ def test_user_rule_is_used_and_exact(batch_dim):
 
 
 @pytest.mark.parametrize(("n", "P", "g", "I", "t", "O"),
-                         [(4, 1, 1, 3, 1, 2), (3, 5, 1, 2, 2, 4), (2, 3, 2, 3, 3, 2)])
+                         [(4, 1, 1, 3, 1, 2), (3, 5, 1, 2, 2, 4), (2, 3, 2, 3, 3, 2),
+                          (1, 6, 1, 3, 4, 5), (1, 4, 2, 3, 3, 2)])  # n = 1: the kernel form
 def test_outer_ghost_and_materialised_forms_agree(n, P, g, I, t, O, monkeypatch):
     torch.manual_seed(0)
     X, dY = torch.randn(n, P, g, I, dtype=DT), torch.randn(t, n, P, g, O, dtype=DT)
@@ -519,3 +520,31 @@ def test_an_output_without_the_batch_on_dim_0_is_refused_with_the_module_path():
             ValueError, match=r"^`batch_dim=0` must be the sample dimension .* got an output "
             r"of Transposed '0.inner' with 3 rows"):
         engine.gramian((model(x_batch()) ** 2).sum(1))
+
+
+@pytest.mark.parametrize("name", ["tied_embedding", "tied_output_projection_f_linear",
+                                  "linear_long_sequence", "shared_parameter", "cnn"])
+@pytest.mark.parametrize("shape", ["instance", "mixed", "multitask"])
+def test_gramian_by_blocks_of_rows_is_exact(name, shape, monkeypatch):
+    # a tiny budget: every parameter's Gramian is taken by blocks of (one or two) rows
+    from gramweight.autogram.rules import _factors
+
+    from ._zoo import ZOO, batch_dim_of, losses_of
+
+    monkeypatch.setattr(_factors, "CHUNK", 40)
+    torch.manual_seed(0)
+    model, x, forward = ZOO[name].build()
+    model = model.to(DT)
+    x = x.to(DT) if x.is_floating_point() else x
+    losses_fn = lambda: losses_of(forward(model, x), shape)  # noqa: E731
+    expected = reference_gramian(model, losses_fn)
+    with Engine(model, batch_dim=batch_dim_of(shape)) as engine:
+        G = engine.gramian(losses_fn())
+        torch.testing.assert_close(G, expected, rtol=1e-9, atol=1e-12 * expected.abs().max())
+        w = torch.rand(G.shape[0], dtype=DT)
+        engine.backward(w)
+    got = {n: p.grad for n, p in model.named_parameters()}
+    model.zero_grad()
+    losses_fn().flatten().backward(w)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)

@@ -73,3 +73,14 @@ def test_norms(B, kind, shape, seed):
             p.normal_()
     x = torch.randn(B, 4, 3, dtype=DT) if kind == "group" else torch.randn(B, 3, 4, dtype=DT)
     _check(nn.Sequential(norm).to(DT), x, shape, seed)
+
+
+def test_a_rule_by_qualified_name_applies_without_importing_its_library():
+    from gramweight.autogram.rules._registry import RULES, RULES_BY_NAME, rule_for
+
+    from ._zoo import Conv1D, OwnForwardConv1D
+
+    rule = RULES_BY_NAME["transformers.pytorch_utils.Conv1D"]
+    assert rule_for(RULES, Conv1D(3, 2)) is rule
+    assert rule_for(RULES, OwnForwardConv1D(3, 2)) is None  # its own forward: no rule
+    assert rule_for({Conv1D: "mine"}, Conv1D(3, 2)) == "mine"  # by type first

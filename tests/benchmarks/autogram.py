@@ -5,12 +5,22 @@ Run from the repository root::
     python tests/benchmarks/autogram.py                 # every model, timings + peak memory
     python tests/benchmarks/autogram.py --models mlp --repeat 10 --no-memory
 
-Models (instance-wise losses, one per sample, float32 on the CPU):
+Models (instance-wise losses, one per sample, unless said; float32 on the CPU):
 
 - ``mlp``: 784-1024-1024-10, B = 128;
 - ``cnn``: two convolutions and two linear layers on 3x32x32, B = 64;
 - ``transformer``: 2-layer batch-first ``TransformerEncoder`` (d_model 128, 4 heads,
-  sequence 64), B = 32.
+  sequence 64), B = 32;
+- ``mlp_multitask``: trunk 256-512-512 with 4 one-output heads, B = 128, losses (4,) of the
+  whole batch (``batch_dim=None``);
+- ``resnet18``: ResNet-18's layout (2-2-2-2 basic blocks) at width 16 on 3x32x32, eval-mode
+  BatchNorm, B = 32;
+- with transformers installed (small random configs, no download; skipped without it):
+  ``gpt2`` (4 layers, d 256, V = 50257 tied, T = 64, B = 16), ``llama`` (4 layers, d 256,
+  V = 32000, T = 64, B = 16), ``vit`` (4 layers, d 256, 32x32 images in 4x4 patches, B = 32).
+
+A step that fails on a model (TorchJD's autogram refuses BatchNorm with ``batch_dim=0``)
+shows ``n/a``. ``--steps`` picks the steps; a summary table ends the output.
 
 Steps (each ends with an SGD update of the parameters):
 
@@ -95,7 +105,117 @@ def transformer():
     return model, lambda: nn.functional.cross_entropy(model(x), y, reduction="none")
 
 
-MODELS = {"mlp": mlp, "cnn": cnn, "transformer": transformer}
+class MultiTask(nn.Module):
+    def __init__(self, tasks=4):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(512, 1) for _ in range(tasks))
+
+    def forward(self, x):
+        h = self.trunk(x)
+        return torch.cat([head(h) for head in self.heads], 1)
+
+
+def mlp_multitask():
+    model = MultiTask()
+    x, y = torch.randn(128, 256), torch.randn(128, 4)
+    return model, lambda: ((model(x) - y) ** 2).mean(0)  # (4,): batch_dim=None
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.down = None
+        if stride != 1 or c_in != c_out:
+            self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                      nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x if self.down is None else self.down(x)
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    """torchvision's ResNet-18 layout (2-2-2-2 basic blocks) at width ``w``, for 32x32 inputs."""
+
+    def __init__(self, w=16, classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w),
+                                  nn.ReLU(inplace=True))
+        blocks, c = [], w
+        for k, stride in enumerate((1, 2, 2, 2)):
+            out = w * 2 ** k
+            blocks += [BasicBlock(c, out, stride), BasicBlock(out, out, 1)]
+            c = out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def resnet18():
+    model = ResNet18().eval()  # BatchNorm with running statistics: samples independent
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    return model, lambda: nn.functional.cross_entropy(model(x), y, reduction="none")
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "transformer": transformer, "mlp_multitask": mlp_multitask,
+          "resnet18": resnet18}
+BATCH_DIM = {"mlp_multitask": None}  # every other model: batch_dim=0, one loss per sample
+
+try:  # Hugging Face models from small random configs (no download); skipped without it
+    import transformers
+except ImportError:
+    transformers = None
+
+
+def _lm(model, B=16, T=64):
+    ids = torch.randint(0, model.config.vocab_size, (B, T))
+
+    def losses():
+        logits = model(input_ids=ids).logits
+        return nn.functional.cross_entropy(logits.flatten(0, 1), ids.flatten(),
+                                           reduction="none").view(B, T).mean(1)
+    return model, losses
+
+
+def gpt2():
+    config = transformers.GPT2Config(n_layer=4, n_embd=256, n_head=4, n_positions=64,
+                                     vocab_size=50257, attn_pdrop=0.0, resid_pdrop=0.0,
+                                     embd_pdrop=0.0)
+    return _lm(transformers.GPT2LMHeadModel(config))
+
+
+def llama():
+    config = transformers.LlamaConfig(hidden_size=256, intermediate_size=688,
+                                      num_hidden_layers=4, num_attention_heads=4,
+                                      num_key_value_heads=4, vocab_size=32000,
+                                      max_position_embeddings=64)
+    return _lm(transformers.LlamaForCausalLM(config))
+
+
+def vit():
+    config = transformers.ViTConfig(image_size=32, patch_size=4, hidden_size=256,
+                                    num_hidden_layers=4, num_attention_heads=4,
+                                    intermediate_size=512, num_labels=10,
+                                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = transformers.ViTForImageClassification(config)
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    return model, lambda: nn.functional.cross_entropy(model(pixel_values=x).logits, y,
+                                                      reduction="none")
+
+
+if transformers is not None:
+    transformers.logging.set_verbosity_error()
+    MODELS.update(gpt2=gpt2, llama=llama, vit=vit)
 
 
 # ---------------------------------------------------------------------------- steps
@@ -107,7 +227,7 @@ def _sgd(model: nn.Module, lr: float = 1e-3) -> None:
                 p.grad = None
 
 
-def plain(model, losses_fn):
+def plain(model, losses_fn, batch_dim):
     def step():
         losses_fn().mean().backward()
         _sgd(model)
@@ -115,8 +235,8 @@ def plain(model, losses_fn):
 
 
 def _gw(weighting, **options):
-    def make(model, losses_fn):
-        engine = gw.autogram.Engine(model, batch_dim=0, **options)
+    def make(model, losses_fn, batch_dim):
+        engine = gw.autogram.Engine(model, batch_dim=batch_dim, **options)
 
         def step():
             G = engine.gramian(losses_fn())
@@ -126,8 +246,8 @@ def _gw(weighting, **options):
     return make
 
 
-def tjd_autogram_step(model, losses_fn):
-    engine = tjd_autogram.Engine(model, batch_dim=0)
+def tjd_autogram_step(model, losses_fn, batch_dim):
+    engine = tjd_autogram.Engine(model, batch_dim=batch_dim)
     weighting = tjd_agg.UPGradWeighting()
 
     def step():
@@ -137,7 +257,7 @@ def tjd_autogram_step(model, losses_fn):
     return step, lambda: None
 
 
-def tjd_autojac_step(model, losses_fn):
+def tjd_autojac_step(model, losses_fn, batch_dim):
     aggregator = tjd_agg.UPGrad()
     params = list(model.parameters())
 
@@ -157,16 +277,27 @@ if torchjd is not None:
     STEPS["tjd_autojac"] = tjd_autojac_step
 
 
-def time_steps(model_name: str, repeat: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per step. The steps run in turns (one of each per round), so that a
-    change of load on the machine affects every step alike."""
-    runs = {}
-    for name, make in STEPS.items():
-        torch.manual_seed(0)
-        model, losses_fn = MODELS[model_name]()
-        step, close = make(model, losses_fn)
-        for _ in range(warmup):
-            step()
+def _make(model_name: str, step_name: str):
+    torch.manual_seed(0)
+    model, losses_fn = MODELS[model_name]()
+    return STEPS[step_name](model, losses_fn, BATCH_DIM.get(model_name, 0))
+
+
+def time_steps(model_name: str, repeat: int, steps: list[str], warmup: int = 2
+               ) -> dict[str, float | None]:
+    """Median seconds per step (None for a step that fails on this model). The steps run in
+    turns (one of each per round), so that a change of load on the machine affects every
+    step alike."""
+    runs, out = {}, {}
+    for name in steps:
+        try:
+            step, close = _make(model_name, name)
+            for _ in range(warmup):
+                step()
+        except Exception as e:  # a peer that does not support the model: say so, go on
+            print(f"{model_name}/{name}: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+            out[name] = None
+            continue
         runs[name] = (step, close, [])
     slow = {"tjd_autojac"}  # seconds per step: fewer rounds
     for r in range(repeat):
@@ -176,11 +307,10 @@ def time_steps(model_name: str, repeat: int, warmup: int = 2) -> dict[str, float
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
-    out = {}
     for name, (_, close, times) in runs.items():
         close()
         out[name] = statistics.median(times)
-    return out
+    return {name: out[name] for name in steps}
 
 
 # ---------------------------------------------------------------------------- memory
@@ -193,9 +323,7 @@ def _rss_kib(field: str) -> int:
 
 def peak_extra_mib(model_name: str, step_name: str) -> float:
     """In this process: growth of the peak resident set over three steps, in MiB."""
-    torch.manual_seed(0)
-    model, losses_fn = MODELS[model_name]()
-    step, close = STEPS[step_name](model, losses_fn)
+    step, close = _make(model_name, step_name)
     step()  # warm-up: lazy imports and initialisations are not the step's memory
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back: RSS = live memory
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -222,13 +350,23 @@ def _version(name: str) -> str:
         return "n/a"
 
 
-TARGET_PLAIN = {"mlp": 1.3, "cnn": 2.0, "transformer": 1.6}
-TARGET_TJD = {"mlp": 50.0, "cnn": 3.0, "transformer": 1.5}
+TARGET_PLAIN = {"mlp": 1.3, "cnn": 2.0, "transformer": 1.6, "mlp_multitask": 3.0}
+TARGET_TJD = {"mlp": 50.0, "cnn": 3.0, "transformer": 1.5, "mlp_multitask": 2.0}
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a / b
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--steps", nargs="*", default=list(STEPS),
+                        help="steps to time (plain always runs)")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--threads", type=int, default=1,
@@ -239,30 +377,40 @@ def main() -> None:
     if args.peak:
         print(json.dumps(peak_extra_mib(*args.peak)))
         return
+    steps = ["plain"] + [s for s in args.steps if s in STEPS and s != "plain"]
+    ours_name = "gw_upgrad" if "gw_upgrad" in steps else "gw_mean"
     print(f"torch {torch.__version__}, torchjd {_version('torchjd')}, "
+          f"transformers {_version('transformers') if transformers else 'n/a'}, "
           f"{torch.get_num_threads()} threads")
+    summary = []
     for model_name in args.models:
-        times = time_steps(model_name, args.repeat)
-        ours = times["gw_mean"]
+        times = time_steps(model_name, args.repeat, steps)
+        plain_t, ours = times["plain"], times.get(ours_name)
         print(f"\n### {model_name}\n")
-        print("| step | median ms | time / plain | time / gw_mean | extra peak MiB | peak / plain |")
+        print(f"| step | median ms | time / plain | time / {ours_name} | extra peak MiB "
+              "| peak / plain |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        base = None
+        peaks = {}
         for name, t in times.items():
             mem = ratio = ""
-            if not args.no_memory:
-                peak = peak_in_subprocess(model_name, name)
-                base = peak if base is None else base
-                mem, ratio = f"{peak:.1f}", f"{peak / base:.2f}"
-            print(f"| {name} | {t * 1e3:.1f} | {t / times['plain']:.2f} | {t / ours:.2f} | {mem} "
-                  f"| {ratio} |", flush=True)
-        print(f"\ntargets: gw_mean / plain <= {TARGET_PLAIN[model_name]} "
-              f"(got {ours / times['plain']:.2f})", end="")
-        if "tjd_autogram" in times:
-            print(f"; tjd_autogram / gw_mean >= {TARGET_TJD[model_name]} "
-                  f"(got {times['tjd_autogram'] / ours:.1f})")
-        else:
-            print()
+            if not args.no_memory and t is not None:
+                peaks[name] = peak_in_subprocess(model_name, name)
+                mem = f"{peaks[name]:.1f}"
+                ratio = _fmt(_ratio(peaks[name], peaks.get("plain")), ".2f")
+            print(f"| {name} | {_fmt(t and t * 1e3, '.1f')} | {_fmt(_ratio(t, plain_t), '.2f')} "
+                  f"| {_fmt(_ratio(t, ours), '.2f')} | {mem} | {ratio} |", flush=True)
+        tjd = _ratio(times.get("tjd_autogram"), ours)
+        summary.append((model_name, _ratio(ours, plain_t), tjd,
+                        _ratio(peaks.get(ours_name), peaks.get("plain"))))
+        if model_name in TARGET_PLAIN:
+            print(f"\ntargets: {ours_name} / plain <= {TARGET_PLAIN[model_name]} "
+                  f"(got {_fmt(_ratio(ours, plain_t), '.2f')}); tjd_autogram / {ours_name} >= "
+                  f"{TARGET_TJD[model_name]} (got {_fmt(tjd, '.2f')})")
+    print(f"\n### summary ({ours_name})\n")
+    print(f"| model | {ours_name} / plain | tjd_autogram / {ours_name} | extra peak / plain's |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, a, b, c in summary:
+        print(f"| {name} | {_fmt(a, '.2f')} | {_fmt(b, '.2f')} | {_fmt(c, '.2f')} |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 the engine calls it like a rule.
 """
 
-from . import _conv, _embedding, _linear, _norm  # noqa: F401  (registration)
+from . import _conv, _embedding, _linear, _norm, _transposed  # noqa: F401  (registration)
 from ._factors import Factor, Outer, PerLoss, Rows
 from ._registry import RULES, Rule, register_rule, split_samples
 

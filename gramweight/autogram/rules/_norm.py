@@ -1,4 +1,5 @@
-"""Rules for the affine parameters of ``LayerNorm``, ``GroupNorm``, ``RMSNorm`` and BatchNorm."""
+"""Rules for the affine parameters of ``LayerNorm``, ``GroupNorm``, ``RMSNorm``, BatchNorm, and
+Hugging Face's RMSNorm (by qualified name)."""
 
 from __future__ import annotations
 
@@ -76,3 +77,16 @@ def batch_norm(module: nn.modules.batchnorm._BatchNorm, inputs: tuple, grad_outp
         xhat = F.batch_norm(x, module.running_mean, module.running_var, training=False,
                             eps=module.eps)
     return _affine(xhat.movedim(1, -1), grad_output.movedim(2, -1), batched, 1, True)
+
+
+@register_rule(*(f"transformers.models.{m}.modeling_{m}.{c}RMSNorm"
+                 for m, c in (("llama", "Llama"), ("mistral", "Mistral"), ("qwen2", "Qwen2"),
+                              ("qwen3", "Qwen3"))))
+def hf_rms_norm(module: nn.Module, inputs: tuple, grad_output: Tensor, *, batched: bool
+                ) -> dict[str, Factor]:
+    """Hugging Face's RMSNorm (Llama and its copies): ``weight * normalise(x)``, with the
+    normalisation computed in float32 and cast back to the input's dtype, as its forward does."""
+    x = inputs[0]
+    h = x.to(torch.float32)
+    xhat = (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + module.variance_epsilon)).to(x.dtype)
+    return _affine(xhat, grad_output, batched, 1, False)

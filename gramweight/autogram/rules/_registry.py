@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from .._validation import batch_size_message
 from ._factors import Factor
 
-__all__ = ["RULES", "Rule", "register_rule", "rule_for", "split_samples"]
+__all__ = ["RULES", "RULES_BY_NAME", "Rule", "qualified_name", "register_rule", "rule_for",
+           "split_samples"]
 
 RuleFn = Callable[..., dict[str, Factor]]
 
@@ -28,9 +29,22 @@ class Rule(NamedTuple):
 RULES: dict[type, Rule] = {}
 """Every built-in rule, by the module type it was registered for (see ``rule_for``)."""
 
+RULES_BY_NAME: dict[str, Rule] = {}
+"""Built-in rules for types of other libraries, by qualified class name
+(``"transformers.pytorch_utils.Conv1D"``): they apply when that library is installed, which
+gramweight never imports."""
+
+
+def qualified_name(cls: type) -> str:
+    """``module.QualName`` of a class, the key of :data:`RULES_BY_NAME`."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
 
 def rule_for(rules: Mapping[type, Rule], module: nn.Module) -> Rule | None:
     """The rule of ``module``: that of the first type of its MRO with one, if it applies.
+
+    A type has a rule in ``rules`` (by type) or else in :data:`RULES_BY_NAME` (by qualified
+    name).
 
     A subclass of a ruled type uses that type's rule unless it overrides ``forward`` (its
     ``forward`` is then not the one the rule was written for: the generic fallback covers its
@@ -40,6 +54,8 @@ def rule_for(rules: Mapping[type, Rule], module: nn.Module) -> Rule | None:
     for base in cls.__mro__:
         rule = rules.get(base)
         if rule is None:
+            rule = RULES_BY_NAME.get(qualified_name(base))
+        if rule is None:
             continue
         if base is not cls and cls.forward is not base.forward:
             return None
@@ -47,7 +63,7 @@ def rule_for(rules: Mapping[type, Rule], module: nn.Module) -> Rule | None:
     return None
 
 
-def register_rule(*types: type, when: Callable[[nn.Module], bool] | None = None):
+def register_rule(*types: type | str, when: Callable[[nn.Module], bool] | None = None):
     """Register ``fn(module, inputs, grad_output, *, batched) -> {param_name: Factor}``.
 
     The rule receives the positional inputs of one call of the module, the gradient reaching
@@ -57,13 +73,19 @@ def register_rule(*types: type, when: Callable[[nn.Module], bool] | None = None)
     (``batch_dim=None``). Loss ``(s, k)`` (row ``s * t + k``) depends on sample ``s`` and task
     ``k``; when not batched there is one "sample" (the whole batch).
 
+    A type may be given by its qualified name (``"transformers.pytorch_utils.Conv1D"``): the
+    rule then applies to that class without importing its library.
+
     ``when`` optionally restricts the rule to some instances (e.g. ``Embedding`` without
     ``max_norm``); other instances go to the generic fallback.
     """
 
     def decorator(fn: RuleFn) -> RuleFn:
         for cls in types:
-            RULES[cls] = Rule(fn, when)
+            if isinstance(cls, str):
+                RULES_BY_NAME[cls] = Rule(fn, when)
+            else:
+                RULES[cls] = Rule(fn, when)
         return fn
 
     return decorator
