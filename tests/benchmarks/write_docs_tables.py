@@ -76,11 +76,24 @@ def _ratio(row, col) -> str:
 
 def _autogram_sections(output: str) -> dict[str, str]:
     """autogram.py's output cut into one file per model: its table and its targets line."""
+    output = re.split(r"^### summary \(", output, flags=re.M)[0]  # the summary: its own file
     parts = re.split(r"^### (\w+)\n", output, flags=re.M)
     return {
         f"autogram_{name}": body.strip() + "\n" for name, body in zip(parts[1::2], parts[2::2])
     }
 
+
+def _model_sections(output: str) -> dict[str, str]:
+    """autogram.py's run over the third-party models: one file per model, and its summary."""
+    tables = {f"autogram_models_{name.removeprefix('autogram_')}": body
+              for name, body in _autogram_sections(output).items()
+              if name.removeprefix("autogram_") in THIRD_PARTY}
+    summary = re.search(r"^### summary \(\w+\)\n(.*)", output, flags=re.M | re.S)
+    tables["autogram_models_summary"] = summary.group(1).strip() + "\n"
+    return tables
+
+
+THIRD_PARTY = ("mlp", "cnn", "transformer", "mlp_multitask", "resnet18", "gpt2", "llama", "vit")
 
 WEIGHTINGS = [sys.executable, str(HERE / "weightings.py")]
 AUTOGRAM = [sys.executable, str(HERE / "autogram.py")]
@@ -100,7 +113,13 @@ GROUPS = {
         WEIGHTINGS + ["--threads", "1", "--sizes", "2", "8", "--host-ratio", "--markdown"],
         lambda out: {"host_ratio": _wide(out, _ratio)},
     ),
-    "autogram": (AUTOGRAM + ["--repeat", "15"], _autogram_sections),
+    "autogram": (AUTOGRAM + ["--models", "mlp", "cnn", "transformer", "--repeat", "15"],
+                 _autogram_sections),
+    "autogram_models": (
+        AUTOGRAM + ["--models", *THIRD_PARTY, "--steps", "gw_mean", "gw_upgrad",
+                    "tjd_autogram", "--repeat", "3", "--threads", "1"],
+        _model_sections,
+    ),
 }
 
 
