@@ -407,9 +407,15 @@ class Distributed:
 
     # ------------------------------------------------------------------ backward
     def accumulate(self, params: Sequence[nn.Parameter], kept: dict, weights: Tensor,
-                   block_of: Mapping[int, int]) -> None:
-        """Every rank's weighted gradients, summed (one ``all_reduce``), into ``.grad``."""
-        trainable = [p for p in params if p.requires_grad]
+                   block_of: Mapping[int, int],
+                   plain: Sequence[tuple[nn.Parameter, Tensor | None]] = ()) -> None:
+        """Every rank's weighted gradients, summed (one ``all_reduce``), into ``.grad``.
+
+        ``plain``: the engine's ``task_specific`` parameters with this rank's plain gradient
+        (None where its losses do not reach one), reduced in the same buffer and the same way.
+        """
+        trainable = [p for p in params if p.requires_grad] + [p for p, _ in plain]
+        given = {id(p): g for p, g in plain}
         if self.exchanges and self.batch_dim is not None:
             weights = weights[..., self._offset:self._offset + self._rows]
         dtype = weights.dtype
@@ -419,6 +425,12 @@ class Distributed:
         buf = torch.zeros(total + len(trainable), dtype=dtype, device=weights.device)
         at = 0
         for i, p in enumerate(trainable):
+            if id(p) in given:
+                if given[id(p)] is not None:
+                    buf[at:at + p.numel()] = given[id(p)].reshape(-1)
+                    buf[total + i] = 1
+                at += p.numel()
+                continue
             entry = kept.pop(id(p), None)
             if entry is not None:
                 fs = entry[1]

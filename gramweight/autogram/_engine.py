@@ -365,9 +365,13 @@ class Engine:
         check_weights(weights, self._m, len(names))
         kept, self._kept = self._kept, None
         task_grads, self._task_grads = self._task_grads, None
+        plain = list(zip(self._task_params, task_grads or ()))
         with torch.no_grad():
+            if self._dist is not None:  # one all_reduce of every rank's gradients
+                self._dist.accumulate(self._params, kept, weights, index, plain)
+                return
             self._accumulate(kept, weights, index)
-            for p, g in zip(self._task_params, task_grads or ()):
+            for p, g in plain:
                 if g is not None:
                     _add_grad(p, g.to(p.dtype))
 
@@ -488,9 +492,6 @@ class Engine:
         return Gs if per else G
 
     def _accumulate(self, kept, weights: Tensor, block_of: Mapping[int, int]) -> None:
-        if self._dist is not None:  # one all_reduce of every rank's weighted gradients
-            self._dist.accumulate(self._params, kept, weights, block_of)
-            return
         while kept:  # each layer's kept tensors are released as soon as its gradient exists
             _, (p, fs) = kept.popitem()
             w = weights if weights.dim() == 1 else weights[block_of[id(p)]]

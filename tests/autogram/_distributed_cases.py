@@ -290,6 +290,41 @@ def toy_mean_of_local_gramians(group):
         raise AssertionError("check_same_on_every_rank missed a difference")
 
 
+def shared_representation(group):
+    """task_specific heads: the trunk's global Gramian, each head's plain gradient reduced like
+    the trunk's (the global batch's), against plain autograd on the concatenated batch."""
+    rank, R = dist.get_rank(group), dist.get_world_size(group)
+    for shape in ("iwrm", "mt"):
+        torch.manual_seed(0)
+        trunk = nn.Sequential(nn.Linear(3, 5), nn.Tanh()).to(DT)
+        heads = nn.ModuleList([nn.Linear(5, 1), nn.Linear(5, 2)]).to(DT)
+        X = torch.randn(2 * R, 3, generator=torch.Generator().manual_seed(1), dtype=DT)
+
+        def losses_of_batch(x):
+            z = trunk(x)
+            per_sample = torch.stack([heads[0](z)[:, 0] ** 2, heads[1](z).sin().sum(1)], 1)
+            # equal shards: the mean of the ranks' means is the global batch's mean
+            return per_sample.sum(1) if shape == "iwrm" else per_sample.mean(0)
+
+        tparams, hparams = list(trunk.parameters()), list(heads.parameters())
+        losses = losses_of_batch(X)
+        J = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+            loss, tparams, retain_graph=True)]) for loss in losses])
+        w = gw.upgrad(J @ J.T)
+        want_trunk = w @ J
+        want_heads = torch.autograd.grad(losses.sum(), hparams)
+        batch_dim = 0 if shape == "iwrm" else None
+        with gw.autogram.Engine(trunk, batch_dim=batch_dim, process_group=group,
+                                task_specific=heads) as engine:
+            G = engine.gramian(losses_of_batch(X[2 * rank:2 * rank + 2]))
+            close(G, J @ J.T, f"shared representation {shape}: G")
+            engine.backward(gw.upgrad(G))
+        close(torch.cat([p.grad.reshape(-1) for p in tparams]), want_trunk,
+              f"shared representation {shape}: trunk .grad")
+        for p, g in zip(hparams, want_heads):
+            close(p.grad, g, f"shared representation {shape}: head .grad")
+
+
 def rank_that_raises():
     """Rank 1 raises before the exchange: rank 0 gets the group's timeout error, no hang."""
     rank = dist.get_rank()
@@ -352,6 +387,7 @@ def worker(rank, port):
         for name, shape, sizes, options in CASES_2:
             run_case(pair, name, shape, sizes, **options)
         toy_mean_of_local_gramians(pair)
+    shared_representation(dist.group.WORLD)
     rank_that_raises()
     dist.barrier()
     dist.destroy_process_group()
