@@ -158,7 +158,8 @@ class Weighter:
                 "m": self._m, "state": state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Continue from [`state_dict`][gramweight.Weighter.state_dict]'s output (the same method, options kept)."""
+        """Continue from the output of [`state_dict`][gramweight.Weighter.state_dict] (the same
+        method, options kept)."""
         if state_dict.get("method") != self.entry.name:
             raise ValueError(message("state_dict", f"that of a Weighter of {self.entry.name}",
                                      f"one of {state_dict.get('method')!r}"))

@@ -75,9 +75,9 @@ def summary(G: Tensor, w: Tensor | None = None) -> dict:
     """
     _check(G)
     if G.dim() == 3:
-        return {k: [summary(G[b], None if w is None else (w[b] if w.dim() == 2 else w))[k]
-                    for b in range(G.shape[0])]
-                for k in summary(G[0], None if w is None else (w[0] if w.dim() == 2 else w))}
+        blocks = [summary(G[b], None if w is None else (w[b] if w.dim() == 2 else w))
+                  for b in range(G.shape[0])]
+        return {k: [block[k] for block in blocks] for k in blocks[0]}
     m = G.shape[-1]
     cos = cosine_similarity(G)
     upper = torch.triu(torch.ones(m, m, dtype=torch.bool, device=G.device), 1)

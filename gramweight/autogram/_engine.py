@@ -83,13 +83,13 @@ def _uses(calls: list[_Call]) -> Iterator[_Use]:
 class Engine:
     r"""Computes the Gramian $G = J J^\top$ of a model's losses, layer by layer.
 
-    The engine hooks the given modules. During their forward pass it keeps, for every call of
-    a module that owns parameters, the inputs autograd already saves; [`gramian`][gramweight.autogram.Engine.gramian] runs one
-    backward pass (vmapped over the tasks when the losses share samples) to get the gradient
-    reaching each module's output, and per-layer rules (``gramweight.autogram.rules``) turn
-    (inputs, output gradients) into the Gramian, without ever materialising the Jacobian.
-    [`backward`][gramweight.autogram.Engine.backward] then fills ``.grad`` from what that pass kept: a training step is one
-    forward and one backward.
+    The engine hooks the given modules. During their forward pass it keeps, for every call of a
+    module that owns parameters, the inputs autograd already saves;
+    [`gramian`][gramweight.autogram.Engine.gramian] runs one backward pass (vmapped over the tasks
+    when the losses share samples) to get the gradient reaching each module's output, and per-layer
+    rules (``gramweight.autogram.rules``) turn (inputs, output gradients) into the Gramian, without
+    ever materialising the Jacobian. [`backward`][gramweight.autogram.Engine.backward] then fills
+    ``.grad`` from what that pass kept: a training step is one forward and one backward.
 
     Three shapes of losses (rows and columns of ``G`` follow ``losses.flatten()``):
 
@@ -97,59 +97,61 @@ class Engine:
     - ``batch_dim=None``, losses (m,): several losses of the whole batch;
     - ``batch_dim=0``, losses (B, t): ``t`` losses per sample, ``m = B * t``.
 
-    With ``batch_dim=0`` every hooked module must keep the samples independent and have them
-    on dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm with
-    the batch's statistics) are refused at construction. RNNs (``nn.RNN``, ``nn.LSTM``,
-    ``nn.GRU``) are then unrolled in time into linear maps with the batch on dimension 0,
-    whatever their ``batch_first``, so they are exact too; given a packed sequence (or a
-    parametrized weight) they are refused in the forward. An output of batch size 1 that an
-    elementwise op broadcasts over the batch inside the hooked forward (a position embedding
-    looked up with ids of shape (1, T)) is exact: the engine expands it to the batch first.
-    In-place ops on outputs after a call (``out += identity``) are exact; in-place changes of
-    the inputs a rule reads again are refused.
+    With ``batch_dim=0`` every hooked module must keep the samples independent and have them on
+    dimension 0 of its inputs and outputs; modules that mix the samples (BatchNorm with the batch's
+    statistics) are refused at construction. RNNs (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``) are then
+    unrolled in time into linear maps with the batch on dimension 0, whatever their ``batch_first``,
+    so they are exact too; given a packed sequence (or a parametrized weight) they are refused in
+    the forward. An output of batch size 1 that an elementwise op broadcasts over the batch inside
+    the hooked forward (a position embedding looked up with ids of shape (1, T)) is exact: the
+    engine expands it to the batch first. In-place ops on outputs after a call (``out += identity``)
+    are exact; in-place changes of the inputs a rule reads again are refused.
 
     Parameters used outside a rule (a module called several times, parameters shared between
-    modules, a parent using a child's parameter, free parameters of any module) are seen by a
-    torch function mode active during the forward pass, and contribute exactly, cross terms
-    included. Frozen parameters (``requires_grad=False``) are left out. Reparametrized
-    weights (``torch.nn.utils.parametrize``, the legacy ``weight_norm`` / ``spectral_norm``)
-    are covered the same way, through the parameters they are computed from. Modules compiled
-    by ``torch.compile`` are refused: give the engine the uncompiled module and call that.
+    modules, a parent using a child's parameter, free parameters of any module) are seen by a torch
+    function mode active during the forward pass, and contribute exactly, cross terms included.
+    Frozen parameters (``requires_grad=False``) are left out. Reparametrized weights
+    (``torch.nn.utils.parametrize``, the legacy ``weight_norm`` / ``spectral_norm``) are covered the
+    same way, through the parameters they are computed from. Modules compiled by ``torch.compile``
+    are refused: give the engine the uncompiled module and call that.
 
     Args:
         modules: a module, or several, whose parameters the Gramian is taken over.
-        batch_dim: required, no default: 0 when loss ``i`` (or row ``i`` of a (B, t) loss
-            matrix) depends on sample ``i`` only, None when every loss may depend on the whole
-            batch (multi-task losses of shape (m,)). No default, because the engine cannot tell
-            (m,) multi-task losses from (B,) per-sample losses when m == B, and taking one for
-            the other gives a wrong Gramian.
-        rules: extra rules ``{module_type: fn}`` for this engine, also used by subclasses
-            that keep the type's ``forward`` (see
-            [`register_rule`][gramweight.autogram.register_rule] for the signature); they take precedence
-            over the built-in ones.
-        task_specific: modules or parameters outside the hooked ones (the heads of a
-            shared trunk) that get the plain gradient of ``losses.sum()`` in
-            [`backward`][gramweight.autogram.Engine.backward], unweighted, from the same backward pass: the shared-representation
-            mode of TorchJD's ``mtl_backward`` (the Gramian covers the trunk only).
-        keep_gradients: when a layer's Gramian materialises its per-sample gradients, the
-            engine keeps them for [`backward`][gramweight.autogram.Engine.backward] only if they are no larger than the layer's
-            inputs and output gradients (default), and otherwise recomputes the weighted
-            gradient in [`backward`][gramweight.autogram.Engine.backward] with one matrix product, like autograd's own weight
-            gradient. True always keeps them: one product fewer per layer, more peak memory.
+        batch_dim: required, no default: 0 when loss ``i`` (or row ``i`` of a (B, t) loss matrix)
+            depends on sample ``i`` only, None when every loss may depend on the whole batch
+            (multi-task losses of shape (m,)). No default, because the engine cannot tell (m,)
+            multi-task losses from (B,) per-sample losses when m == B, and taking one for the other
+            gives a wrong Gramian.
+        rules: extra rules ``{module_type: fn}`` for this engine, also used by subclasses that keep
+            the type's ``forward`` (see [`register_rule`][gramweight.autogram.register_rule] for the
+            signature); they take precedence over the built-in ones.
+        task_specific: modules or parameters outside the hooked ones (the heads of a shared trunk)
+            that get the plain gradient of ``losses.sum()`` in
+            [`backward`][gramweight.autogram.Engine.backward], unweighted, from the same backward
+            pass: the shared-representation mode of TorchJD's ``mtl_backward`` (the Gramian covers
+            the trunk only).
+        keep_gradients: when a layer's Gramian materialises its per-sample gradients, the engine
+            keeps them for [`backward`][gramweight.autogram.Engine.backward] only if they are no
+            larger than the layer's inputs and output gradients (default), and otherwise recomputes
+            the weighted gradient in [`backward`][gramweight.autogram.Engine.backward] with one
+            matrix product, like autograd's own weight gradient. True always keeps them: one product
+            fewer per layer, more peak memory.
         process_group: None (default): one process. ``"world"`` or a
-            ``torch.distributed.ProcessGroup``: data parallelism, one engine per rank, each on
-            its rank's shard of the batch (see the "Distributed training" page). With
-            ``batch_dim=0`` [`gramian`][gramweight.autogram.Engine.gramian] returns the exact Gramian of the losses of the
-            global batch, ``(M, M)`` with ``M`` the losses of every rank in rank order, the
-            same on every rank; with ``batch_dim=None`` the Gramian of the (m,) losses
-            averaged over the ranks. [`backward`][gramweight.autogram.Engine.backward] takes weights for those losses and
-            all-reduces the weighted gradients itself (one call): every rank gets the same
-            ``.grad``. A ``DistributedDataParallel`` wrapper's own all-reduce never runs, as
+            ``torch.distributed.ProcessGroup``: data parallelism, one engine per rank, each on its
+            rank's shard of the batch (see the "Distributed training" page). With ``batch_dim=0``
+            [`gramian`][gramweight.autogram.Engine.gramian] returns the exact Gramian of the losses
+            of the global batch, ``(M, M)`` with ``M`` the losses of every rank in rank order, the
+            same on every rank; with ``batch_dim=None`` the Gramian of the (m,) losses averaged over
+            the ranks. [`backward`][gramweight.autogram.Engine.backward] takes weights for those
+            losses and all-reduces the weighted gradients itself (one call): every rank gets the
+            same ``.grad``. A ``DistributedDataParallel`` wrapper's own all-reduce never runs, as
             the engine does not back-propagate into the parameters.
-        scope: with a process group, ``"global"`` (default, as above) or ``"local"``: each
-            rank's Gramian of its own losses, nothing exchanged by [`gramian`][gramweight.autogram.Engine.gramian], and
-            [`backward`][gramweight.autogram.Engine.backward] averages the ranks' weighted gradients. A different method (each
-            rank's weights see its own samples only), for tight traffic budgets.
+        scope: with a process group, ``"global"`` (default, as above) or ``"local"``: each rank's
+            Gramian of its own losses, nothing exchanged by
+            [`gramian`][gramweight.autogram.Engine.gramian], and
+            [`backward`][gramweight.autogram.Engine.backward] averages the ranks' weighted
+            gradients. A different method (each rank's weights see its own samples only), for tight
+            traffic budgets.
 
     Examples:
         >>> import torch, gramweight as gw
@@ -395,8 +397,7 @@ class Engine:
         if use.generic:
             return generic(describe(c.module, self._names), c.aliases, c.targets(), grads,
                            batched=per_sample, n=n, t=t, retain_graph=retain_graph)
-        grads = [tgt.gradient(g) if tgt.shape is not None else g
-                 for tgt, g in zip(c.rule_targets(), grads) if g is not None]
+        grads = [tgt.gradient(g) for tgt, g in zip(c.rule_targets(), grads) if g is not None]
         if not grads:
             return {}
         dY = _total(grads)  # one term, or one per expansion of a broadcast output

@@ -97,6 +97,24 @@ class Target(NamedTuple):
         return c if self.grad_shape == self.shape else c.reshape(c.shape[0], *self.grad_shape)
 
 
+def _target_of(y: Tensor) -> Target:
+    """``y`` itself as a target (a tensor the recorder made, never changed in place)."""
+    return Target(get_gradient_edge(y), y.shape, y.shape)
+
+
+def _batched_shape(leaves: list) -> torch.Size | None:
+    """The shape an elementwise op broadcasts its tensor arguments to, when that shape has a
+    batch (dimension 0 of size > 1); None otherwise, or when the op raises by itself."""
+    tensors = [x for x in leaves if isinstance(x, Tensor)]
+    if len(tensors) < 2:
+        return None
+    try:
+        S = torch.broadcast_shapes(*(x.shape for x in tensors))
+    except RuntimeError:
+        return None
+    return S if len(S) and S[0] > 1 else None
+
+
 def _whole_view(y: Tensor) -> bool:
     """Whether ``y`` is a view of all of its base, element for element (a reshape of it)."""
     b = y._base
@@ -108,10 +126,10 @@ def target(y: Tensor) -> tuple[Target, bool]:
     """The target standing for an output ``y``, and whether ``y`` must stay unchanged (a
     partial view: an in-place change of it, or of its base, moves its edge)."""
     if not y._is_view():
-        return Target(get_gradient_edge(y), y.shape, y.shape), False
+        return _target_of(y), False
     if _whole_view(y) and y._base.requires_grad:
         return Target(get_gradient_edge(y._base), y.shape, y._base.shape), False
-    return Target(get_gradient_edge(y), y.shape, y.shape), True
+    return _target_of(y), True
 
 
 @dataclass(eq=False)
@@ -125,10 +143,9 @@ class _Call:
     rule_params: dict[str, nn.Parameter] = field(default_factory=dict)
     # every other use: parameter -> the alias the call used in its place
     aliases: dict[int, tuple[nn.Parameter, Tensor]] = field(default_factory=dict)
-    # the gradient edge of the output, for a rule: taken at the end of the call, so that the
-    # output itself can be freed, and in-place changes of it afterwards do not matter
-    edge: Any = None
-    output: Target | None = None  # that output as a target (see Target)
+    # the output, for a rule, as a target: its gradient edge taken at the end of the call, so
+    # that the output itself can be freed, and in-place changes of it afterwards do not matter
+    output: Target | None = None
     # every output that requires grad, by its edge likewise, for the generic fallback
     outputs: list[Target] = field(default_factory=list)
     # output j broadcast over the batch -> the expansions that stand for it (see _broadcast)
@@ -144,6 +161,11 @@ class _Call:
     # their versions
     watched: list[Tensor] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
+
+    @property
+    def edge(self) -> Any:
+        """The gradient edge of a rule's output."""
+        return self.output.edge
 
     def current_versions(self) -> list[int]:
         """Versions of the watched tensors: an in-place op on one changes them."""
@@ -161,9 +183,7 @@ class _Call:
 
     def rule_targets(self) -> list[Target]:
         """What a rule's output gradient is summed from: its output, or its expansions."""
-        if self.expanded:
-            return self.expanded[0]
-        return [self.output or Target(self.edge, None, None)]
+        return self.expanded[0] if self.expanded else [self.output]
 
     def rule_args(self) -> tuple:
         """The inputs a rule sees: expanded like the output where it was broadcast."""
@@ -352,13 +372,9 @@ class _Recorder(TorchFunctionMode):
                 return rec.expanded_use(p, shape[0]).expand(shape)
             return NotImplemented
         if name in _BROADCASTING and not name.endswith("_"):
-            tensors = [x for x in leaves if isinstance(x, Tensor)]
-            try:
-                S = torch.broadcast_shapes(*(x.shape for x in tensors))
-            except RuntimeError:
-                return NotImplemented  # the op raises by itself
-            if len(S) == 0 or S[0] <= 1 or any(
-                    leaves[i].dim() != len(S) or leaves[i].shape[0] != 1 for i in hit):
+            S = _batched_shape(leaves)
+            if S is None or any(leaves[i].dim() != len(S) or leaves[i].shape[0] != 1
+                                for i in hit):
                 return NotImplemented
             leaves = list(leaves)
             expanded: dict[int, Tensor] = {}
@@ -379,14 +395,8 @@ class _Recorder(TorchFunctionMode):
         a leaf was replaced.
         """
         rec = self.recording
-        tensors = [x for x in leaves if isinstance(x, Tensor)]
-        if len(tensors) < 2:
-            return False
-        try:
-            S = torch.broadcast_shapes(*(x.shape for x in tensors))
-        except RuntimeError:
-            return False  # the op raises by itself
-        if len(S) == 0 or S[0] <= 1:
+        S = _batched_shape(leaves)
+        if S is None:
             return False
         in_place = func.__name__.endswith("_")
         replaced = False
@@ -398,10 +408,10 @@ class _Recorder(TorchFunctionMode):
                 continue
             call, j = rec._tracked[id(x)]
             if call.broadcast not in (None, (S[0], k)):
-                continue  # left as it is: gramian refuses the call's output (check_broadcast)
+                continue  # left as it is: gramian refuses the call's output (check_uses)
             call.broadcast = (S[0], k)
             y = _expand(x, S[0], k)
-            call.expanded.setdefault(j, []).append(Target(get_gradient_edge(y), y.shape, y.shape))
+            call.expanded.setdefault(j, []).append(_target_of(y))
             source = get_gradient_edge(x)
             entry = y.grad_fn if k == 0 else y.grad_fn.next_functions[0][0]
             call.entries.append(((source.node, source.output_nr), entry))
@@ -515,7 +525,6 @@ class Recording:
         if call.rule_params:
             check_single_output(describe(module, self.names), output, leaves)
             call.output = targets[0]
-            call.edge = targets[0].edge
             watched += [x for x in args if isinstance(x, Tensor)]
         if call.aliases:
             call.outputs = targets
@@ -541,7 +550,7 @@ class Recording:
         recorded, the gradient of row ``s`` of the expansion being sample ``s``'s."""
         y = p.expand(B, *p.shape[1:])
         call = _Call(_ExpandedUse(p, self._innermost()), _EXPANDED_USE_RULE,
-                     rule_params={"param": p}, edge=get_gradient_edge(y))
+                     rule_params={"param": p}, output=_target_of(y))
         self.calls.append(call)
         return y
 
@@ -555,7 +564,7 @@ class Recording:
         check_decomposed_parameters((weight, bias), self.param_ids, self.where())
         if params and y.requires_grad:
             call = _Call(_LinearUse(weight, bias, bias_rows, self._innermost()),
-                         _LINEAR_USE_RULE, (x,), rule_params=params, edge=get_gradient_edge(y))
+                         _LINEAR_USE_RULE, (x,), rule_params=params, output=_target_of(y))
             call.watch([x])
             self.calls.append(call)
         return y

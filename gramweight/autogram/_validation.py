@@ -4,7 +4,8 @@
   training mode when ``batch_dim`` is set), that some module owns parameters;
 - while recording the forward: BatchNorm switched to training, a rule module using one of its
   own parameters twice or returning more than one tensor, a decomposition given a tensor that
-  is no hooked parameter, an RNN given a packed sequence or a computed weight when ``batch_dim`` is set;
+  is no hooked parameter, an RNN given a packed sequence or a computed weight when
+  ``batch_dim`` is set;
 - in ``gramian``: the losses and ``per``, in-place changes of recorded tensors
   (``check_versions``), uses of the parameters that no record covers
   (``check_uses``), the batch size of every output, the factors a rule returns;

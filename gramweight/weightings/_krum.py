@@ -70,12 +70,11 @@ def krum(G: Tensor, /, *, n_byzantine: int, n_selected: int = 1) -> Tensor:
     # score, each of (G_ii + G_jj + 2|G_ij|) <= 4 max G_ii times a few eps of G's dtype.
     k = m - n_byzantine - 1
     tie = 32.0 * k * torch.finfo(w_dtype).eps * float(G.diagonal().max().clamp(min=0))
-    # A pair of mutual nearest neighbours ties exactly. A row's own entry is exactly 0, the least possible value: the sum of its
-    # k + 1 = m - f - 1 smallest entries is the sum of the k smallest distances to the others,
-    # with no diagonal to mask. An unsorted selection (a partial sort) is enough for a sum.
-    # Duplicated gradients have identical rows, hence identical scores. Near-duplicates can
-    # get a distance of a few ulps below 0: it moves a score by round-off only, like the
-    # Gramian's own round-off, so it is not clamped (one operation less).
+    # A row's own entry is exactly 0, the least possible value: the sum of its k = m - f - 1
+    # smallest entries is the sum of its m - f - 2 smallest distances to the others, with no
+    # diagonal to mask. An unsorted selection (a partial sort) is enough for a sum.
+    # Near-duplicates can get a distance of a few ulps below 0: it moves a score by round-off
+    # only (within `tie`), so it is not clamped (one operation less).
     d = G.diagonal()
     dist2 = (d.unsqueeze(1) + d).sub_(G, alpha=2.0)
     nearest = dist2.topk(k, dim=1, largest=False, sorted=False).values

@@ -36,8 +36,10 @@ def test_jacobian_gramian_and_update_equal_plain_autograd():
     losses_fn().backward(w)  # the reference update: backward with w as the cotangent
     for u, p in zip(update, params):
         torch.testing.assert_close(u, p.grad)
-    torch.testing.assert_close(gw.jacobian.combine(flat, w), torch.cat([u.reshape(-1) for u in update]))
-    torch.testing.assert_close(gw.jacobian.combine(flat, gw.upgrad), gw.upgrad(flat @ flat.T) @ flat)
+    torch.testing.assert_close(gw.jacobian.combine(flat, w),
+                               torch.cat([u.reshape(-1) for u in update]))
+    torch.testing.assert_close(gw.jacobian.combine(flat, gw.upgrad),
+                               gw.upgrad(flat @ flat.T) @ flat)
 
     expected = [p.grad.clone() for p in params]
     model.zero_grad(set_to_none=True)

@@ -6,8 +6,9 @@ The recorder redirects each such use to a per-call alias ``p.view_as(p)`` (see
 - With ``batch_dim=None`` the engine's one backward reaches the aliases themselves: their
   gradients are the per-loss gradients.
 - With ``batch_dim=0`` that backward stops at the call's outputs (their gradient edges, taken
-  when the call ended), and a local backward from the outputs to the aliases, vmapped over the losses with each output gradient restricted to its
-  own sample, gives the per-sample gradients. It runs through the call's own recorded graph,
+  when the call ended), and a local backward from the outputs to the aliases, vmapped over
+  the losses with each output gradient restricted to its own sample, gives the per-sample
+  gradients. It runs through the call's own recorded graph,
   so dropout and anything stochastic inside stay exact.
 
 The engine asks ``targets`` what to differentiate the losses to for a call, and gives what
