@@ -232,3 +232,26 @@ def test_an_error_inside_a_rule_names_the_module_by_its_path():
         with pytest.raises(ValueError, match="must be 2-D") as info:
             engine.gramian(losses)
     assert "(raised by the rule for Odd '1')" in getattr(info.value, "__notes__", [])
+
+
+
+class Doubler(nn.Module):
+    # its output has twice the rows of its input: dimension 0 is no sample dimension
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 2, dtype=DT))
+
+    def forward(self, x):
+        return (x @ self.w).repeat(2, 1)
+
+
+def test_a_rule_input_without_one_row_per_sample_is_refused_with_its_path():
+    def rule(module, inputs, grad_output, *, batched):  # never reached
+        raise AssertionError("the rule ran on inputs of the wrong batch size")
+
+    model = nn.Sequential(Doubler())
+    with Engine(model, batch_dim=0, rules={Doubler: rule}) as engine:
+        out = model(torch.randn(2, 3, dtype=DT))  # 2 samples in, 4 rows out
+        with pytest.raises(ValueError, match=r"got an input of Doubler '0' with 2 rows for 4 "
+                                             r"losses\.$"):
+            engine.gramian(out.sum(1))

@@ -85,3 +85,23 @@ def test_monitor_values_by_hand():
     assert stacked["update_norm"] == pytest.approx([2 ** 0.5, 2.0])
     torch.testing.assert_close(gw.monitor.update_norm(torch.stack([G, 2 * G]), torch.stack([w, w])),
                                torch.tensor([2 ** 0.5, 2.0], dtype=DT))
+
+
+def test_the_other_error_paths_name_the_argument():
+    p = torch.nn.Parameter(torch.ones(2, 2))
+    with pytest.raises(ValueError, match=r"^`update` must be one tensor per parameter, of its "
+                                         r"shape, got 2 tensors for 1 parameters\.$"):
+        gw.jacobian.write_grad([p], [torch.ones(2, 2), torch.ones(2)])
+    with pytest.raises(ValueError, match=r"^`losses` must be a tensor that requires grad"):
+        gw.jacobian.of(torch.ones(3), [p])
+    with pytest.raises(TypeError, match=r"^`J` must be a tensor \(m, n\) or a non-empty "
+                                        r"sequence of tensors"):
+        gw.jacobian.gramian([])
+    with pytest.raises(ValueError, match=r"^`G` must be a Gramian \(m, m\) or a stack of them "
+                                         r"\(K, m, m\), got shape \(2, 3\)\.$"):
+        gw.monitor.cosine_similarity(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"^`w` must be of shape \(2,\), got shape \(3,\)\.$"):
+        gw.monitor.summary(torch.eye(2), torch.ones(3))
+    with pytest.raises(TypeError, match=r"^`scaler` must be a torch.amp.GradScaler \(with "
+                                        r"get_scale\(\)\), got float\.$"):
+        gw.autogram.unscale(torch.eye(2), 2.0)
